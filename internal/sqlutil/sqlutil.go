@@ -1,0 +1,273 @@
+// Package sqlutil opens the databases components store their tables in and
+// hides the few places where SQLite and PostgreSQL differ.
+//
+// Every query is one SQL text for both engines: `$n` placeholders,
+// RETURNING, ON CONFLICT ... DO UPDATE and TRUE/FALSE run unchanged on both.
+// What does not (column types for ids and bytes, list parameters) goes
+// through Dialect. SQLite runs in WAL mode with one writer connection and a
+// pool of readers, because SQLite allows one writer at a time and a pool of
+// writers only turns that into SQLITE_BUSY retries.
+package sqlutil
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/stdlib"
+	"github.com/prometheus/client_golang/prometheus"
+	_ "modernc.org/sqlite" // registers the "sqlite" driver
+)
+
+// Querier runs statements; *sql.DB, *sql.Tx and *DB satisfy it, so table
+// methods work inside and outside transactions.
+type Querier interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+// Engine names a database engine.
+type Engine string
+
+// The supported engines.
+const (
+	SQLite   Engine = "sqlite"
+	Postgres Engine = "postgres"
+)
+
+// Dialect holds the differences between the engines.
+type Dialect struct{ Engine Engine }
+
+// ID is the column type of an auto-incrementing integer primary key.
+func (d Dialect) ID() string {
+	if d.Engine == Postgres {
+		return "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY"
+	}
+	return "INTEGER PRIMARY KEY"
+}
+
+// Bytes is the column type for binary data.
+func (d Dialect) Bytes() string {
+	if d.Engine == Postgres {
+		return "BYTEA"
+	}
+	return "BLOB"
+}
+
+// In is a `col IN (list)` condition whose list is the single parameter $n,
+// bound with List.
+func (d Dialect) In(col string, n int) string {
+	if d.Engine == Postgres {
+		return fmt.Sprintf("%s = ANY($%d)", col, n)
+	}
+	return fmt.Sprintf("%s IN (SELECT value FROM json_each($%d))", col, n)
+}
+
+// List binds a slice for In: a JSON array on SQLite, an array on PostgreSQL.
+func (d Dialect) List(v any) any {
+	if d.Engine == Postgres {
+		return v
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		// Only slices of strings and integers are passed here.
+		return "[]"
+	}
+	return string(b)
+}
+
+// DB is a component's database: a writer and a reader pool (the same pool on
+// PostgreSQL). As a Querier it writes.
+type DB struct {
+	Dialect Dialect
+	writer  *sql.DB
+	reader  *sql.DB
+	metrics *Metrics
+	name    string
+}
+
+// Options configure Open.
+type Options struct {
+	// Name labels metrics and migrations (the component name).
+	Name string
+	// Metrics is optional.
+	Metrics *Metrics
+	// Readers is the SQLite reader pool size (default: 2 × CPUs, at least 4).
+	Readers int
+}
+
+// Open opens dsn: a postgres:// or postgresql:// URL, or an SQLite file path
+// (optionally prefixed "sqlite:" or "file:"). The SQLite file's directory is
+// created.
+func Open(ctx context.Context, dsn string, opt Options) (*DB, error) {
+	if strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://") {
+		return openPostgres(ctx, dsn, opt)
+	}
+	return openSQLite(ctx, dsn, opt)
+}
+
+func openPostgres(ctx context.Context, dsn string, opt Options) (*DB, error) {
+	cfg, err := pgx.ParseConfig(dsn)
+	if err != nil {
+		return nil, fmt.Errorf("parse postgres dsn: %w", err)
+	}
+	db := stdlib.OpenDB(*cfg)
+	db.SetMaxOpenConns(20)
+	db.SetMaxIdleConns(10)
+	db.SetConnMaxIdleTime(5 * time.Minute)
+	if err := db.PingContext(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("connect to postgres: %w", err)
+	}
+	return &DB{Dialect: Dialect{Postgres}, writer: db, reader: db, metrics: opt.Metrics, name: opt.Name}, nil
+}
+
+func openSQLite(ctx context.Context, dsn string, opt Options) (*DB, error) {
+	path := strings.TrimPrefix(strings.TrimPrefix(dsn, "sqlite:"), "file:")
+	if i := strings.IndexByte(path, '?'); i >= 0 {
+		path = path[:i]
+	}
+	if path == "" {
+		return nil, errors.New("empty sqlite path")
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("create database directory: %w", err)
+	}
+	base := "file:" + (&url.URL{Path: path}).EscapedPath() +
+		"?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)" +
+		"&_pragma=foreign_keys(1)&_time_format=sqlite"
+	writer, err := sql.Open("sqlite", base+"&_txlock=immediate")
+	if err != nil {
+		return nil, fmt.Errorf("open sqlite %s: %w", path, err)
+	}
+	writer.SetMaxOpenConns(1)
+	writer.SetConnMaxIdleTime(0)
+	if err := writer.PingContext(ctx); err != nil {
+		writer.Close()
+		return nil, fmt.Errorf("open sqlite %s: %w", path, err)
+	}
+	reader, err := sql.Open("sqlite", base+"&_pragma=query_only(1)")
+	if err != nil {
+		writer.Close()
+		return nil, fmt.Errorf("open sqlite readers %s: %w", path, err)
+	}
+	n := opt.Readers
+	if n <= 0 {
+		n = max(4, 2*runtime.NumCPU())
+	}
+	reader.SetMaxOpenConns(n)
+	reader.SetMaxIdleConns(n)
+	return &DB{Dialect: Dialect{SQLite}, writer: writer, reader: reader, metrics: opt.Metrics, name: opt.Name}, nil
+}
+
+// Close closes both pools.
+func (db *DB) Close() error {
+	err := db.writer.Close()
+	if db.reader != db.writer {
+		err = errors.Join(err, db.reader.Close())
+	}
+	return err
+}
+
+// Reader returns the pool for read-only queries. On SQLite it does not see
+// writes of transactions still open on the writer.
+func (db *DB) Reader() Querier { return timed{db.reader, db, "read"} }
+
+// ExecContext runs a write statement.
+func (db *DB) ExecContext(ctx context.Context, q string, args ...any) (sql.Result, error) {
+	defer db.observe("exec", time.Now())
+	return db.writer.ExecContext(ctx, q, args...)
+}
+
+// QueryContext runs a query on the writer (for read-your-writes).
+func (db *DB) QueryContext(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
+	defer db.observe("query", time.Now())
+	return db.writer.QueryContext(ctx, q, args...)
+}
+
+// QueryRowContext runs a single-row query on the writer.
+func (db *DB) QueryRowContext(ctx context.Context, q string, args ...any) *sql.Row {
+	defer db.observe("query", time.Now())
+	return db.writer.QueryRowContext(ctx, q, args...)
+}
+
+// InTx runs f in a write transaction, committing when f returns nil.
+func (db *DB) InTx(ctx context.Context, f func(tx *sql.Tx) error) (err error) {
+	defer db.observe("tx", time.Now())
+	tx, err := db.writer.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("begin transaction: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			_ = tx.Rollback()
+		}
+	}()
+	if err = f(tx); err != nil {
+		return err
+	}
+	if err = tx.Commit(); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	return nil
+}
+
+func (db *DB) observe(kind string, start time.Time) {
+	if db.metrics != nil {
+		db.metrics.latency.WithLabelValues(db.name, kind).Observe(time.Since(start).Seconds())
+	}
+}
+
+type timed struct {
+	q    *sql.DB
+	db   *DB
+	kind string
+}
+
+func (t timed) ExecContext(ctx context.Context, q string, args ...any) (sql.Result, error) {
+	defer t.db.observe(t.kind, time.Now())
+	return t.q.ExecContext(ctx, q, args...)
+}
+
+func (t timed) QueryContext(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
+	defer t.db.observe(t.kind, time.Now())
+	return t.q.QueryContext(ctx, q, args...)
+}
+
+func (t timed) QueryRowContext(ctx context.Context, q string, args ...any) *sql.Row {
+	defer t.db.observe(t.kind, time.Now())
+	return t.q.QueryRowContext(ctx, q, args...)
+}
+
+// Metrics is the database query latency histogram.
+type Metrics struct{ latency *prometheus.HistogramVec }
+
+// NewMetrics registers the database metrics on reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "axon_db_query_duration_seconds",
+		Help:    "Latency of database statements and transactions by component and kind.",
+		Buckets: prometheus.ExponentialBuckets(0.0001, 4, 10),
+	}, []string{"db", "kind"})}
+	reg.MustRegister(m.latency)
+	return m
+}
+
+// IsUniqueViolation reports whether err is a unique-constraint violation.
+func IsUniqueViolation(err error) bool {
+	if err == nil {
+		return false
+	}
+	s := err.Error()
+	return strings.Contains(s, "UNIQUE constraint failed") || strings.Contains(s, "SQLSTATE 23505")
+}

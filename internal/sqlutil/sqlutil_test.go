@@ -1,0 +1,87 @@
+package sqlutil_test
+
+import (
+	"context"
+	"database/sql"
+	"testing"
+
+	"github.com/axon-hs/axon/internal/sqlutil"
+	"github.com/axon-hs/axon/internal/sqlutil/storagetest"
+)
+
+func TestDialectAndMigrations(t *testing.T) {
+	storagetest.Each(t, func(t *testing.T, db *sqlutil.DB) {
+		ctx := t.Context()
+		ms := []sqlutil.Migration{{Version: 1, Name: "things", Up: sqlutil.Exec(func(d sqlutil.Dialect) string {
+			return `CREATE TABLE things (id ` + d.ID() + `, name TEXT NOT NULL UNIQUE, blob ` + d.Bytes() + `)`
+		})}}
+		for range 2 { // the second run must be a no-op
+			if err := sqlutil.Migrate(ctx, db, "test", ms); err != nil {
+				t.Fatalf("Migrate: %v", err)
+			}
+		}
+		var ids []int64
+		for _, n := range []string{"a", "b", "c"} {
+			var id int64
+			if err := db.QueryRowContext(ctx, `INSERT INTO things (name, blob) VALUES ($1, $2) RETURNING id`, n, []byte{0, 1, 2}).Scan(&id); err != nil {
+				t.Fatalf("insert %s: %v", n, err)
+			}
+			ids = append(ids, id)
+		}
+		_, err := db.ExecContext(ctx, `INSERT INTO things (name) VALUES ($1)`, "a")
+		if !sqlutil.IsUniqueViolation(err) {
+			t.Fatalf("duplicate insert: err = %v, want unique violation", err)
+		}
+		rows, err := db.Reader().QueryContext(ctx, `SELECT name FROM things WHERE `+db.Dialect.In("id", 1)+` ORDER BY id`, db.Dialect.List(ids[1:]))
+		if err != nil {
+			t.Fatalf("select in: %v", err)
+		}
+		var got []string
+		for rows.Next() {
+			var s string
+			if err := rows.Scan(&s); err != nil {
+				t.Fatal(err)
+			}
+			got = append(got, s)
+		}
+		rows.Close()
+		if len(got) != 2 || got[0] != "b" || got[1] != "c" {
+			t.Fatalf("In(ids[1:]) = %v, want [b c]", got)
+		}
+		var blob []byte
+		if err := db.Reader().QueryRowContext(ctx, `SELECT blob FROM things WHERE name = $1`, "a").Scan(&blob); err != nil || string(blob) != "\x00\x01\x02" {
+			t.Fatalf("blob = %q, %v", blob, err)
+		}
+	})
+}
+
+func TestInTxRollsBack(t *testing.T) {
+	storagetest.Each(t, func(t *testing.T, db *sqlutil.DB) {
+		ctx := t.Context()
+		if _, err := db.ExecContext(ctx, `CREATE TABLE kv (k TEXT PRIMARY KEY, v TEXT)`); err != nil {
+			t.Fatal(err)
+		}
+		wantErr := context.Canceled
+		err := db.InTx(ctx, func(tx *sql.Tx) error {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO kv VALUES ($1, $2)`, "k", "v"); err != nil {
+				return err
+			}
+			return wantErr
+		})
+		if err != wantErr {
+			t.Fatalf("InTx = %v, want %v", err, wantErr)
+		}
+		var n int
+		if err := db.QueryRowContext(ctx, `SELECT COUNT(*) FROM kv`).Scan(&n); err != nil || n != 0 {
+			t.Fatalf("rows after rollback = %d, %v; want 0", n, err)
+		}
+		_, err = db.ExecContext(ctx, `INSERT INTO kv VALUES ($1, $2) ON CONFLICT (k) DO UPDATE SET v = excluded.v`, "k", "1")
+		if err == nil {
+			_, err = db.ExecContext(ctx, `INSERT INTO kv VALUES ($1, $2) ON CONFLICT (k) DO UPDATE SET v = excluded.v`, "k", "2")
+		}
+		var v string
+		if err != nil || db.Reader().QueryRowContext(ctx, `SELECT v FROM kv WHERE k = $1`, "k").Scan(&v) != nil || v != "2" {
+			t.Fatalf("upsert: v = %q, err %v", v, err)
+		}
+	})
+}
