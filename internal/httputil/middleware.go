@@ -108,7 +108,8 @@ func Wrap(mux *http.ServeMux, o ServerOptions) http.Handler {
 			return
 		}
 		route = pattern
-		h.ServeHTTP(sw, r)
+		// The mux, not the handler it found, sets the request's path values.
+		mux.ServeHTTP(sw, r)
 	})
 }
 
