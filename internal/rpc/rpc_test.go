@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"testing"
 
 	"github.com/axon-hs/axon/internal/apierr"
@@ -55,5 +56,19 @@ func TestRoundTripAndErrors(t *testing.T) {
 	res, err := http.Post(srv.URL+rpc.PathPrefix+"test.Echo", "application/json", nil)
 	if err != nil || res.StatusCode != http.StatusBadRequest {
 		t.Fatalf("empty body: %v %v, want 400", res.StatusCode, err)
+	}
+}
+
+type twoMethods interface {
+	Echo(context.Context, echoReq) (echoResp, error)
+	Other(context.Context, echoReq) (echoResp, error)
+}
+
+func TestUnserved(t *testing.T) {
+	s := rpc.NewServer(http.NewServeMux(), nil)
+	echo.Handle(s, func(context.Context, echoReq) (echoResp, error) { return echoResp{}, nil })
+	got := rpc.Unserved(reflect.TypeFor[twoMethods](), "test", s)
+	if len(got) != 1 || got[0] != "test.Other" {
+		t.Fatalf("Unserved = %v, want [test.Other]", got)
 	}
 }

@@ -1,0 +1,84 @@
+package storage
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/axon-hs/axon/internal/sqlutil"
+)
+
+func roomsSchema(d sqlutil.Dialect) string {
+	return `CREATE TABLE roomserver_rooms (
+	room_nid      ` + d.ID() + `,
+	room_id       TEXT NOT NULL UNIQUE,
+	room_version  TEXT NOT NULL,
+	-- The forward extremities, a JSON array of event nids.
+	latest_events TEXT NOT NULL DEFAULT '[]',
+	-- The current state: the snapshot after the latest events (resolved if several).
+	snapshot_nid  BIGINT NOT NULL DEFAULT 0,
+	-- The greatest depth among the latest events.
+	depth         BIGINT NOT NULL DEFAULT 0
+)`
+}
+
+// Room is a room row.
+type Room struct {
+	NID          int64
+	RoomID       string
+	Version      string
+	LatestEvents []int64
+	SnapshotNID  int64
+	Depth        int64
+}
+
+// RoomsTable is roomserver_rooms.
+type RoomsTable struct{ d sqlutil.Dialect }
+
+// ErrNotFound is returned when a row does not exist.
+var ErrNotFound = errors.New("not found")
+
+// Insert creates a room row and returns its nid; a room that already exists
+// keeps its row.
+func (t RoomsTable) Insert(ctx context.Context, q sqlutil.Querier, roomID, version string) (int64, error) {
+	var nid int64
+	err := q.QueryRowContext(ctx, `INSERT INTO roomserver_rooms (room_id, room_version) VALUES ($1, $2)
+		ON CONFLICT (room_id) DO UPDATE SET room_version = roomserver_rooms.room_version RETURNING room_nid`, roomID, version).Scan(&nid)
+	if err != nil {
+		return 0, fmt.Errorf("insert room %s: %w", roomID, err)
+	}
+	return nid, nil
+}
+
+// Select loads a room by id; ErrNotFound if unknown.
+func (t RoomsTable) Select(ctx context.Context, q sqlutil.Querier, roomID string) (Room, error) {
+	r := Room{RoomID: roomID}
+	var latest string
+	err := q.QueryRowContext(ctx, `SELECT room_nid, room_version, latest_events, snapshot_nid, depth FROM roomserver_rooms WHERE room_id = $1`,
+		roomID).Scan(&r.NID, &r.Version, &latest, &r.SnapshotNID, &r.Depth)
+	if errors.Is(err, sql.ErrNoRows) {
+		return r, ErrNotFound
+	}
+	if err != nil {
+		return r, fmt.Errorf("select room %s: %w", roomID, err)
+	}
+	if err := json.Unmarshal([]byte(latest), &r.LatestEvents); err != nil {
+		return r, fmt.Errorf("decode latest events of %s: %w", roomID, err)
+	}
+	return r, nil
+}
+
+// UpdateLatest moves the room's forward extremities and current state.
+func (t RoomsTable) UpdateLatest(ctx context.Context, q sqlutil.Querier, roomNID int64, latest []int64, snapshotNID, depth int64) error {
+	b, err := json.Marshal(latest)
+	if err != nil {
+		return err
+	}
+	if _, err := q.ExecContext(ctx, `UPDATE roomserver_rooms SET latest_events = $1, snapshot_nid = $2, depth = $3 WHERE room_nid = $4`,
+		string(b), snapshotNID, depth, roomNID); err != nil {
+		return fmt.Errorf("update latest events of room %d: %w", roomNID, err)
+	}
+	return nil
+}

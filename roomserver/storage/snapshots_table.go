@@ -1,0 +1,130 @@
+package storage
+
+import (
+	"context"
+	"database/sql"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/axon-hs/axon/internal/sqlutil"
+)
+
+func snapshotsSchema(d sqlutil.Dialect) string {
+	return `CREATE TABLE roomserver_state_snapshots (
+	snapshot_nid ` + d.ID() + `,
+	room_nid     BIGINT NOT NULL,
+	-- 0 for a full snapshot; otherwise entries are changes on top of the parent.
+	parent_nid   BIGINT NOT NULL DEFAULT 0,
+	-- How many deltas lie between this snapshot and a full one.
+	generation   INTEGER NOT NULL DEFAULT 0,
+	-- Sorted (tuple_nid, event_nid) pairs as uvarints; event_nid 0 removes the tuple.
+	entries      ` + d.Bytes() + ` NOT NULL
+)`
+}
+
+// State maps tuple nids to event nids.
+type State map[int64]int64
+
+// maxGeneration bounds the delta chain: loading a snapshot reads at most this
+// many rows, and every this many changes a full copy is written.
+const maxGeneration = 16
+
+// SnapshotsTable is roomserver_state_snapshots.
+type SnapshotsTable struct{ d sqlutil.Dialect }
+
+// Insert stores state as a delta on parent (or as a full snapshot when the
+// chain is long or there is no parent) and returns the new snapshot nid.
+func (t SnapshotsTable) Insert(ctx context.Context, q sqlutil.Querier, roomNID, parentNID int64, parentState, state State) (int64, error) {
+	gen := 0
+	if parentNID != 0 {
+		if err := q.QueryRowContext(ctx, `SELECT generation FROM roomserver_state_snapshots WHERE snapshot_nid = $1`, parentNID).Scan(&gen); err != nil {
+			return 0, fmt.Errorf("select snapshot %d: %w", parentNID, err)
+		}
+		gen++
+	}
+	var entries State
+	if parentNID == 0 || gen >= maxGeneration {
+		parentNID, gen, entries = 0, 0, state
+	} else {
+		entries = State{}
+		for k, v := range state {
+			if parentState[k] != v {
+				entries[k] = v
+			}
+		}
+		for k := range parentState {
+			if _, ok := state[k]; !ok {
+				entries[k] = 0
+			}
+		}
+	}
+	var nid int64
+	err := q.QueryRowContext(ctx, `INSERT INTO roomserver_state_snapshots (room_nid, parent_nid, generation, entries)
+		VALUES ($1, $2, $3, $4) RETURNING snapshot_nid`, roomNID, parentNID, gen, encode(entries)).Scan(&nid)
+	if err != nil {
+		return 0, fmt.Errorf("insert snapshot: %w", err)
+	}
+	return nid, nil
+}
+
+// Load returns the full state of a snapshot; snapshot 0 is the empty state.
+func (t SnapshotsTable) Load(ctx context.Context, q sqlutil.Querier, nid int64) (State, error) {
+	var chain [][]byte
+	for cur := nid; cur != 0; {
+		var parent int64
+		var entries []byte
+		err := q.QueryRowContext(ctx, `SELECT parent_nid, entries FROM roomserver_state_snapshots WHERE snapshot_nid = $1`, cur).Scan(&parent, &entries)
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil, fmt.Errorf("snapshot %d: %w", cur, ErrNotFound)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("select snapshot %d: %w", cur, err)
+		}
+		chain = append(chain, entries)
+		cur = parent
+	}
+	state := State{}
+	for i := len(chain) - 1; i >= 0; i-- {
+		if err := decodeInto(chain[i], state); err != nil {
+			return nil, fmt.Errorf("decode snapshot %d: %w", nid, err)
+		}
+	}
+	return state, nil
+}
+
+func encode(s State) []byte {
+	keys := make([]int64, 0, len(s))
+	for k := range s {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	b := make([]byte, 0, len(keys)*6)
+	for _, k := range keys {
+		b = binary.AppendUvarint(b, uint64(k))
+		b = binary.AppendUvarint(b, uint64(s[k]))
+	}
+	return b
+}
+
+func decodeInto(b []byte, s State) error {
+	for len(b) > 0 {
+		k, n := binary.Uvarint(b)
+		if n <= 0 {
+			return errors.New("bad tuple varint")
+		}
+		b = b[n:]
+		v, n := binary.Uvarint(b)
+		if n <= 0 {
+			return errors.New("bad event varint")
+		}
+		b = b[n:]
+		if v == 0 {
+			delete(s, int64(k))
+		} else {
+			s[int64(k)] = int64(v)
+		}
+	}
+	return nil
+}

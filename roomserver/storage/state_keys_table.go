@@ -1,0 +1,72 @@
+package storage
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/axon-hs/axon/internal/sqlutil"
+)
+
+func stateKeysSchema(d sqlutil.Dialect) string {
+	return `CREATE TABLE roomserver_state_keys (
+	tuple_nid  ` + d.ID() + `,
+	event_type TEXT NOT NULL,
+	state_key  TEXT NOT NULL,
+	UNIQUE (event_type, state_key)
+)`
+}
+
+// Tuple is a (type, state_key) pair.
+type Tuple struct{ Type, StateKey string }
+
+// StateKeysTable is roomserver_state_keys: numeric ids for (type,
+// state_key) pairs, shared by every room, so snapshots store numbers.
+type StateKeysTable struct{ d sqlutil.Dialect }
+
+// Assign returns the nid of a tuple, creating it if needed.
+func (t StateKeysTable) Assign(ctx context.Context, q sqlutil.Querier, tu Tuple) (int64, error) {
+	var nid int64
+	err := q.QueryRowContext(ctx, `INSERT INTO roomserver_state_keys (event_type, state_key) VALUES ($1, $2)
+		ON CONFLICT (event_type, state_key) DO UPDATE SET event_type = excluded.event_type RETURNING tuple_nid`,
+		tu.Type, tu.StateKey).Scan(&nid)
+	if err != nil {
+		return 0, fmt.Errorf("assign state key (%s, %s): %w", tu.Type, tu.StateKey, err)
+	}
+	return nid, nil
+}
+
+// Lookup returns the nids of tuples that have one (absent tuples are left out).
+func (t StateKeysTable) Lookup(ctx context.Context, q sqlutil.Querier, tuples []Tuple) (map[Tuple]int64, error) {
+	out := make(map[Tuple]int64, len(tuples))
+	for _, tu := range tuples {
+		var nid int64
+		err := q.QueryRowContext(ctx, `SELECT tuple_nid FROM roomserver_state_keys WHERE event_type = $1 AND state_key = $2`,
+			tu.Type, tu.StateKey).Scan(&nid)
+		if err == nil {
+			out[tu] = nid
+		}
+	}
+	return out, nil
+}
+
+// Tuples resolves nids back to tuples.
+func (t StateKeysTable) Tuples(ctx context.Context, q sqlutil.Querier, nids []int64) (map[int64]Tuple, error) {
+	out := make(map[int64]Tuple, len(nids))
+	if len(nids) == 0 {
+		return out, nil
+	}
+	rows, err := q.QueryContext(ctx, `SELECT tuple_nid, event_type, state_key FROM roomserver_state_keys WHERE `+t.d.In("tuple_nid", 1), t.d.List(nids))
+	if err != nil {
+		return nil, fmt.Errorf("select state keys: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var nid int64
+		var tu Tuple
+		if err := rows.Scan(&nid, &tu.Type, &tu.StateKey); err != nil {
+			return nil, err
+		}
+		out[nid] = tu
+	}
+	return out, rows.Err()
+}
