@@ -1,0 +1,115 @@
+// Package routing serves the clientapi's Client-Server API endpoints. Routes
+// are split by area (accounts, rooms, ...), each file registering its own.
+package routing
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/axon-hs/axon/clientapi/internal"
+	"github.com/axon-hs/axon/clientapi/storage"
+	"github.com/axon-hs/axon/internal/apierr"
+	"github.com/axon-hs/axon/internal/httputil"
+	"github.com/axon-hs/axon/matrix"
+	rsapi "github.com/axon-hs/axon/roomserver/api"
+	userapi "github.com/axon-hs/axon/userapi/api"
+)
+
+// Config is what the routes need to know of the server configuration.
+type Config struct {
+	ServerName       matrix.ServerName
+	OpenRegistration bool
+	SharedSecret     string
+}
+
+// Routes holds the dependencies of the handlers.
+type Routes struct {
+	cfg     Config
+	log     *slog.Logger
+	users   userapi.API
+	rs      rsapi.API
+	builder *internal.Builder
+	db      *storage.Storage
+	a       httputil.Adapter
+	txnMu   keyedMutex
+	now     func() time.Time
+}
+
+// New returns the routes.
+func New(cfg Config, log *slog.Logger, users userapi.API, rs rsapi.API, b *internal.Builder, db *storage.Storage) *Routes {
+	return &Routes{cfg: cfg, log: log, users: users, rs: rs, builder: b, db: db, a: httputil.Adapter{Log: log}, now: time.Now}
+}
+
+// Register adds every clientapi route to mux.
+func (rt *Routes) Register(mux *http.ServeMux) {
+	rt.registerVersions(mux)
+	rt.registerAccounts(mux)
+	rt.registerRooms(mux)
+}
+
+const v3 = "/_matrix/client/v3"
+
+// authed wraps a handler that needs an access token.
+func (rt *Routes) authed(h func(w http.ResponseWriter, r *http.Request, dev userapi.Device) error) http.HandlerFunc {
+	return rt.a.H(func(w http.ResponseWriter, r *http.Request) error {
+		dev, err := rt.device(r.Context(), r)
+		if err != nil {
+			return err
+		}
+		return h(w, r, dev)
+	})
+}
+
+func (rt *Routes) device(ctx context.Context, r *http.Request) (userapi.Device, error) {
+	tok, err := httputil.AccessToken(r)
+	if err != nil {
+		return userapi.Device{}, err
+	}
+	res, err := rt.users.QueryAccessToken(ctx, userapi.QueryAccessTokenRequest{AccessToken: tok})
+	if err != nil {
+		return userapi.Device{}, err
+	}
+	return res.Device, nil
+}
+
+// keyedMutex serialises work per key (a client transaction), so two
+// concurrent retries of one transaction do not both send.
+type keyedMutex struct {
+	mu sync.Mutex
+	m  map[string]*keyedEntry
+}
+
+type keyedEntry struct {
+	mu   sync.Mutex
+	refs int
+}
+
+func (k *keyedMutex) Lock(key string) func() {
+	k.mu.Lock()
+	if k.m == nil {
+		k.m = map[string]*keyedEntry{}
+	}
+	e := k.m[key]
+	if e == nil {
+		e = &keyedEntry{}
+		k.m[key] = e
+	}
+	e.refs++
+	k.mu.Unlock()
+	e.mu.Lock()
+	return func() {
+		e.mu.Unlock()
+		k.mu.Lock()
+		if e.refs--; e.refs == 0 {
+			delete(k.m, key)
+		}
+		k.mu.Unlock()
+	}
+}
+
+func unrecognized(format string, args ...any) error {
+	return apierr.New(apierr.CodeUnrecognized, format, args...)
+}

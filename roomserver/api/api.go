@@ -1,0 +1,125 @@
+// Package api is the contract of the roomserver: the room DAG's owner.
+//
+// Writers submit events with InputRoomEvents; the roomserver checks them
+// against the auth rules, stores them, moves forward extremities and
+// publishes every accepted event on OutputRoomEvent, in order per room.
+// Readers ask for the latest events and state needed to build a new event.
+package api
+
+import (
+	"context"
+	"encoding/json"
+
+	"github.com/axon-hs/axon/internal/eventlog"
+)
+
+// API is the roomserver internal API.
+type API interface {
+	// InputRoomEvents submits events of one room. They go through the room
+	// input log (ordered per room) and the call waits until every event is
+	// processed. An event the auth rules reject fails the call with
+	// M_FORBIDDEN naming the reason; events before it in the request stay
+	// accepted. Submitting an event already stored is a no-op, so a retried
+	// call is safe.
+	InputRoomEvents(ctx context.Context, req InputRoomEventsRequest) (InputRoomEventsResponse, error)
+	// QueryLatestEventsAndState returns what building a new event in a room
+	// needs: the room version, the forward extremities, the depth, and the
+	// current state events for the requested (type, state_key) tuples.
+	// RoomExists is false (and no error) for an unknown room.
+	QueryLatestEventsAndState(ctx context.Context, req QueryLatestEventsAndStateRequest) (QueryLatestEventsAndStateResponse, error)
+	// QueryCurrentState returns current state events of a room, all of them
+	// when Tuples is empty. M_NOT_FOUND for an unknown room.
+	QueryCurrentState(ctx context.Context, req QueryCurrentStateRequest) (QueryCurrentStateResponse, error)
+}
+
+// Input kinds.
+const (
+	// KindNew is an event at the edge of the DAG: it moves the forward extremities.
+	KindNew = "new"
+	// KindOutlier is an event stored without state (e.g. auth chain events from federation).
+	KindOutlier = "outlier"
+)
+
+// InputEvent is one event submitted to the roomserver.
+type InputEvent struct {
+	Kind  string          `json:"kind"`
+	Event json.RawMessage `json:"event"` // the full signed PDU
+	// TxnID lets the sender's /sync see its transaction id.
+	TxnID *TransactionID `json:"txn_id,omitempty"`
+}
+
+// TransactionID ties an event to the client request that made it.
+type TransactionID struct {
+	UserID        string `json:"user_id"`
+	DeviceID      string `json:"device_id"`
+	TransactionID string `json:"transaction_id"`
+}
+
+type InputRoomEventsRequest struct {
+	RoomID      string       `json:"room_id"`
+	RoomVersion string       `json:"room_version"`
+	Events      []InputEvent `json:"events"`
+}
+type InputRoomEventsResponse struct{}
+
+// StateKeyTuple names one piece of state.
+type StateKeyTuple struct {
+	Type     string `json:"type"`
+	StateKey string `json:"state_key"`
+}
+
+type QueryLatestEventsAndStateRequest struct {
+	RoomID       string          `json:"room_id"`
+	StateToFetch []StateKeyTuple `json:"state_to_fetch"`
+}
+type QueryLatestEventsAndStateResponse struct {
+	RoomExists   bool              `json:"room_exists"`
+	RoomVersion  string            `json:"room_version"`
+	LatestEvents []string          `json:"latest_events"`
+	Depth        int64             `json:"depth"` // the greatest depth of LatestEvents
+	StateEvents  []json.RawMessage `json:"state_events"`
+}
+
+type QueryCurrentStateRequest struct {
+	RoomID string          `json:"room_id"`
+	Tuples []StateKeyTuple `json:"tuples,omitempty"`
+}
+type QueryCurrentStateResponse struct {
+	RoomVersion string            `json:"room_version"`
+	StateEvents []json.RawMessage `json:"state_events"`
+}
+
+// InputMessage is the room input log message: one InputRoomEvents request.
+// Its key is the room id, so a room's input is processed in order.
+type InputMessage struct {
+	Request InputRoomEventsRequest `json:"request"`
+	// ReplyTo identifies the waiting caller in the processing process; empty
+	// for asynchronous input.
+	ReplyTo string `json:"reply_to,omitempty"`
+}
+
+// InputTopic carries room input, keyed by room id.
+var InputTopic = eventlog.Topic[InputMessage]{Name: "roomserver.input"}
+
+// OutputEvent is published for every event the roomserver accepts as a new
+// room event, in the order the room's state evolved. The same message may be
+// delivered twice; consumers use the event id or (Stream, Seq) to ignore the
+// repeat.
+type OutputEvent struct {
+	RoomID      string          `json:"room_id"`
+	RoomVersion string          `json:"room_version"`
+	Event       json.RawMessage `json:"event"`
+	EventID     string          `json:"event_id"`
+	// AddsState and RemovesState are the current-state changes this event
+	// caused (event ids); for a linear room, a state event adds itself and
+	// removes what it replaced.
+	AddsState    []string       `json:"adds_state,omitempty"`
+	RemovesState []string       `json:"removes_state,omitempty"`
+	TxnID        *TransactionID `json:"txn_id,omitempty"`
+	// Rewrite is set when the current state was recomputed (state
+	// resolution after a fork): AddsState then lists the whole new state.
+	Rewrite bool `json:"rewrite,omitempty"`
+}
+
+// OutputTopic carries accepted room events, keyed by room id.
+var OutputTopic = eventlog.Topic[OutputEvent]{Name: "roomserver.output"}

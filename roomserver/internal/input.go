@@ -1,0 +1,323 @@
+package internal
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+
+	"github.com/axon-hs/axon/internal/apierr"
+	"github.com/axon-hs/axon/internal/eventlog"
+	"github.com/axon-hs/axon/matrix/event"
+	"github.com/axon-hs/axon/roomserver/api"
+	"github.com/axon-hs/axon/roomserver/storage"
+)
+
+// rejection is an event the rules refuse: stored as rejected, reported to
+// the caller, never retried.
+type rejection struct{ err *apierr.Error }
+
+func (r rejection) Error() string { return r.err.Error() }
+
+func reject(format string, args ...any) error { return rejection{apierr.Forbidden(format, args...)} }
+
+// HandleInput processes one room input message. The log delivers a room's
+// messages one at a time in order, so nothing else writes the room meanwhile.
+// A transient failure returns an error and the message is redelivered; an
+// event already stored is skipped, which makes redelivery harmless.
+func (r *Roomserver) HandleInput(ctx context.Context, m eventlog.Msg[api.InputMessage]) error {
+	req := m.Value.Request
+	v, ok := event.Version(req.RoomVersion)
+	if !ok {
+		r.reply(m.Value.ReplyTo, apierr.New(apierr.CodeUnsupportedRoomVer, "unsupported room version %q", req.RoomVersion))
+		return nil
+	}
+	for _, in := range req.Events {
+		err := r.st.InTx(ctx, func(tx *sql.Tx) error { return r.processEvent(ctx, tx, v, req.RoomID, in) })
+		var rej rejection
+		if errors.As(err, &rej) {
+			r.logger.InfoContext(ctx, "event rejected", "room_id", req.RoomID, "err", rej.err.Msg)
+			r.reply(m.Value.ReplyTo, rej.err)
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+	}
+	r.reply(m.Value.ReplyTo, nil)
+	return nil
+}
+
+func (r *Roomserver) processEvent(ctx context.Context, tx *sql.Tx, v *event.RoomVersion, roomID string, in api.InputEvent) error {
+	pdu, err := event.Parse(in.Event, v)
+	if err != nil {
+		return rejection{apierr.BadJSON("invalid event: %v", err)}
+	}
+	if string(pdu.RoomID()) != roomID {
+		return reject("event %s is for room %s, not %s", pdu.EventID(), pdu.RoomID(), roomID)
+	}
+	if existing, err := r.st.Events.SelectByIDs(ctx, tx, []string{string(pdu.EventID())}); err != nil {
+		return err
+	} else if len(existing) > 0 && !existing[0].Outlier {
+		return nil // already processed: a redelivery or a retried request
+	}
+
+	isCreate := pdu.Type() == "m.room.create" && pdu.StateKeyEquals("")
+	var room storage.Room
+	if isCreate {
+		nid, err := r.st.Rooms.Insert(ctx, tx, roomID, v.ID)
+		if err != nil {
+			return err
+		}
+		room = storage.Room{NID: nid, RoomID: roomID, Version: v.ID}
+		if len(pdu.PrevEventIDs()) != 0 {
+			return reject("create event must not have prev_events")
+		}
+	} else {
+		room, err = r.st.Rooms.Select(ctx, tx, roomID)
+		if errors.Is(err, storage.ErrNotFound) {
+			return rejection{apierr.NotFound("unknown room %s", roomID)}
+		}
+		if err != nil {
+			return err
+		}
+		if room.Version != v.ID {
+			return reject("room %s is version %s, not %s", roomID, room.Version, v.ID)
+		}
+	}
+
+	// The state before the event is the state after its prev events, resolved when they diverge.
+	prevIDs := make([]string, 0, len(pdu.PrevEventIDs()))
+	for _, id := range pdu.PrevEventIDs() {
+		prevIDs = append(prevIDs, string(id))
+	}
+	prevs, err := r.st.Events.SelectByIDs(ctx, tx, prevIDs)
+	if err != nil {
+		return err
+	}
+	if len(prevs) != len(prevIDs) {
+		return reject("event %s has prev events this server does not have", pdu.EventID())
+	}
+	var prevNIDs []int64
+	var prevStates []storage.State
+	parentSnapshot := int64(0)
+	for _, p := range prevs {
+		if p.Rejected || p.Outlier {
+			return reject("event %s references unusable prev event %s", pdu.EventID(), p.EventID)
+		}
+		st, err := r.st.Snapshots.Load(ctx, tx, p.SnapshotNID)
+		if err != nil {
+			return err
+		}
+		prevNIDs = append(prevNIDs, p.NID)
+		prevStates = append(prevStates, st)
+		parentSnapshot = p.SnapshotNID
+	}
+	before, err := r.resolve(ctx, tx, v, prevStates)
+	if err != nil {
+		return err
+	}
+	if len(prevs) != 1 {
+		parentSnapshot = 0
+	}
+
+	// Auth rules against the state before the event.
+	authEvents, err := r.authEventsFor(ctx, tx, pdu, v, before)
+	if err != nil {
+		return err
+	}
+	var rejectReason string
+	if r.auth != nil {
+		if err := r.auth(pdu, authEvents); err != nil {
+			rejectReason = err.Error()
+		}
+	}
+
+	var tupleNID int64
+	if sk := pdu.StateKey(); sk != nil {
+		if tupleNID, err = r.st.StateKeys.Assign(ctx, tx, storage.Tuple{Type: pdu.Type(), StateKey: *sk}); err != nil {
+			return err
+		}
+	}
+	row := storage.Event{RoomNID: room.NID, EventID: string(pdu.EventID()), TupleNID: tupleNID, Depth: pdu.Depth(),
+		JSON: pdu.JSON(), Rejected: rejectReason != ""}
+	nid, _, err := r.st.Events.Insert(ctx, tx, row, rejectReason)
+	if err != nil {
+		return err
+	}
+	if rejectReason != "" {
+		return reject("%s", rejectReason)
+	}
+
+	// The state after the event, stored as a snapshot only when it changed.
+	after := before
+	snapshot := parentSnapshot
+	if tupleNID != 0 {
+		after = maps.Clone(before)
+		after[tupleNID] = nid
+		snapshot = 0
+	}
+	if snapshot == 0 {
+		var parentState storage.State
+		if parentSnapshot != 0 {
+			parentState = prevStates[0]
+		}
+		if snapshot, err = r.st.Snapshots.Insert(ctx, tx, room.NID, parentSnapshot, parentState, after); err != nil {
+			return err
+		}
+	}
+	if err := r.st.Events.SetSnapshot(ctx, tx, nid, snapshot); err != nil {
+		return err
+	}
+
+	// Forward extremities: the event replaces the prev events it references.
+	latest := []int64{nid}
+	for _, l := range room.LatestEvents {
+		if !slices.Contains(prevNIDs, l) {
+			latest = append(latest, l)
+		}
+	}
+	oldState, err := r.st.Snapshots.Load(ctx, tx, room.SnapshotNID)
+	if err != nil {
+		return err
+	}
+	current, currentSnapshot := after, snapshot
+	if len(latest) > 1 {
+		// Several extremities: the current state is their resolution.
+		states := []storage.State{after}
+		others, err := r.st.Events.SelectByNIDs(ctx, tx, latest[1:])
+		if err != nil {
+			return err
+		}
+		for _, o := range others {
+			st, err := r.st.Snapshots.Load(ctx, tx, o.SnapshotNID)
+			if err != nil {
+				return err
+			}
+			states = append(states, st)
+		}
+		if current, err = r.resolve(ctx, tx, v, states); err != nil {
+			return err
+		}
+		if !maps.Equal(current, after) {
+			if currentSnapshot, err = r.st.Snapshots.Insert(ctx, tx, room.NID, snapshot, after, current); err != nil {
+				return err
+			}
+		}
+	}
+	depth := max(room.Depth, pdu.Depth())
+	if err := r.st.Rooms.UpdateLatest(ctx, tx, room.NID, latest, currentSnapshot, depth); err != nil {
+		return err
+	}
+
+	// Publish inside the transaction: if the commit then fails, the input is
+	// redelivered and published again, which consumers ignore; publishing
+	// after commit could lose the output in a crash.
+	adds, removes, err := r.stateDelta(ctx, tx, oldState, current)
+	if err != nil {
+		return err
+	}
+	out := api.OutputEvent{RoomID: roomID, RoomVersion: v.ID, Event: pdu.JSON(), EventID: string(pdu.EventID()),
+		AddsState: adds, RemovesState: removes, TxnID: in.TxnID}
+	if _, err := eventlog.Publish(ctx, r.log, api.OutputTopic, roomID, out); err != nil {
+		return fmt.Errorf("publish output event %s: %w", pdu.EventID(), err)
+	}
+	return nil
+}
+
+// stateDelta lists the event ids added to and removed from the current state.
+func (r *Roomserver) stateDelta(ctx context.Context, q *sql.Tx, old, cur storage.State) (adds, removes []string, err error) {
+	var addNIDs, removeNIDs []int64
+	for k, v := range cur {
+		if old[k] != v {
+			addNIDs = append(addNIDs, v)
+		}
+	}
+	for k, v := range old {
+		if cur[k] != v {
+			removeNIDs = append(removeNIDs, v)
+		}
+	}
+	ids := func(nids []int64) ([]string, error) {
+		evs, err := r.st.Events.SelectByNIDs(ctx, q, nids)
+		if err != nil {
+			return nil, err
+		}
+		out := make([]string, len(evs))
+		for i, e := range evs {
+			out[i] = e.EventID
+		}
+		return out, nil
+	}
+	if adds, err = ids(addNIDs); err != nil {
+		return nil, nil, err
+	}
+	removes, err = ids(removeNIDs)
+	return adds, removes, err
+}
+
+// authEventsFor loads the events of state that the auth rules consult for pdu.
+func (r *Roomserver) authEventsFor(ctx context.Context, tx *sql.Tx, pdu *event.PDU, v *event.RoomVersion, state storage.State) ([]*event.PDU, error) {
+	needed := event.AuthEventsNeededFor(pdu)
+	// The create event is always consulted, even where (room v12) it is not an auth event.
+	tuples := []storage.Tuple{{Type: event.TypeCreate}}
+	for _, n := range needed {
+		tuples = append(tuples, storage.Tuple{Type: n.Type, StateKey: n.StateKey})
+	}
+	nids, err := r.st.StateKeys.Lookup(ctx, tx, tuples)
+	if err != nil {
+		return nil, err
+	}
+	var eventNIDs []int64
+	for _, tn := range nids {
+		if en, ok := state[tn]; ok {
+			eventNIDs = append(eventNIDs, en)
+		}
+	}
+	rows, err := r.st.Events.SelectByNIDs(ctx, tx, eventNIDs)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*event.PDU, 0, len(rows)+1)
+	for _, row := range rows {
+		e, err := event.Parse(row.JSON, v)
+		if err != nil {
+			return nil, fmt.Errorf("parse stored event %s: %w", row.EventID, err)
+		}
+		out = append(out, e)
+	}
+	return out, nil
+}
+
+// resolve merges the states after several prev events. States that agree
+// merge trivially; conflicting ones need the room version's state
+// resolution algorithm.
+func (r *Roomserver) resolve(ctx context.Context, tx *sql.Tx, v *event.RoomVersion, states []storage.State) (storage.State, error) {
+	switch len(states) {
+	case 0:
+		return storage.State{}, nil
+	case 1:
+		return states[0], nil
+	}
+	merged := maps.Clone(states[0])
+	conflicted := false
+	for _, s := range states[1:] {
+		for k, ev := range s {
+			if cur, ok := merged[k]; ok && cur != ev {
+				conflicted = true
+			}
+			merged[k] = ev
+		}
+		for k := range merged {
+			if _, ok := s[k]; !ok {
+				conflicted = true
+			}
+		}
+	}
+	if !conflicted {
+		return merged, nil
+	}
+	return r.resolveConflicts(ctx, tx, v, states)
+}

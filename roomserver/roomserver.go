@@ -1,0 +1,53 @@
+// Package roomserver is the component that owns the room DAG: events, state
+// snapshots, forward extremities. See README.md.
+package roomserver
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+
+	"github.com/axon-hs/axon/internal/eventlog"
+	"github.com/axon-hs/axon/internal/sqlutil"
+
+	"github.com/axon-hs/axon/roomserver/api"
+	"github.com/axon-hs/axon/roomserver/consumers"
+	"github.com/axon-hs/axon/roomserver/internal"
+	"github.com/axon-hs/axon/roomserver/storage"
+)
+
+// Deps are what the roomserver needs.
+type Deps struct {
+	Log      *slog.Logger
+	DB       *sqlutil.DB
+	EventLog eventlog.Log
+	// LogMetrics is optional.
+	LogMetrics *eventlog.Metrics
+}
+
+// Component is a running roomserver.
+type Component struct {
+	impl *internal.Roomserver
+	sub  eventlog.Subscription
+}
+
+// New migrates the database and starts consuming room input.
+func New(ctx context.Context, d Deps) (*Component, error) {
+	log := d.Log.With("component", "roomserver")
+	st, err := storage.Open(ctx, d.DB)
+	if err != nil {
+		return nil, fmt.Errorf("roomserver storage: %w", err)
+	}
+	impl := internal.New(st, d.EventLog, log, nil)
+	sub, err := consumers.StartInput(ctx, d.EventLog, log, d.LogMetrics, impl.HandleInput)
+	if err != nil {
+		return nil, fmt.Errorf("roomserver input consumer: %w", err)
+	}
+	return &Component{impl: impl, sub: sub}, nil
+}
+
+// API is the roomserver's internal API implementation.
+func (c *Component) API() api.API { return c.impl }
+
+// Close stops consuming input.
+func (c *Component) Close() { c.sub.Stop() }

@@ -1,0 +1,218 @@
+package roomserver_test
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"reflect"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/axon-hs/axon/internal/apierr"
+	"github.com/axon-hs/axon/internal/eventlog"
+	"github.com/axon-hs/axon/internal/rpc"
+	"github.com/axon-hs/axon/internal/sqlutil"
+	"github.com/axon-hs/axon/internal/sqlutil/storagetest"
+	"github.com/axon-hs/axon/matrix"
+	"github.com/axon-hs/axon/matrix/event"
+	"github.com/axon-hs/axon/matrix/signing"
+	"github.com/axon-hs/axon/roomserver"
+	"github.com/axon-hs/axon/roomserver/api"
+)
+
+const origin = matrix.ServerName("rs.test")
+
+func strp(s string) *string { return &s }
+
+// chain builds a linear sequence of events in a new room.
+type chain struct {
+	t      *testing.T
+	v      *event.RoomVersion
+	key    signing.Key
+	roomID matrix.RoomID
+	prev   matrix.EventID
+	depth  int64
+	state  map[event.StateKeyTuple]matrix.EventID
+}
+
+func newChain(t *testing.T, version string) *chain {
+	v, ok := event.Version(version)
+	if !ok {
+		t.Fatalf("version %s", version)
+	}
+	k, err := signing.GenerateKey(signing.NewKeyID())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &chain{t: t, v: v, key: k, state: map[event.StateKeyTuple]matrix.EventID{}}
+	if !v.RoomIDFromCreate {
+		c.roomID = matrix.RoomID("!room:" + string(origin))
+	}
+	return c
+}
+
+func (c *chain) add(typ string, stateKey *string, sender string, content any) *event.PDU {
+	c.t.Helper()
+	p := event.Proto{Type: typ, StateKey: stateKey, Sender: matrix.UserID(sender), RoomID: c.roomID, Content: content}
+	for _, tu := range event.AuthEventsNeeded(p, c.v) {
+		if id, ok := c.state[tu]; ok {
+			p.AuthEvents = append(p.AuthEvents, id)
+		}
+	}
+	if c.prev != "" {
+		p.PrevEvents = []matrix.EventID{c.prev}
+	}
+	c.depth++
+	p.Depth = c.depth
+	e, err := p.Build(c.v, origin, c.key)
+	if err != nil {
+		c.t.Fatalf("build %s: %v", typ, err)
+	}
+	c.roomID, c.prev = e.RoomID(), e.EventID()
+	if stateKey != nil {
+		c.state[event.StateKeyTuple{Type: typ, StateKey: *stateKey}] = e.EventID()
+	}
+	return e
+}
+
+func input(v *event.RoomVersion, evs ...*event.PDU) api.InputRoomEventsRequest {
+	req := api.InputRoomEventsRequest{RoomID: string(evs[0].RoomID()), RoomVersion: v.ID}
+	for _, e := range evs {
+		req.Events = append(req.Events, api.InputEvent{Kind: api.KindNew, Event: json.RawMessage(e.JSON())})
+	}
+	return req
+}
+
+type outputs struct {
+	mu  sync.Mutex
+	evs []api.OutputEvent
+}
+
+func (o *outputs) ids() []string {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	var out []string
+	for _, e := range o.evs {
+		out = append(out, e.EventID)
+	}
+	return out
+}
+
+func start(t *testing.T, db *sqlutil.DB) (*roomserver.Component, *outputs) {
+	log := slog.New(slog.DiscardHandler)
+	l, err := eventlog.OpenJetStream(t.Context(), eventlog.JetStreamConfig{DataDir: t.TempDir()}, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	c, err := roomserver.New(t.Context(), roomserver.Deps{Log: log, DB: db, EventLog: l})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	out := &outputs{}
+	sub, err := eventlog.Consume(t.Context(), l, api.OutputTopic, "test", eventlog.ConsumeOptions{Ordered: true},
+		func(_ context.Context, m eventlog.Msg[api.OutputEvent]) error {
+			out.mu.Lock()
+			out.evs = append(out.evs, m.Value)
+			out.mu.Unlock()
+			return nil
+		})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(sub.Stop)
+	return c, out
+}
+
+// eachTransport runs f on the implementation and through the HTTP client.
+func eachTransport(t *testing.T, f func(t *testing.T, a api.API, out *outputs)) {
+	storagetest.Each(t, func(t *testing.T, db *sqlutil.DB) {
+		t.Run("direct", func(t *testing.T) {
+			c, out := start(t, db)
+			f(t, c.API(), out)
+		})
+	})
+	t.Run("http", func(t *testing.T) {
+		c, out := start(t, storagetest.SQLite(t))
+		mux := http.NewServeMux()
+		api.Serve(rpc.NewServer(mux, nil), c.API())
+		srv := httptest.NewServer(mux)
+		t.Cleanup(srv.Close)
+		f(t, api.Client{C: rpc.NewClient(srv.URL, nil)}, out)
+	})
+}
+
+func TestInputAndQueries(t *testing.T) {
+	eachTransport(t, func(t *testing.T, a api.API, out *outputs) {
+		ctx := t.Context()
+		alice := "@alice:" + string(origin)
+		c := newChain(t, event.DefaultRoomVersion)
+		create := c.add(event.TypeCreate, strp(""), alice, map[string]any{"room_version": c.v.ID})
+		join := c.add(event.TypeMember, strp(alice), alice, map[string]any{"membership": "join"})
+		pl := c.add(event.TypePowerLevels, strp(""), alice, map[string]any{"users": map[string]any{}, "state_default": 50})
+		jr := c.add(event.TypeJoinRules, strp(""), alice, map[string]any{"join_rule": "invite"})
+		if _, err := a.InputRoomEvents(ctx, input(c.v, create, join, pl, jr)); err != nil {
+			t.Fatalf("InputRoomEvents(create chain) = %v", err)
+		}
+		msg := c.add("m.room.message", nil, alice, map[string]any{"body": "hi", "msgtype": "m.text"})
+		if _, err := a.InputRoomEvents(ctx, input(c.v, msg)); err != nil {
+			t.Fatalf("InputRoomEvents(message) = %v", err)
+		}
+		// A retried request changes nothing.
+		if _, err := a.InputRoomEvents(ctx, input(c.v, msg)); err != nil {
+			t.Fatalf("InputRoomEvents(message again) = %v", err)
+		}
+
+		res, err := a.QueryLatestEventsAndState(ctx, api.QueryLatestEventsAndStateRequest{RoomID: string(c.roomID),
+			StateToFetch: []api.StateKeyTuple{{Type: event.TypePowerLevels}, {Type: event.TypeMember, StateKey: alice}, {Type: "m.room.name"}}})
+		if err != nil || !res.RoomExists || res.RoomVersion != c.v.ID || res.Depth != 5 ||
+			len(res.LatestEvents) != 1 || res.LatestEvents[0] != string(msg.EventID()) || len(res.StateEvents) != 2 {
+			t.Fatalf("QueryLatestEventsAndState = %+v, %v", res, err)
+		}
+		cur, err := a.QueryCurrentState(ctx, api.QueryCurrentStateRequest{RoomID: string(c.roomID)})
+		if err != nil || len(cur.StateEvents) != 4 {
+			t.Fatalf("QueryCurrentState = %d events, %v; want 4", len(cur.StateEvents), err)
+		}
+		none, err := a.QueryLatestEventsAndState(ctx, api.QueryLatestEventsAndStateRequest{RoomID: "!nope:x"})
+		if err != nil || none.RoomExists {
+			t.Fatalf("unknown room = %+v, %v", none, err)
+		}
+		if _, err := a.QueryCurrentState(ctx, api.QueryCurrentStateRequest{RoomID: "!nope:x"}); !apierr.HasCode(err, apierr.CodeNotFound) {
+			t.Fatalf("QueryCurrentState(unknown) = %v, want M_NOT_FOUND", err)
+		}
+
+		// A message whose prev event is unknown is refused with M_FORBIDDEN.
+		stray := newChain(t, event.DefaultRoomVersion)
+		stray.roomID, stray.prev, stray.depth = c.roomID, "$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", 9
+		bad := stray.add("m.room.message", nil, alice, map[string]any{"body": "lost"})
+		if _, err := a.InputRoomEvents(ctx, input(c.v, bad)); !apierr.HasCode(err, apierr.CodeForbidden) {
+			t.Fatalf("InputRoomEvents(missing prev) = %v, want M_FORBIDDEN", err)
+		}
+
+		want := []string{string(create.EventID()), string(join.EventID()), string(pl.EventID()), string(jr.EventID()), string(msg.EventID())}
+		deadline := time.Now().Add(10 * time.Second)
+		for len(out.ids()) < len(want) && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+		}
+		if got := out.ids(); !reflect.DeepEqual(got, want) {
+			t.Fatalf("output events = %v, want %v", got, want)
+		}
+		out.mu.Lock()
+		defer out.mu.Unlock()
+		if len(out.evs[2].AddsState) != 1 || out.evs[2].AddsState[0] != string(pl.EventID()) || len(out.evs[4].AddsState) != 0 {
+			t.Fatalf("state deltas: %+v / %+v", out.evs[2], out.evs[4])
+		}
+	})
+}
+
+func TestEveryMethodServed(t *testing.T) {
+	s := rpc.NewServer(http.NewServeMux(), nil)
+	api.Serve(s, api.Client{}) // any implementation will do: only the names matter
+	if missing := rpc.Unserved(reflect.TypeFor[api.API](), "roomserver", s); len(missing) != 0 {
+		t.Fatalf("not served over HTTP: %v", missing)
+	}
+}
