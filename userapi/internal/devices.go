@@ -1,0 +1,116 @@
+package internal
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/base64"
+	"fmt"
+	"strings"
+
+	"github.com/axon-hs/axon/internal/apierr"
+	"github.com/axon-hs/axon/userapi/api"
+	"github.com/axon-hs/axon/userapi/storage"
+)
+
+// newAccessToken returns "axo_" and 32 random bytes in unpadded base64url:
+// 256 bits, so guessing is hopeless and the token needs no expiry to be safe.
+func newAccessToken() string {
+	var b [32]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails (it crashes the program instead)
+	return tokenPrefix + base64.RawURLEncoding.EncodeToString(b[:])
+}
+
+// newDeviceID returns 10 random uppercase letters (about 47 bits), the shape
+// Synapse uses, short enough for people to compare in a device list.
+func newDeviceID() string {
+	const letters = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+	out := make([]byte, 0, 10)
+	var buf [16]byte
+	for len(out) < cap(out) {
+		_, _ = rand.Read(buf[:])
+		for _, c := range buf {
+			// Rejecting bytes at or above 234 = 9×26 keeps the letters uniform.
+			if c < 234 && len(out) < cap(out) {
+				out = append(out, letters[c%26])
+			}
+		}
+	}
+	return string(out)
+}
+
+// CreateDevice implements api.API. The user must have a live account of this
+// server; M_NOT_FOUND otherwise.
+func (u *UserAPI) CreateDevice(ctx context.Context, req api.CreateDeviceRequest) (api.CreateDeviceResponse, error) {
+	local, ok := u.localpart(req.UserID)
+	if !ok {
+		return api.CreateDeviceResponse{}, apierr.NotFound("no such user")
+	}
+	deviceID := req.DeviceID
+	if deviceID == "" {
+		deviceID = newDeviceID()
+	}
+	token := newAccessToken()
+	err := u.st.DB.InTx(ctx, func(tx *sql.Tx) error {
+		// A device racing with deactivation is harmless: token lookups skip
+		// deactivated accounts.
+		acc, err := u.st.Accounts.Select(ctx, tx, local)
+		if isNotFound(err) || (err == nil && acc.Deactivated) {
+			return apierr.NotFound("no such user")
+		}
+		if err != nil {
+			return err
+		}
+		return u.st.Devices.Upsert(ctx, tx, storage.Device{
+			Localpart: local, DeviceID: deviceID, TokenHash: hashToken(token),
+			DisplayName: req.DisplayName, IP: req.IP, CreatedMS: u.nowMS(),
+		})
+	})
+	if err != nil {
+		if _, ok := apierr.As(err); ok {
+			return api.CreateDeviceResponse{}, err
+		}
+		return api.CreateDeviceResponse{}, fmt.Errorf("create device %s for %s: %w", deviceID, req.UserID, err)
+	}
+	return api.CreateDeviceResponse{DeviceID: deviceID, AccessToken: token}, nil
+}
+
+// QueryAccessToken implements api.API: one indexed query on the token's
+// SHA-256 hash.
+func (u *UserAPI) QueryAccessToken(ctx context.Context, req api.QueryAccessTokenRequest) (api.QueryAccessTokenResponse, error) {
+	// Tokens we never issued need no database round trip.
+	if !strings.HasPrefix(req.AccessToken, tokenPrefix) {
+		return api.QueryAccessTokenResponse{}, apierr.New(apierr.CodeUnknownToken, "unknown access token")
+	}
+	o, err := u.st.Devices.SelectByTokenHash(ctx, u.st.DB.Reader(), hashToken(req.AccessToken))
+	if isNotFound(err) {
+		return api.QueryAccessTokenResponse{}, apierr.New(apierr.CodeUnknownToken, "unknown access token")
+	}
+	if err != nil {
+		return api.QueryAccessTokenResponse{}, err
+	}
+	return api.QueryAccessTokenResponse{Device: api.Device{
+		UserID: u.userID(o.Localpart), DeviceID: o.DeviceID, DisplayName: o.DisplayName,
+		AccountType: o.AccountType, Admin: o.Admin,
+	}}, nil
+}
+
+// DeleteDevices implements api.API. All=true removes every device of the
+// user, whatever DeviceIDs holds. A user of another server has no devices
+// here, so there is nothing to delete.
+func (u *UserAPI) DeleteDevices(ctx context.Context, req api.DeleteDevicesRequest) (api.DeleteDevicesResponse, error) {
+	local, ok := u.localpart(req.UserID)
+	if !ok {
+		return api.DeleteDevicesResponse{}, nil
+	}
+	var err error
+	if req.All {
+		_, err = u.st.Devices.DeleteAll(ctx, u.st.DB, local)
+	} else {
+		_, err = u.st.Devices.Delete(ctx, u.st.DB, local, req.DeviceIDs)
+	}
+	if err != nil {
+		return api.DeleteDevicesResponse{}, err
+	}
+	return api.DeleteDevicesResponse{}, nil
+}

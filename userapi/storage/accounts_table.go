@@ -1,0 +1,76 @@
+package storage
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+
+	"github.com/axon-hs/axon/internal/sqlutil"
+)
+
+const accountsSchema = `CREATE TABLE userapi_accounts (
+	-- Stored as given: the caller validated (and lowercased) it, and lookups are exact.
+	localpart     TEXT PRIMARY KEY,
+	-- bcrypt hash; the empty string means the account cannot log in with a password.
+	password_hash TEXT NOT NULL,
+	account_type  TEXT NOT NULL,
+	admin         BOOLEAN NOT NULL DEFAULT FALSE,
+	deactivated   BOOLEAN NOT NULL DEFAULT FALSE,
+	created_ms    BIGINT NOT NULL
+)`
+
+// Account is a row of userapi_accounts.
+type Account struct {
+	Localpart    string
+	PasswordHash string
+	AccountType  string
+	Admin        bool
+	Deactivated  bool
+	CreatedMS    int64
+}
+
+// AccountsTable is userapi_accounts.
+type AccountsTable struct{}
+
+// Insert creates an account. It reports false, without error, when the
+// localpart is taken: ON CONFLICT DO NOTHING keeps a PostgreSQL transaction
+// usable, where a unique violation would abort it.
+func (AccountsTable) Insert(ctx context.Context, q sqlutil.Querier, a Account) (bool, error) {
+	res, err := q.ExecContext(ctx, `INSERT INTO userapi_accounts (localpart, password_hash, account_type, admin, deactivated, created_ms)
+		VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (localpart) DO NOTHING`,
+		a.Localpart, a.PasswordHash, a.AccountType, a.Admin, a.Deactivated, a.CreatedMS)
+	if err != nil {
+		return false, fmt.Errorf("insert account %s: %w", a.Localpart, err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return false, fmt.Errorf("insert account %s: rows affected: %w", a.Localpart, err)
+	}
+	return n == 1, nil
+}
+
+// Select returns the account of localpart, or an error wrapping ErrNotFound.
+func (AccountsTable) Select(ctx context.Context, q sqlutil.Querier, localpart string) (Account, error) {
+	a := Account{Localpart: localpart}
+	err := q.QueryRowContext(ctx, `SELECT password_hash, account_type, admin, deactivated, created_ms
+		FROM userapi_accounts WHERE localpart = $1`, localpart).
+		Scan(&a.PasswordHash, &a.AccountType, &a.Admin, &a.Deactivated, &a.CreatedMS)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Account{}, fmt.Errorf("select account %s: %w", localpart, ErrNotFound)
+	}
+	if err != nil {
+		return Account{}, fmt.Errorf("select account %s: %w", localpart, err)
+	}
+	return a, nil
+}
+
+// Exists reports whether an account (deactivated or not) holds localpart.
+func (AccountsTable) Exists(ctx context.Context, q sqlutil.Querier, localpart string) (bool, error) {
+	var n int
+	err := q.QueryRowContext(ctx, `SELECT COUNT(*) FROM userapi_accounts WHERE localpart = $1`, localpart).Scan(&n)
+	if err != nil {
+		return false, fmt.Errorf("check account %s: %w", localpart, err)
+	}
+	return n > 0, nil
+}

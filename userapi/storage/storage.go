@@ -1,0 +1,46 @@
+// Package storage holds the userapi tables: accounts, devices (access tokens
+// stored only as SHA-256 hashes), profiles, user-interactive auth sessions
+// and shared-secret registration nonces. Each table is a small type in its
+// own <table>_table.go whose methods take a sqlutil.Querier, so they run
+// inside or outside a transaction.
+package storage
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/axon-hs/axon/internal/sqlutil"
+)
+
+// ErrNotFound is returned (wrapped) by Select methods when no row matches.
+var ErrNotFound = errors.New("not found")
+
+// Storage is the userapi database and its tables.
+type Storage struct {
+	DB          *sqlutil.DB
+	Accounts    AccountsTable
+	Devices     DevicesTable
+	Profiles    ProfilesTable
+	UIASessions UIASessionsTable
+	Nonces      NoncesTable
+}
+
+// migrations is the userapi schema history; released entries never change.
+var migrations = []sqlutil.Migration{
+	{Version: 1, Name: "accounts, devices, profiles, uia sessions, registration nonces", Up: sqlutil.Exec(
+		sqlutil.Static(accountsSchema),
+		devicesSchema, sqlutil.Static(devicesTokenIndex),
+		sqlutil.Static(profilesSchema),
+		sqlutil.Static(uiaSessionsSchema), sqlutil.Static(uiaSessionsCreatedIndex),
+		sqlutil.Static(noncesSchema), sqlutil.Static(noncesCreatedIndex),
+	)},
+}
+
+// Open applies the userapi migrations to db and returns its tables.
+func Open(ctx context.Context, db *sqlutil.DB) (*Storage, error) {
+	if err := sqlutil.Migrate(ctx, db, "userapi", migrations); err != nil {
+		return nil, fmt.Errorf("userapi migrations: %w", err)
+	}
+	return &Storage{DB: db, Devices: DevicesTable{d: db.Dialect}}, nil
+}
