@@ -68,7 +68,7 @@ var statusByCode = map[string]int{
 	CodeNotFound:            http.StatusNotFound,
 	CodeLimitExceeded:       http.StatusTooManyRequests,
 	CodeUnrecognized:        http.StatusNotFound,
-	CodeUnknown:             http.StatusInternalServerError,
+	CodeUnknown:             http.StatusBadRequest,
 	CodeUserInUse:           http.StatusBadRequest,
 	CodeInvalidUsername:     http.StatusBadRequest,
 	CodeInvalidParam:        http.StatusBadRequest,

@@ -52,7 +52,7 @@ func (a Adapter) WriteError(w http.ResponseWriter, r *http.Request, err error) {
 			log = slog.Default()
 		}
 		log.ErrorContext(r.Context(), "request failed", "method", r.Method, "path", r.URL.Path, "err", err)
-		e = apierr.New(apierr.CodeUnknown, "internal server error")
+		e = apierr.WithStatus(http.StatusInternalServerError, apierr.CodeUnknown, "internal server error")
 	}
 	WriteJSON(w, e.HTTPStatus(), e)
 }

@@ -68,7 +68,7 @@ func Wrap(mux *http.ServeMux, o ServerOptions) http.Handler {
 				o.Log.ErrorContext(r.Context(), "panic serving request", "method", r.Method, "path", r.URL.Path,
 					"panic", p, "stack", string(debug.Stack()))
 				if !sw.wrote {
-					WriteJSON(sw, http.StatusInternalServerError, apierr.New(apierr.CodeUnknown, "internal server error"))
+					WriteJSON(sw, http.StatusInternalServerError, apierr.WithStatus(http.StatusInternalServerError, apierr.CodeUnknown, "internal server error"))
 				}
 			}
 			if o.Metrics != nil {

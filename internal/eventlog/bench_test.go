@@ -1,0 +1,103 @@
+package eventlog
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// benchBackends are the embedded server and, when AXON_TEST_NATS_URL is set,
+// the external one.
+func benchBackends(b *testing.B, f func(b *testing.B, be *backend)) {
+	b.Run("embedded", func(b *testing.B) { f(b, &backend{name: "embedded", dataDir: b.TempDir()}) })
+	if url := os.Getenv("AXON_TEST_NATS_URL"); url != "" {
+		b.Run("external", func(b *testing.B) {
+			f(b, &backend{name: "external", url: url, prefix: "bench" + randomHex(b)})
+		})
+	}
+}
+
+var benchPayload = []byte(`{"room_id":"!abcdefghijklmnop:example.org","event":"` + strings.Repeat("x", 200) + `"}`)
+
+// BenchmarkPublish measures durable publishes: one publisher waiting for each
+// ack, and 16 publishers at once.
+func BenchmarkPublish(b *testing.B) {
+	benchBackends(b, func(b *testing.B, be *backend) {
+		for _, publishers := range []int{1, 16} {
+			b.Run(fmt.Sprintf("publishers=%d", publishers), func(b *testing.B) {
+				l := be.open(b)
+				topic := fmt.Sprintf("bench.publish%d", publishers)
+				if _, err := l.Publish(b.Context(), topic, "warm", benchPayload); err != nil {
+					b.Fatal(err)
+				}
+				b.SetBytes(int64(len(benchPayload)))
+				var next atomic.Int64
+				b.ResetTimer()
+				var wg sync.WaitGroup
+				for range publishers {
+					wg.Go(func() {
+						for i := next.Add(1); i <= int64(b.N); i = next.Add(1) {
+							if _, err := l.Publish(b.Context(), topic, fmt.Sprintf("!room%d:x", i%100), benchPayload); err != nil {
+								b.Error(err)
+								return
+							}
+						}
+					})
+				}
+				wg.Wait()
+				b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
+			})
+		}
+	})
+}
+
+// BenchmarkRoundTrip measures publish to handled-and-acked through an ordered
+// group: 16 publishers over 100 keys, 16 handlers.
+func BenchmarkRoundTrip(b *testing.B) {
+	benchBackends(b, func(b *testing.B, be *backend) {
+		for _, ordered := range []bool{true, false} {
+			b.Run(fmt.Sprintf("ordered=%v", ordered), func(b *testing.B) {
+				l := be.open(b)
+				topic := fmt.Sprintf("bench.roundtrip.%v", ordered)
+				var handled atomic.Int64
+				done := make(chan struct{})
+				sub, err := l.Subscribe(b.Context(), topic, "bench", ConsumeOptions{Ordered: ordered, StartAtNew: true}, func(context.Context, RawMsg) error {
+					if handled.Add(1) == int64(b.N) {
+						close(done)
+					}
+					return nil
+				})
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer sub.Stop()
+				b.SetBytes(int64(len(benchPayload)))
+				b.ResetTimer()
+				var next atomic.Int64
+				var wg sync.WaitGroup
+				for range 16 {
+					wg.Go(func() {
+						for i := next.Add(1); i <= int64(b.N); i = next.Add(1) {
+							if _, err := l.Publish(b.Context(), topic, fmt.Sprintf("!room%d:x", i%100), benchPayload); err != nil {
+								b.Error(err)
+								return
+							}
+						}
+					})
+				}
+				wg.Wait()
+				select {
+				case <-done:
+				case <-time.After(time.Minute):
+					b.Fatalf("handled %d of %d", handled.Load(), b.N)
+				}
+				b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
+			})
+		}
+	})
+}

@@ -1,0 +1,187 @@
+package eventlog
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+)
+
+// Topic names a stream of T, keyed (partitioned) by a string key.
+type Topic[T any] struct {
+	// Name is e.g. "roomserver.output": dot-separated tokens of [A-Za-z0-9_-].
+	// It becomes the stream's subject prefix.
+	Name string
+	// Key documents which field of T the publisher uses as the key (e.g.
+	// "room_id"). It is informational only: the key is passed to Publish.
+	Key string
+}
+
+// Msg is one delivered message.
+type Msg[T any] struct {
+	Stream string // topic name (for idempotency bookkeeping together with Seq)
+	// Seq is the position in the stream, strictly increasing per topic (the
+	// stream sequence). A redelivery keeps Seq.
+	Seq   uint64
+	Key   string
+	Value T
+	Time  time.Time // when the broker stored the message
+	// Redelivered is set when this message was handed out before: by the
+	// server (after a nak or a crash) or by an in-process retry.
+	Redelivered bool
+}
+
+// RawMsg is one delivered message before decoding.
+type RawMsg struct {
+	Stream      string // topic name
+	Seq         uint64
+	Key         string
+	Data        []byte
+	Time        time.Time
+	Redelivered bool
+}
+
+// Log is the broker connection. Implementations: JetStream ([OpenJetStream]);
+// Kafka later. It is safe for concurrent use.
+type Log interface {
+	// Publish appends a message and returns once it is durable, with its
+	// sequence. Messages of one key are ordered by sequence: a caller that
+	// needs its messages in a causal order publishes them one after the other.
+	Publish(ctx context.Context, topic string, key string, data []byte) (uint64, error)
+	// Subscribe starts a durable consumer group on topic. handler gets raw
+	// messages; see [Consume]. The subscription runs until Stop is called or
+	// ctx is cancelled.
+	Subscribe(ctx context.Context, topic, group string, opts ConsumeOptions, handler func(ctx context.Context, m RawMsg) error) (Subscription, error)
+	// Close stops every subscription (as Stop does) and closes the
+	// connection; for an embedded server it then shuts the server down.
+	Close() error
+}
+
+// Subscription is a running consumer.
+type Subscription interface {
+	// Stop stops fetching, waits for in-flight handlers to finish (acking
+	// those that succeed) and releases the messages it still holds un-acked,
+	// so they are redelivered. It must not be called from a handler. Calling
+	// it again waits for the first call to complete.
+	Stop()
+}
+
+// ConsumeOptions tune a subscription. The zero value is valid.
+type ConsumeOptions struct {
+	// Ordered: messages with the same key are handled one at a time, in
+	// publish order; different keys in parallel (up to Parallelism). When
+	// false, messages may be handled concurrently regardless of key.
+	Ordered     bool
+	Parallelism int           // default 16: handlers running at once
+	MaxBatch    int           // default 256: how many are fetched at once
+	AckWait     time.Duration // default 30s: redelivered if not acked by then (crash)
+	Metrics     *Metrics      // optional
+	Logger      *slog.Logger  // optional; defaults to the Log's logger
+	// StartAtNew: a new group starts at messages published after it is
+	// created (default: from the beginning). An existing group keeps its
+	// position whatever this says.
+	StartAtNew bool
+
+	// MaxPending bounds the messages delivered to this group and not yet
+	// acked (the consumer's MaxAckPending); default 4096, at least MaxBatch.
+	MaxPending int
+	// Partitions and Partition split an ordered group between processes:
+	// with Partitions = n > 1, this subscription only gets the keys of
+	// partition Partition (0 <= Partition < n <= 64). See the package doc.
+	Partitions int
+	Partition  int
+	// LagInterval is how often the lag gauge is refreshed; default 10s.
+	LagInterval time.Duration
+}
+
+// Defaults for ConsumeOptions.
+const (
+	DefaultParallelism = 16
+	DefaultMaxBatch    = 256
+	DefaultAckWait     = 30 * time.Second
+	DefaultMaxPending  = 4096
+	DefaultLagInterval = 10 * time.Second
+)
+
+// withDefaults fills in zero fields and checks the rest.
+func (o ConsumeOptions) withDefaults() (ConsumeOptions, error) {
+	if o.Parallelism <= 0 {
+		o.Parallelism = DefaultParallelism
+	}
+	if o.MaxBatch <= 0 {
+		o.MaxBatch = DefaultMaxBatch
+	}
+	if o.AckWait <= 0 {
+		o.AckWait = DefaultAckWait
+	}
+	if o.MaxPending <= 0 {
+		o.MaxPending = DefaultMaxPending
+	}
+	// The consumer could never hand out a full batch otherwise.
+	o.MaxPending = max(o.MaxPending, o.MaxBatch)
+	if o.LagInterval <= 0 {
+		o.LagInterval = DefaultLagInterval
+	}
+	if o.Partitions > 1 {
+		if o.Partitions > buckets {
+			return o, fmt.Errorf("partitions %d: at most %d", o.Partitions, buckets)
+		}
+		if o.Partition < 0 || o.Partition >= o.Partitions {
+			return o, fmt.Errorf("partition %d out of range [0, %d)", o.Partition, o.Partitions)
+		}
+	} else {
+		o.Partitions, o.Partition = 0, 0
+	}
+	return o, nil
+}
+
+// Publish JSON-encodes v and appends it to topic t under key.
+func Publish[T any](ctx context.Context, l Log, t Topic[T], key string, v T) (uint64, error) {
+	data, err := json.Marshal(v)
+	if err != nil {
+		return 0, fmt.Errorf("encode message for %s: %w", t.Name, err)
+	}
+	return l.Publish(ctx, t.Name, key, data)
+}
+
+// Consume subscribes group to topic t and hands h the decoded messages. A
+// message that does not decode into T is dropped as a Permanent error.
+func Consume[T any](ctx context.Context, l Log, t Topic[T], group string, opts ConsumeOptions, h func(ctx context.Context, m Msg[T]) error) (Subscription, error) {
+	return l.Subscribe(ctx, t.Name, group, opts, func(ctx context.Context, raw RawMsg) error {
+		m := Msg[T]{
+			Stream:      raw.Stream,
+			Seq:         raw.Seq,
+			Key:         raw.Key,
+			Time:        raw.Time,
+			Redelivered: raw.Redelivered,
+		}
+		if err := json.Unmarshal(raw.Data, &m.Value); err != nil {
+			return Permanent(fmt.Errorf("decode %s message %d: %w", raw.Stream, raw.Seq, err))
+		}
+		return h(ctx, m)
+	})
+}
+
+// permanentError marks an error that retrying cannot fix.
+type permanentError struct{ err error }
+
+func (e permanentError) Error() string { return "permanent: " + e.err.Error() }
+func (e permanentError) Unwrap() error { return e.err }
+
+// Permanent marks an error as not worth retrying: the message is acked
+// (dropped) and logged. Permanent(nil) is nil.
+func Permanent(err error) error {
+	if err == nil || IsPermanent(err) {
+		return err
+	}
+	return permanentError{err}
+}
+
+// IsPermanent reports whether err, or an error it wraps, was marked by
+// [Permanent].
+func IsPermanent(err error) bool {
+	var p permanentError
+	return errors.As(err, &p)
+}
