@@ -256,6 +256,16 @@ func startPolylith(t testing.TB) *polylith {
 		s.procs[c] = startProc(t, c, binary(t, c), args, nil)
 		s.OpsURLs = append(s.OpsURLs, "http://"+opsAddr)
 		waitHTTP(t, "http://"+opsAddr+"/metrics")
+		if c == "userapi" || c == "roomserver" {
+			// Their internal API listener comes up after the ops listener.
+			waitFor(t, 20*time.Second, func() error {
+				conn, err := net.Dial("tcp", internal[c])
+				if err == nil {
+					conn.Close()
+				}
+				return err
+			})
+		}
 		switch c {
 		case "syncapi":
 			pl.syncAddr = httpAddr
