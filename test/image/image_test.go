@@ -45,12 +45,6 @@ func TestImage(t *testing.T) {
 	runContract(t, "./cmd/axon")
 }
 
-// TestImageStandIn runs the same contract against testdata/fakeaxon, which
-// checks the Dockerfile and the build script on their own.
-func TestImageStandIn(t *testing.T) {
-	runContract(t, "./test/image/testdata/fakeaxon")
-}
-
 // runContract builds an image from pkg and walks it through what Complement
 // does with it.
 func runContract(t *testing.T, pkg string) {

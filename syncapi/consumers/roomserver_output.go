@@ -1,0 +1,299 @@
+package consumers
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+
+	"github.com/axon-hs/axon/internal/eventlog"
+	rsapi "github.com/axon-hs/axon/roomserver/api"
+	"github.com/axon-hs/axon/syncapi/internal/notifier"
+	"github.com/axon-hs/axon/syncapi/internal/streams"
+	"github.com/axon-hs/axon/syncapi/storage"
+)
+
+// RoomServerOutput consumes rsapi.OutputTopic: it stores each accepted event
+// at the next PDU stream position, applies the state changes it carries, and
+// then wakes the users concerned.
+type RoomServerOutput struct {
+	db       *storage.Storage
+	notifier *notifier.Notifier
+	log      *slog.Logger
+}
+
+// NewRoomServerOutput returns the handler.
+func NewRoomServerOutput(db *storage.Storage, n *notifier.Notifier, log *slog.Logger) *RoomServerOutput {
+	return &RoomServerOutput{db: db, notifier: n, log: log}
+}
+
+// errDuplicate rolls back a transaction that lost the race to store an event
+// (two copies of one message handled at once), so its position is not used.
+var errDuplicate = errors.New("event already stored")
+
+// header is what the syncapi reads of a PDU when storing it.
+type header struct {
+	Type     string  `json:"type"`
+	Sender   string  `json:"sender"`
+	StateKey *string `json:"state_key"`
+	Content  struct {
+		Membership any `json:"membership"`
+	} `json:"content"`
+}
+
+func parseHeader(pdu []byte) (header, error) {
+	var h header
+	if err := json.Unmarshal(pdu, &h); err != nil {
+		return h, fmt.Errorf("decode event: %w", err)
+	}
+	if h.Type == "" || h.Sender == "" {
+		return h, errors.New("event has no type or sender")
+	}
+	return h, nil
+}
+
+// membership is content.membership of a member event, "" otherwise (and for
+// a malformed one, which the roomserver's auth rules would not have let in).
+func (h header) membership() string {
+	if h.Type != storage.MemberEvent || h.StateKey == nil {
+		return ""
+	}
+	m, _ := h.Content.Membership.(string)
+	return m
+}
+
+// applied is what one message did.
+type applied struct {
+	stored   bool
+	position streams.Position
+	changes  []notifier.MembershipChange
+	unknown  []string // state event ids the syncapi has never seen
+}
+
+// Handle stores one roomserver output event. The event, its position and
+// its state changes commit in one transaction; waiters are woken after the
+// commit. A message whose event is already stored is a no-op, so a
+// redelivery neither adds a second timeline entry nor takes a position.
+func (c *RoomServerOutput) Handle(ctx context.Context, m eventlog.Msg[rsapi.OutputEvent]) error {
+	ev := m.Value
+	if ev.EventID == "" || ev.RoomID == "" {
+		return eventlog.Permanent(fmt.Errorf("output message %d: no event id or room id", m.Seq))
+	}
+	h, err := parseHeader(ev.Event)
+	if err != nil {
+		return eventlog.Permanent(fmt.Errorf("output event %s: %w", ev.EventID, err))
+	}
+	var res applied
+	err = c.db.InTx(ctx, func(tx *sql.Tx) error {
+		res = applied{}
+		return c.apply(ctx, tx, ev, h, &res)
+	})
+	if errors.Is(err, errDuplicate) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("store output event %s of room %s: %w", ev.EventID, ev.RoomID, err)
+	}
+	if !res.stored {
+		c.log.DebugContext(ctx, "output event already stored", "event_id", ev.EventID, "room_id", ev.RoomID)
+		return nil
+	}
+	if len(res.unknown) > 0 {
+		// The output carries state as event ids; an id the syncapi never received as
+		// an output event (e.g. state of a room joined over federation) cannot be served.
+		c.log.WarnContext(ctx, "state event ids unknown to the syncapi", "event_id", ev.EventID, "room_id", ev.RoomID,
+			"unknown", res.unknown)
+	}
+	c.notifier.OnRoomEvent(ev.RoomID, res.position, res.changes)
+	return nil
+}
+
+func (c *RoomServerOutput) apply(ctx context.Context, tx *sql.Tx, ev rsapi.OutputEvent, h header, res *applied) error {
+	exists, err := c.db.Events.Exists(ctx, tx, ev.EventID)
+	if err != nil || exists {
+		return err
+	}
+	pos, err := c.db.Positions.Next(ctx, tx, streams.PDU)
+	if err != nil {
+		return err
+	}
+	row := storage.Event{
+		Position:    pos,
+		EventID:     ev.EventID,
+		RoomID:      ev.RoomID,
+		RoomVersion: ev.RoomVersion,
+		Type:        h.Type,
+		Sender:      h.Sender,
+		StateKey:    h.StateKey,
+		JSON:        ev.Event,
+	}
+	if ev.TxnID != nil {
+		row.Txn = storage.TxnID{UserID: ev.TxnID.UserID, DeviceID: ev.TxnID.DeviceID, TxnID: ev.TxnID.TransactionID}
+	}
+	self := storage.Tuple{}
+	if h.StateKey != nil {
+		self = storage.Tuple{Type: h.Type, StateKey: *h.StateKey}
+		// What this event replaces is the current state just before it, if it
+		// becomes current itself.
+		for _, id := range ev.AddsState {
+			if id == ev.EventID {
+				prev, err := c.db.CurrentState.Select(ctx, tx, ev.RoomID, self)
+				if err != nil {
+					return err
+				}
+				row.ReplacesEventID = prev
+				break
+			}
+		}
+	}
+	inserted, err := c.db.Events.Insert(ctx, tx, row)
+	if err != nil {
+		return err
+	}
+	if !inserted {
+		return errDuplicate
+	}
+	res.stored, res.position = true, pos
+
+	adds, unknownAdds, err := c.lookup(ctx, tx, ev, h, ev.AddsState)
+	if err != nil {
+		return err
+	}
+	removes, _, err := c.lookup(ctx, tx, ev, h, ev.RemovesState)
+	if err != nil {
+		return err
+	}
+	res.unknown = unknownAdds
+	current, err := c.currentOf(ctx, tx, ev, adds, removes)
+	if err != nil {
+		return err
+	}
+	newState := map[storage.Tuple]bool{}
+	for _, a := range adds {
+		newState[a.tuple] = true
+		if current[a.tuple] == a.eventID {
+			continue // a rewrite lists unchanged state too
+		}
+		if err := c.change(ctx, tx, ev.RoomID, pos, a, res); err != nil {
+			return err
+		}
+	}
+	var gone []storage.Tuple
+	if ev.Rewrite {
+		// AddsState is the whole new state: whatever else was current is gone. With
+		// unknown ids we cannot tell which tuples they hold, so nothing is dropped.
+		if len(unknownAdds) == 0 {
+			for tu := range current {
+				if !newState[tu] {
+					gone = append(gone, tu)
+				}
+			}
+		}
+	} else {
+		for _, r := range removes {
+			// A removal only counts if nothing replaced it and it is still what is current.
+			if !newState[r.tuple] && current[r.tuple] == r.eventID {
+				gone = append(gone, r.tuple)
+			}
+		}
+	}
+	for _, tu := range gone {
+		if err := c.change(ctx, tx, ev.RoomID, pos, stateRef{tuple: tu}, res); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// stateRef is a state event id with the tuple it sets.
+type stateRef struct {
+	tuple      storage.Tuple
+	eventID    string // "" for a removal
+	membership string
+}
+
+// lookup resolves state event ids to their tuples: the event being stored
+// from its header, the others from storage. Ids the syncapi does not have
+// are returned apart.
+func (c *RoomServerOutput) lookup(ctx context.Context, tx *sql.Tx, ev rsapi.OutputEvent, h header, ids []string) ([]stateRef, []string, error) {
+	var out []stateRef
+	var others []string
+	for _, id := range ids {
+		if id == ev.EventID {
+			if h.StateKey != nil {
+				out = append(out, stateRef{tuple: storage.Tuple{Type: h.Type, StateKey: *h.StateKey}, eventID: id, membership: h.membership()})
+			}
+			continue
+		}
+		others = append(others, id)
+	}
+	if len(others) == 0 {
+		return out, nil, nil
+	}
+	evs, err := c.db.Events.SelectByIDs(ctx, tx, others)
+	if err != nil {
+		return nil, nil, err
+	}
+	found := map[string]bool{}
+	for _, e := range evs {
+		if e.StateKey == nil {
+			continue
+		}
+		found[e.EventID] = true
+		oh, err := parseHeader(e.JSON)
+		if err != nil {
+			return nil, nil, fmt.Errorf("stored event %s: %w", e.EventID, err)
+		}
+		out = append(out, stateRef{tuple: storage.Tuple{Type: e.Type, StateKey: *e.StateKey}, eventID: e.EventID, membership: oh.membership()})
+	}
+	var unknown []string
+	for _, id := range others {
+		if !found[id] {
+			unknown = append(unknown, id)
+		}
+	}
+	return out, unknown, nil
+}
+
+// currentOf returns the current state of the tuples involved (the whole
+// room for a rewrite).
+func (c *RoomServerOutput) currentOf(ctx context.Context, tx *sql.Tx, ev rsapi.OutputEvent, adds, removes []stateRef) (map[storage.Tuple]string, error) {
+	if ev.Rewrite {
+		return c.db.CurrentState.SelectRoom(ctx, tx, ev.RoomID)
+	}
+	cur := map[storage.Tuple]string{}
+	for _, refs := range [][]stateRef{adds, removes} {
+		for _, r := range refs {
+			if _, ok := cur[r.tuple]; ok {
+				continue
+			}
+			id, err := c.db.CurrentState.Select(ctx, tx, ev.RoomID, r.tuple)
+			if err != nil {
+				return nil, err
+			}
+			cur[r.tuple] = id
+		}
+	}
+	return cur, nil
+}
+
+// change applies one state change to the current state and its history.
+func (c *RoomServerOutput) change(ctx context.Context, tx *sql.Tx, roomID string, pos streams.Position, s stateRef, res *applied) error {
+	if s.eventID == "" {
+		if err := c.db.CurrentState.Delete(ctx, tx, roomID, s.tuple); err != nil {
+			return err
+		}
+	} else if err := c.db.CurrentState.Upsert(ctx, tx, roomID, s.tuple, s.eventID, s.membership, pos); err != nil {
+		return err
+	}
+	err := c.db.Deltas.Insert(ctx, tx, storage.Delta{Position: pos, RoomID: roomID, Tuple: s.tuple, EventID: s.eventID, Membership: s.membership})
+	if err != nil {
+		return err
+	}
+	if s.tuple.Type == storage.MemberEvent {
+		res.changes = append(res.changes, notifier.MembershipChange{UserID: s.tuple.StateKey, Membership: s.membership})
+	}
+	return nil
+}

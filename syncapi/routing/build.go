@@ -1,0 +1,389 @@
+package routing
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/axon-hs/axon/internal/sqlutil"
+	"github.com/axon-hs/axon/syncapi/internal/streams"
+	"github.com/axon-hs/axon/syncapi/storage"
+	userapi "github.com/axon-hs/axon/userapi/api"
+)
+
+// Membership values.
+const (
+	join   = "join"
+	invite = "invite"
+	knock  = "knock"
+	leave  = "leave"
+	ban    = "ban"
+)
+
+// heroCount is how many heroes a room summary lists (the spec's "first 5
+// members").
+const heroCount = 5
+
+// strippedStateTypes are the state types put in invite_state and
+// knock_state (client-server API "Stripped state"; m.room.create is
+// required since v1.16).
+var strippedStateTypes = []string{
+	"m.room.create", "m.room.name", "m.room.avatar", "m.room.topic",
+	"m.room.join_rules", "m.room.canonical_alias", "m.room.encryption",
+}
+
+// builder assembles one /sync response. Every read is bounded by the PDU
+// position of cur, which is next_batch: storage commits positions in order
+// (see the storage package), so everything at or before it is visible.
+type builder struct {
+	db  *storage.Storage
+	q   sqlutil.Querier
+	dev userapi.Device
+	req Request
+	cur streams.Token
+	now time.Time
+}
+
+// build answers an initial sync (since nil) or an incremental one.
+func (b *builder) build(ctx context.Context, since *streams.Token) (*Response, error) {
+	resp := newResponse(b.cur)
+	if since == nil {
+		return resp, b.initial(ctx, resp)
+	}
+	return resp, b.incremental(ctx, resp, since.Get(streams.PDU))
+}
+
+func (b *builder) upTo() streams.Position { return b.cur.Get(streams.PDU) }
+
+func (b *builder) initial(ctx context.Context, resp *Response) error {
+	ms, err := b.db.Deltas.MembershipsAt(ctx, b.q, b.dev.UserID, b.upTo())
+	if err != nil {
+		return err
+	}
+	for _, m := range ms {
+		if !b.req.Filter.IncludesRoom(m.RoomID) {
+			continue
+		}
+		switch m.Membership {
+		case join:
+			jr, err := b.joinedRoom(ctx, m.RoomID, 0, true, true)
+			if err != nil {
+				return err
+			}
+			resp.Rooms.Join[m.RoomID] = jr
+		case invite, knock:
+			if err := b.strippedRoom(ctx, resp, m); err != nil {
+				return err
+			}
+		case leave, ban:
+			if b.req.Filter.Room.IncludeLeave {
+				lr, err := b.leftRoom(ctx, m, 0, true)
+				if err != nil {
+					return err
+				}
+				resp.Rooms.Leave[m.RoomID] = lr
+			}
+		}
+	}
+	return nil
+}
+
+func (b *builder) incremental(ctx context.Context, resp *Response, since streams.Position) error {
+	now, err := b.db.Deltas.MembershipsAt(ctx, b.q, b.dev.UserID, b.upTo())
+	if err != nil {
+		return err
+	}
+	before, err := b.db.Deltas.MembershipsAt(ctx, b.q, b.dev.UserID, since)
+	if err != nil {
+		return err
+	}
+	changes, err := b.db.Deltas.MembershipChanges(ctx, b.q, b.dev.UserID, since, b.upTo())
+	if err != nil {
+		return err
+	}
+	was := map[string]string{}
+	for _, m := range before {
+		was[m.RoomID] = m.Membership
+	}
+	changed := map[string]bool{}
+	joinedInWindow := map[string]bool{}
+	for _, c := range changes {
+		changed[c.RoomID] = true
+		if c.Membership == join {
+			joinedInWindow[c.RoomID] = true
+		}
+	}
+
+	var steady []string
+	for _, m := range now {
+		if !b.req.Filter.IncludesRoom(m.RoomID) {
+			continue
+		}
+		switch {
+		case m.Membership == join && was[m.RoomID] != join:
+			// Newly joined: the client knows nothing of the room yet.
+			jr, err := b.joinedRoom(ctx, m.RoomID, 0, true, true)
+			if err != nil {
+				return err
+			}
+			resp.Rooms.Join[m.RoomID] = jr
+		case m.Membership == join:
+			steady = append(steady, m.RoomID)
+		case !changed[m.RoomID]:
+			// Invites, knocks and leaves are reported when they happen.
+		case m.Membership == invite || m.Membership == knock:
+			if err := b.strippedRoom(ctx, resp, m); err != nil {
+				return err
+			}
+		case m.Membership == leave || m.Membership == ban:
+			var lr *LeftRoom
+			switch {
+			case was[m.RoomID] == join:
+				lr, err = b.leftRoom(ctx, m, since, b.req.FullState)
+			case joinedInWindow[m.RoomID]:
+				// Joined and left between two syncs: the client never saw the room.
+				lr, err = b.leftRoom(ctx, m, 0, true)
+			default:
+				// A rejected invite or a ban before joining: only the event itself.
+				lr, err = b.leftRoom(ctx, m, m.Position-1, false)
+			}
+			if err != nil {
+				return err
+			}
+			resp.Rooms.Leave[m.RoomID] = lr
+		}
+	}
+
+	active := steady
+	if !b.req.FullState {
+		if active, err = b.db.Events.RoomsWithEvents(ctx, b.q, steady, since, b.upTo()); err != nil {
+			return err
+		}
+	}
+	for _, room := range active {
+		jr, err := b.joinedRoom(ctx, room, since, b.req.FullState, changed[room])
+		if err != nil {
+			return err
+		}
+		resp.Rooms.Join[room] = jr
+	}
+	return nil
+}
+
+// joinedRoom builds a joined room: the timeline after position after up to
+// next_batch, and either the full state at its start (full) or the state
+// changes since after (client-server API "Syncing": state is the state up
+// to the start of the timeline).
+//
+// checkVisibility is false only when the user was joined throughout the
+// window, so that every event in it is visible.
+func (b *builder) joinedRoom(ctx context.Context, roomID string, after streams.Position, full, checkVisibility bool) (*JoinedRoom, error) {
+	w, err := b.roomWindow(ctx, roomID, after, b.upTo(), full, checkVisibility)
+	if err != nil {
+		return nil, err
+	}
+	jr := &JoinedRoom{
+		Timeline:    w.timeline,
+		Ephemeral:   emptyBatch(),
+		AccountData: emptyBatch(),
+	}
+	if b.req.UseStateAfter {
+		jr.StateAfter = &w.stateAfter
+	} else {
+		jr.State = &w.state
+	}
+	// The summary may be omitted while it does not change, and only
+	// membership events change it.
+	if full || w.members {
+		if jr.Summary, err = b.summary(ctx, roomID); err != nil {
+			return nil, err
+		}
+	}
+	return jr, nil
+}
+
+// leftRoom builds a left room: the timeline up to the leave event.
+func (b *builder) leftRoom(ctx context.Context, m storage.Membership, after streams.Position, full bool) (*LeftRoom, error) {
+	w, err := b.roomWindow(ctx, m.RoomID, after, m.Position, full, true)
+	if err != nil {
+		return nil, err
+	}
+	lr := &LeftRoom{Timeline: w.timeline, AccountData: emptyBatch()}
+	if b.req.UseStateAfter {
+		lr.StateAfter = &w.stateAfter
+	} else {
+		lr.State = &w.state
+	}
+	return lr, nil
+}
+
+// window is a room's timeline and the state that goes with it.
+type window struct {
+	timeline   Timeline
+	state      EventBatch // at the start of the timeline
+	stateAfter EventBatch // at its end
+	members    bool       // a membership event is among them
+}
+
+// roomWindow reads a room's timeline in (after, upTo] and its state at the
+// start of the timeline (state) and at its end (state_after), in full or as
+// the changes since after. Only the one the request asked for is read.
+func (b *builder) roomWindow(ctx context.Context, roomID string, after, upTo streams.Position, full, checkVisibility bool) (window, error) {
+	evs, limited, err := b.db.Events.Recent(ctx, b.q, roomID, after, upTo, b.req.Filter.TimelineLimit())
+	if err != nil {
+		return window{}, err
+	}
+	if checkVisibility && len(evs) > 0 {
+		v, err := b.loadVisibility(ctx, roomID, upTo)
+		if err != nil {
+			return window{}, err
+		}
+		if shown := v.visibleSuffix(evs); len(shown) < len(evs) {
+			// Hidden events form a gap before the timeline: limited makes the
+			// state delta cover it.
+			evs, limited = shown, true
+		}
+	}
+	start := upTo // the position just before the timeline
+	if len(evs) > 0 {
+		start = evs[0].Position - 1
+	}
+	var stateEvs []storage.Event
+	switch {
+	case b.req.UseStateAfter && full:
+		stateEvs, err = b.db.Deltas.StateAt(ctx, b.q, roomID, upTo, nil)
+	case b.req.UseStateAfter:
+		stateEvs, err = b.db.Deltas.StateChanges(ctx, b.q, roomID, after, upTo)
+	case full:
+		stateEvs, err = b.db.Deltas.StateAt(ctx, b.q, roomID, start, nil)
+	case limited:
+		// The gap between since and the timeline may hold state changes.
+		stateEvs, err = b.db.Deltas.StateChanges(ctx, b.q, roomID, after, start)
+	}
+	if err != nil {
+		return window{}, err
+	}
+	all := make([]storage.Event, 0, len(evs)+len(stateEvs))
+	all = append(append(all, evs...), stateEvs...)
+	rendered, err := b.render(ctx, all)
+	if err != nil {
+		return window{}, err
+	}
+	w := window{
+		timeline: Timeline{
+			Events:    rendered[:len(evs)],
+			Limited:   limited,
+			PrevBatch: b.cur.With(streams.PDU, start).String(),
+		},
+		state:      emptyBatch(),
+		stateAfter: emptyBatch(),
+	}
+	if b.req.UseStateAfter {
+		w.stateAfter.Events = rendered[len(evs):]
+	} else {
+		w.state.Events = rendered[len(evs):]
+	}
+	for _, e := range all {
+		w.members = w.members || e.Type == storage.MemberEvent
+	}
+	return w, nil
+}
+
+// render formats events for the requesting device, in order. The content
+// replaced state events had is loaded in one query for unsigned.prev_content.
+func (b *builder) render(ctx context.Context, evs []storage.Event) ([]json.RawMessage, error) {
+	out := make([]json.RawMessage, 0, len(evs))
+	if b.req.Filter.EventFormat == "federation" {
+		for _, e := range evs {
+			out = append(out, json.RawMessage(e.JSON))
+		}
+		return out, nil
+	}
+	var replaced []string
+	for _, e := range evs {
+		if e.ReplacesEventID != "" {
+			replaced = append(replaced, e.ReplacesEventID)
+		}
+	}
+	prev := map[string]json.RawMessage{}
+	if len(replaced) > 0 {
+		pevs, err := b.db.Events.SelectByIDs(ctx, b.q, replaced)
+		if err != nil {
+			return nil, err
+		}
+		for _, p := range pevs {
+			prev[p.EventID] = contentOf(p.JSON)
+		}
+	}
+	for _, e := range evs {
+		ce, err := clientEvent(e, b.dev, prev[e.ReplacesEventID], b.now)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, ce)
+	}
+	return out, nil
+}
+
+// strippedRoom adds an invited or knocked room with its stripped state: the
+// room's state if this server has it, else the stripped state that came
+// with the membership event, and the membership event itself.
+func (b *builder) strippedRoom(ctx context.Context, resp *Response, m storage.Membership) error {
+	state, err := b.db.Deltas.StateAt(ctx, b.q, m.RoomID, b.upTo(), strippedStateTypes)
+	if err != nil {
+		return err
+	}
+	own, err := b.db.Events.SelectByIDs(ctx, b.q, []string{m.EventID})
+	if err != nil {
+		return err
+	}
+	events := []json.RawMessage{}
+	hasCreate := false
+	for _, e := range state {
+		s, err := strippedEvent(e.JSON)
+		if err != nil {
+			return fmt.Errorf("strip %s: %w", e.EventID, err)
+		}
+		events = append(events, s)
+		hasCreate = hasCreate || e.Type == "m.room.create"
+	}
+	key := "invite_room_state"
+	if m.Membership == knock {
+		key = "knock_room_state"
+	}
+	for _, e := range own {
+		if !hasCreate {
+			if remote := inviteRoomState(e.JSON, key); remote != nil {
+				events = remote
+			}
+		}
+		s, err := strippedEvent(e.JSON)
+		if err != nil {
+			return fmt.Errorf("strip %s: %w", e.EventID, err)
+		}
+		events = append(events, s)
+	}
+	if m.Membership == knock {
+		resp.Rooms.Knock[m.RoomID] = &KnockedRoom{KnockState: EventBatch{Events: events}}
+	} else {
+		resp.Rooms.Invite[m.RoomID] = &InvitedRoom{InviteState: EventBatch{Events: events}}
+	}
+	return nil
+}
+
+// summary computes a room's summary from its current state.
+func (b *builder) summary(ctx context.Context, roomID string) (Summary, error) {
+	joined, invited, err := b.db.CurrentState.MemberCounts(ctx, b.q, roomID)
+	if err != nil {
+		return Summary{}, err
+	}
+	heroes, err := b.db.CurrentState.Heroes(ctx, b.q, roomID, b.dev.UserID, heroCount)
+	if err != nil {
+		return Summary{}, err
+	}
+	if heroes == nil {
+		heroes = []string{}
+	}
+	return Summary{Heroes: heroes, JoinedMemberCount: &joined, InvitedMemberCount: &invited}, nil
+}

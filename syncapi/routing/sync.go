@@ -1,0 +1,163 @@
+// Package routing serves the syncapi's client endpoints: GET /sync, its
+// request parsing (since, timeout, full_state, set_presence,
+// use_state_after, filter) and the building of its response from storage.
+package routing
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/axon-hs/axon/internal/httputil"
+	"github.com/axon-hs/axon/syncapi/internal/notifier"
+	"github.com/axon-hs/axon/syncapi/storage"
+	userapi "github.com/axon-hs/axon/userapi/api"
+)
+
+// Metrics are the /sync metrics.
+type Metrics struct {
+	requests *prometheus.CounterVec
+	waiting  prometheus.Gauge
+}
+
+// NewMetrics registers the /sync metrics on reg; nil reg gives nil (no
+// metrics). Registering twice on one registry reuses the first collectors,
+// so a component built twice (a restart in a test) does not panic.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	if reg == nil {
+		return nil
+	}
+	m := &Metrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "axon_syncapi_sync_requests_total",
+			Help: "GET /sync requests by kind (initial, incremental).",
+		}, []string{"kind"}),
+		waiting: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "axon_syncapi_sync_waiting",
+			Help: "GET /sync requests currently long-polling.",
+		}),
+	}
+	m.requests = register(reg, m.requests)
+	m.waiting = register(reg, m.waiting)
+	return m
+}
+
+// register registers c, or returns the collector already registered in its
+// place.
+func register[C prometheus.Collector](reg prometheus.Registerer, c C) C {
+	if err := reg.Register(c); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if errors.As(err, &are) {
+			if existing, ok := are.ExistingCollector.(C); ok {
+				return existing
+			}
+		}
+		// A different collector under the same name: keep ours unregistered
+		// rather than fail start-up over a metric.
+	}
+	return c
+}
+
+// Sync serves GET /sync.
+type Sync struct {
+	db       *storage.Storage
+	notifier *notifier.Notifier
+	userAPI  userapi.API
+	log      *slog.Logger
+	metrics  *Metrics
+}
+
+// NewSync returns the /sync handler. metrics may be nil.
+func NewSync(db *storage.Storage, n *notifier.Notifier, userAPI userapi.API, log *slog.Logger, metrics *Metrics) *Sync {
+	return &Sync{db: db, notifier: n, userAPI: userAPI, log: log, metrics: metrics}
+}
+
+// ServeSync is GET /_matrix/client/v3/sync. Errors: M_MISSING_TOKEN and
+// M_UNKNOWN_TOKEN (401), M_INVALID_PARAM for a bad since, timeout or flag,
+// M_NOT_JSON / M_BAD_JSON for a bad inline filter (400).
+func (s *Sync) ServeSync(w http.ResponseWriter, r *http.Request) error {
+	token, err := httputil.AccessToken(r)
+	if err != nil {
+		return err
+	}
+	dev, err := s.userAPI.QueryAccessToken(r.Context(), userapi.QueryAccessTokenRequest{AccessToken: token})
+	if err != nil {
+		return err
+	}
+	req, err := ParseRequest(r.URL.Query())
+	if err != nil {
+		return err
+	}
+	resp, err := s.sync(r.Context(), dev.Device, req)
+	if err != nil {
+		return err
+	}
+	return httputil.JSON(w, resp)
+}
+
+// sync answers at once when there is something for the device, and
+// otherwise waits for the notifier, up to the request's timeout.
+func (s *Sync) sync(ctx context.Context, dev userapi.Device, req Request) (*Response, error) {
+	if s.metrics != nil {
+		kind := "incremental"
+		if req.Since == nil {
+			kind = "initial"
+		}
+		s.metrics.requests.WithLabelValues(kind).Inc()
+	}
+	since := req.Since
+	var timer *time.Timer
+	for {
+		// Listen before reading: what commits from now on wakes us, what committed
+		// before is within cur.
+		l := s.notifier.Listen(dev.UserID)
+		cur := s.notifier.Current()
+		if since != nil {
+			// A token from the future (a database restored from backup, or one
+			// that never came from here) reads as now rather than waiting for
+			// positions that may never come.
+			clamped := since.Min(cur)
+			since = &clamped
+		}
+		b := &builder{db: s.db, q: s.db.DB.Reader(), dev: dev, req: req, cur: cur, now: time.Now()}
+		resp, err := b.build(ctx, since)
+		if err != nil || !resp.empty() || req.Timeout == 0 || req.FullState {
+			l.Close()
+			return resp, err
+		}
+		if timer == nil {
+			timer = time.NewTimer(req.Timeout)
+			defer timer.Stop()
+		}
+		woken, err := s.wait(ctx, l, timer)
+		l.Close()
+		if err != nil || !woken {
+			return resp, err
+		}
+		// Nothing came up to cur: look again from there.
+		since = &cur
+	}
+}
+
+// wait blocks until the listener fires (true), the timer or shutdown ends
+// the long-poll (false), or the client goes away (its error).
+func (s *Sync) wait(ctx context.Context, l *notifier.Listener, timer *time.Timer) (bool, error) {
+	if s.metrics != nil {
+		s.metrics.waiting.Inc()
+		defer s.metrics.waiting.Dec()
+	}
+	select {
+	case <-l.C():
+		return true, nil
+	case <-timer.C:
+		return false, nil
+	case <-s.notifier.Done():
+		return false, nil
+	case <-ctx.Done():
+		return false, ctx.Err()
+	}
+}
