@@ -45,6 +45,9 @@ type API interface {
 	// ConsumeRegistrationNonce uses a nonce up; Valid is false if it was
 	// never issued, already used or expired.
 	ConsumeRegistrationNonce(ctx context.Context, req ConsumeRegistrationNonceRequest) (ConsumeRegistrationNonceResponse, error)
+
+	// PushAPI is push rules, pushers and notifications (push.go).
+	PushAPI
 }
 
 // Account types.

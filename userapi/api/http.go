@@ -70,4 +70,5 @@ func Serve(s *rpc.Server, impl API) {
 	completeUIAStage.Handle(s, impl.CompleteUIAStage)
 	newRegistrationNonce.Handle(s, impl.NewRegistrationNonce)
 	consumeRegistrationNonce.Handle(s, impl.ConsumeRegistrationNonce)
+	servePush(s, impl)
 }
