@@ -25,7 +25,13 @@ type Proto struct {
 	Content    any
 	PrevEvents []matrix.EventID
 	AuthEvents []matrix.EventID
-	Depth      int64
+	// RefHashes holds the reference hashes (sha256) of the events in
+	// PrevEvents and AuthEvents. Only room versions 1 and 2 use them: their
+	// references are [event ID, {"sha256": hash}] pairs (PDU schema
+	// pdu_v1, event_hash.yaml: sha256 is required). An event missing here
+	// is referenced with {}; see refs.
+	RefHashes map[matrix.EventID][]byte
+	Depth     int64
 	// Redacts is placed at the top level (room versions 1 to 10) or in
 	// content (11 and later), per version.
 	Redacts matrix.EventID
@@ -74,8 +80,8 @@ func (p Proto) Build(v *RoomVersion, origin matrix.ServerName, key signing.Key) 
 		"content":          json.RawMessage(content),
 		"depth":            p.Depth,
 		"origin_server_ts": ts,
-		"prev_events":      refs(p.PrevEvents, v),
-		"auth_events":      refs(p.AuthEvents, v),
+		"prev_events":      refs(p.PrevEvents, p.RefHashes, v),
+		"auth_events":      refs(p.AuthEvents, p.RefHashes, v),
 	}
 	if p.StateKey != nil {
 		ev["state_key"] = *p.StateKey
@@ -134,15 +140,20 @@ func (p Proto) Build(v *RoomVersion, origin matrix.ServerName, key signing.Key) 
 	return e, nil
 }
 
-// refs formats prev_events/auth_events for the version. NOTSPEC: room
-// versions 1 and 2 pair each ID with its reference hashes; Proto carries no
-// hashes, so an empty object is sent, as existing servers do (the hashes
-// were never checked).
-func refs(ids []matrix.EventID, v *RoomVersion) any {
+// refs formats prev_events/auth_events for the version. Room versions 1
+// and 2 pair each ID with {"sha256": its reference hash}. NOTSPEC: for an
+// event whose hash the caller did not supply, an empty object is sent, as
+// Synapse does for events it does not have (no server checks these hashes);
+// the schema requires sha256.
+func refs(ids []matrix.EventID, hashes map[matrix.EventID][]byte, v *RoomVersion) any {
 	if v.EventIDInJSON() {
 		out := make([][2]any, len(ids))
 		for i, id := range ids {
-			out[i] = [2]any{id, struct{}{}}
+			var h any = struct{}{}
+			if sum, ok := hashes[id]; ok {
+				h = map[string]string{"sha256": signing.EncodeBase64(sum)}
+			}
+			out[i] = [2]any{id, h}
 		}
 		return out
 	}

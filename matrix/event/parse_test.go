@@ -377,6 +377,41 @@ func TestBuildErrors(t *testing.T) {
 	}
 }
 
+// TestBuildV1References: room versions 1 and 2 reference events as
+// [event ID, {"sha256": reference hash}] (event_hash.yaml requires sha256).
+// Build writes the hashes the caller has and {} for the others; later
+// versions ignore RefHashes. Found by the mautrix oracle, which re-encodes
+// {} as {"sha256":""} and so could not verify our v1 events.
+func TestBuildV1References(t *testing.T) {
+	k, _ := signing.GenerateKey("ed25519:k")
+	known, unknown := matrix.EventID("$known:x"), matrix.EventID("$unknown:x")
+	hash := bytes.Repeat([]byte{0xfb}, 32)
+	tests := []struct {
+		v                  string
+		wantPrev, wantAuth string
+	}{
+		{"1", `[["$known:x",{"sha256":"` + signing.EncodeBase64(hash) + `"}]]`, `[["$unknown:x",{}]]`},
+		{"2", `[["$known:x",{"sha256":"` + signing.EncodeBase64(hash) + `"}]]`, `[["$unknown:x",{}]]`},
+		{"3", `["$known:x"]`, `["$unknown:x"]`},
+	}
+	for _, tt := range tests {
+		p := Proto{
+			Type: "m.room.message", Sender: "@a:x", RoomID: "!r:x", Depth: 2,
+			PrevEvents: []matrix.EventID{known}, AuthEvents: []matrix.EventID{unknown},
+			RefHashes: map[matrix.EventID][]byte{known: hash},
+		}
+		e, err := p.Build(MustVersion(tt.v), "x", k)
+		if err != nil {
+			t.Fatalf("v%s: Build: %v", tt.v, err)
+		}
+		prev, _ := canonicaljson.Lookup(e.JSON(), "prev_events")
+		auth, _ := canonicaljson.Lookup(e.JSON(), "auth_events")
+		if string(prev) != tt.wantPrev || string(auth) != tt.wantAuth {
+			t.Errorf("v%s: prev_events = %s, auth_events = %s; want %s, %s", tt.v, prev, auth, tt.wantPrev, tt.wantAuth)
+		}
+	}
+}
+
 func TestWithUnsigned(t *testing.T) {
 	k, _ := signing.GenerateKey("ed25519:k")
 	_, msg := buildRoom(t, MustVersion("11"), k)
