@@ -9,6 +9,7 @@ import (
 
 	"github.com/axon-hs/axon/internal/eventlog"
 	"github.com/axon-hs/axon/internal/sqlutil"
+	"github.com/axon-hs/axon/matrix/authrules"
 
 	"github.com/axon-hs/axon/roomserver/api"
 	"github.com/axon-hs/axon/roomserver/consumers"
@@ -38,7 +39,7 @@ func New(ctx context.Context, d Deps) (*Component, error) {
 	if err != nil {
 		return nil, fmt.Errorf("roomserver storage: %w", err)
 	}
-	impl := internal.New(st, d.EventLog, log, nil)
+	impl := internal.New(st, d.EventLog, log, authrules.Check)
 	sub, err := consumers.StartInput(ctx, d.EventLog, log, d.LogMetrics, impl.HandleInput)
 	if err != nil {
 		return nil, fmt.Errorf("roomserver input consumer: %w", err)

@@ -216,3 +216,65 @@ func TestEveryMethodServed(t *testing.T) {
 		t.Fatalf("not served over HTTP: %v", missing)
 	}
 }
+
+func TestAuthRulesAndForks(t *testing.T) {
+	eachTransport(t, func(t *testing.T, a api.API, out *outputs) {
+		ctx := t.Context()
+		alice, bob := "@alice:"+string(origin), "@bob:"+string(origin)
+		c := newChain(t, event.DefaultRoomVersion)
+		evs := []*event.PDU{
+			c.add(event.TypeCreate, strp(""), alice, map[string]any{"room_version": c.v.ID}),
+			c.add(event.TypeMember, strp(alice), alice, map[string]any{"membership": "join"}),
+			c.add(event.TypePowerLevels, strp(""), alice, map[string]any{"users": map[string]any{}}),
+			c.add(event.TypeJoinRules, strp(""), alice, map[string]any{"join_rule": "invite"}),
+		}
+		if _, err := a.InputRoomEvents(ctx, input(c.v, evs...)); err != nil {
+			t.Fatal(err)
+		}
+		base, baseDepth := c.prev, c.depth
+
+		// bob is not a member: his message is rejected with the rule's reason.
+		intruder := c.add("m.room.message", nil, bob, map[string]any{"body": "let me in"})
+		if _, err := a.InputRoomEvents(ctx, input(c.v, intruder)); !apierr.HasCode(err, apierr.CodeForbidden) {
+			t.Fatalf("non-member message = %v, want M_FORBIDDEN", err)
+		}
+
+		// Two branches from the same event, each renaming the room.
+		c.prev, c.depth = base, baseDepth
+		left := c.add("m.room.name", strp(""), alice, map[string]any{"name": "left"})
+		c.prev, c.depth = base, baseDepth
+		right := c.add("m.room.name", strp(""), alice, map[string]any{"name": "right"})
+		for _, e := range []*event.PDU{left, right} {
+			if _, err := a.InputRoomEvents(ctx, input(c.v, e)); err != nil {
+				t.Fatalf("branch %s = %v", e.EventID(), err)
+			}
+		}
+		latest, err := a.QueryLatestEventsAndState(ctx, api.QueryLatestEventsAndStateRequest{RoomID: string(c.roomID),
+			StateToFetch: []api.StateKeyTuple{{Type: "m.room.name"}}})
+		if err != nil || len(latest.LatestEvents) != 2 || len(latest.StateEvents) != 1 {
+			t.Fatalf("after the fork: %+v, %v; want two extremities and one resolved name", latest, err)
+		}
+		// An event on both branches merges them.
+		c.prev, c.depth = "", max(left.Depth(), right.Depth())
+		p := event.Proto{Type: "m.room.message", Sender: matrix.UserID(alice), RoomID: c.roomID, Content: map[string]any{"body": "merge"},
+			PrevEvents: []matrix.EventID{left.EventID(), right.EventID()}, Depth: c.depth + 1}
+		for _, tu := range event.AuthEventsNeeded(p, c.v) {
+			p.AuthEvents = append(p.AuthEvents, c.state[tu])
+		}
+		merge, err := p.Build(c.v, origin, c.key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := a.InputRoomEvents(ctx, input(c.v, merge)); err != nil {
+			t.Fatalf("merge = %v", err)
+		}
+		after, err := a.QueryLatestEventsAndState(ctx, api.QueryLatestEventsAndStateRequest{RoomID: string(c.roomID),
+			StateToFetch: []api.StateKeyTuple{{Type: "m.room.name"}}})
+		if err != nil || len(after.LatestEvents) != 1 || after.LatestEvents[0] != string(merge.EventID()) || len(after.StateEvents) != 1 {
+			t.Fatalf("after the merge: %+v, %v", after, err)
+		}
+		if string(after.StateEvents[0]) != string(latest.StateEvents[0]) {
+			t.Fatalf("the merge changed the resolved name: %s vs %s", after.StateEvents[0], latest.StateEvents[0])
+		}
+	})
+}
