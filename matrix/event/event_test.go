@@ -298,6 +298,8 @@ func TestRequiredSigners(t *testing.T) {
 		{"v1 event id server", "1", Proto{Type: "m.room.message", Sender: "@u:s1"}, []matrix.ServerName{"s1", "origin"}},
 		{"restricted join", "10", Proto{Type: TypeMember, StateKey: strp("@u:s1"), Sender: "@u:s1",
 			Content: map[string]any{"membership": "join", "join_authorised_via_users_server": "@r:s2"}}, []matrix.ServerName{"s1", "s2"}},
+		{"join_authorised on a leave (auth rule 4.2)", "10", Proto{Type: TypeMember, StateKey: strp("@u:s1"), Sender: "@u:s1",
+			Content: map[string]any{"membership": "leave", "join_authorised_via_users_server": "@r:s2"}}, []matrix.ServerName{"s1", "s2"}},
 		{"join_authorised ignored before v8", "7", Proto{Type: TypeMember, StateKey: strp("@u:s1"), Sender: "@u:s1",
 			Content: map[string]any{"membership": "join", "join_authorised_via_users_server": "@r:s2"}}, []matrix.ServerName{"s1"}},
 		{"third party invite", "10", Proto{Type: TypeMember, StateKey: strp("@u:s3"), Sender: "@u:s1",

@@ -68,7 +68,10 @@ func RequiredSigners(e *PDU) ([]matrix.ServerName, error) {
 			add(s)
 		}
 	}
-	if e.v.Restricted && membership == "join" {
+	// The server-server API's signature list names joins only, but auth rule
+	// 4.2 (v8+) rejects any membership event carrying the key unless that
+	// user's server signed it, so the stricter reading is the one to check.
+	if e.v.Restricted && e.typ == TypeMember {
 		if val, ok := canonicaljson.Lookup(e.content, "join_authorised_via_users_server"); ok {
 			s, err := parseString(val)
 			if err != nil {
