@@ -17,7 +17,9 @@ func benchBackends(b *testing.B, f func(b *testing.B, be *backend)) {
 	b.Run("embedded", func(b *testing.B) { f(b, &backend{name: "embedded", dataDir: b.TempDir()}) })
 	if url := os.Getenv("AXON_TEST_NATS_URL"); url != "" {
 		b.Run("external", func(b *testing.B) {
-			f(b, &backend{name: "external", url: url, prefix: "bench" + randomHex(b)})
+			be := &backend{name: "external", url: url, prefix: "bench" + randomHex(b)}
+			b.Cleanup(func() { deleteStreams(b, be) })
+			f(b, be)
 		})
 	}
 }

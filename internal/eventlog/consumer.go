@@ -6,57 +6,17 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
-	"runtime/debug"
 	"slices"
 	"strconv"
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// Retry backoff: retryMin doubled per failed attempt up to retryMax, ±20%.
-const (
-	retryMin = 100 * time.Millisecond
-	retryMax = 30 * time.Second
-)
-
-// backoff is the delay before attempt n+1 after n failures (n >= 1).
-func backoff(n int) time.Duration {
-	d := retryMax
-	if n < 20 {
-		d = min(retryMax, retryMin<<(n-1))
-	}
-	return time.Duration(float64(d) * (0.8 + 0.4*rand.Float64()))
-}
-
-// held is a message delivered to us and not yet acked or nak'ed.
-type held struct {
-	msg     jetstream.Msg // latest delivery: a redelivery replaces it
-	raw     RawMsg
-	touched time.Time // last time its ack deadline was reset
-}
-
-// lane is the FIFO of one key (ordered mode) or a single message (unordered
-// mode). A lane is on the ready queue, running on a worker, in backoff, or
-// (empty) gone.
-type lane struct {
-	key      string
-	msgs     []*held // msgs[0] is the next to handle
-	state    laneState
-	failures int // consecutive failures of msgs[0]
-	timer    *time.Timer
-	dead     bool // dropped by a resync: its timer must not bring it back
-}
-
-type laneState int
-
-const (
-	laneReady   laneState = iota // on s.ready
-	laneRunning                  // msgs[0] is with a worker
-	laneBackoff                  // msgs[0] failed; timer puts it back on s.ready
-)
+// pullExpiry is how long a pull request waits on the server.
+const pullExpiry = 5 * time.Second
 
 // subscription is one group consuming one topic from JetStream.
 type subscription struct {
@@ -180,8 +140,8 @@ func (s *subscription) open(ctx context.Context) (jetstream.MessagesContext, err
 	info := cons.CachedInfo()
 	lastDelivery := info.Delivered.Consumer
 	if s.opts.Ordered && info.NumAckPending > 0 {
-		if d, err := s.reset(ctx, info); err == nil {
-			lastDelivery = d
+		if err := s.reset(ctx, info); err == nil {
+			lastDelivery = 0
 		} else {
 			// Carry on: the pending messages come back after AckWait, late
 			// for their keys' order but not lost.
@@ -190,6 +150,10 @@ func (s *subscription) open(ctx context.Context) (jetstream.MessagesContext, err
 	}
 	iter, err := cons.Messages(
 		jetstream.PullMaxMessages(s.opts.MaxBatch),
+		// A pull request lost around a reconnect is noticed by its missing
+		// heartbeats (every Expiry/2); the default 30s expiry would stall
+		// the group for up to a minute.
+		jetstream.PullExpiry(pullExpiry),
 		// A missed heartbeat makes the iterator re-pull by itself; we do not
 		// need to hear about it.
 		jetstream.WithMessagesErrOnMissingHeartbeat(false),
@@ -203,8 +167,8 @@ func (s *subscription) open(ctx context.Context) (jetstream.MessagesContext, err
 	return iter, nil
 }
 
-// reset rewinds an ordered consumer to its ack floor and returns the new
-// last delivery sequence.
+// reset rewinds an ordered consumer to its ack floor. The server numbers
+// deliveries from 1 again afterwards.
 //
 // Messages still pending on the consumer (held by a run that crashed, sent
 // to a pull request nobody reads any more, released by a nak) are
@@ -213,23 +177,21 @@ func (s *subscription) open(ctx context.Context) (jetstream.MessagesContext, err
 // key. Rewinding makes the server deliver again everything after the ack
 // floor, in stream order. The price is that messages acked above the floor
 // come again too; handlers are idempotent.
-func (s *subscription) reset(ctx context.Context, info *jetstream.ConsumerInfo) (uint64, error) {
+func (s *subscription) reset(ctx context.Context, info *jetstream.ConsumerInfo) error {
 	s.logger.Info("rewinding the group to its ack floor",
 		"ack_floor", info.AckFloor.Stream, "delivered", info.Delivered.Stream, "pending", info.NumAckPending)
-	resp, err := s.log.js.ResetConsumer(ctx, s.stream, s.consumerName)
-	if err != nil {
+	// The response's consumer info is not used: now and then (nats-server
+	// 2.15.2) it still shows the delivery sequence from before the reset.
+	if _, err := s.log.js.ResetConsumer(ctx, s.stream, s.consumerName); err != nil {
 		// NATS before 2.14 has no reset: pending messages come back after
 		// AckWait and may overtake later ones of their key.
-		return 0, fmt.Errorf("reset consumer %s (needs nats-server 2.14+): %w", s.consumerName, err)
+		return fmt.Errorf("reset consumer %s (needs nats-server 2.14+): %w", s.consumerName, err)
 	}
 	s.mu.Lock()
 	s.redeliveredUpTo = max(s.redeliveredUpTo, info.Delivered.Stream)
 	s.lastReset = time.Now()
 	s.mu.Unlock()
-	if resp.ConsumerInfo == nil {
-		return 0, nil
-	}
-	return resp.Delivered.Consumer, nil
+	return nil
 }
 
 // upsertConsumer creates the durable consumer, or updates the settings that
@@ -292,14 +254,15 @@ func (s *subscription) fetch(ctx context.Context, iter jetstream.MessagesContext
 			} else if rewinds++; rewinds >= 3 {
 				s.logger.Warn("rewinding again and again: is this ordered group shared by several processes? Use Partitions", "rewinds", rewinds)
 			}
+			closeIterator(iter)
 		} else if s.isStopping() {
 			iter.Stop()
 			return
 		} else {
 			failures++
 			s.logger.Warn("pulling messages failed; reopening the consumer", "err", err)
+			iter.Stop()
 		}
-		iter.Stop()
 		for {
 			if n := failures + max(rewinds-1, 0); n > 0 {
 				select {
@@ -323,6 +286,23 @@ func (s *subscription) fetch(ctx context.Context, iter jetstream.MessagesContext
 }
 
 var errStopping = errors.New("subscription stopping")
+
+// closeIterator closes iter and waits until the server has forgotten its
+// subscription. Stop alone unsubscribes in the background: a rewind could
+// then hand the redelivered messages to the old pull request, whose replies
+// nobody reads any more, and they would sit out AckWait. Draining
+// unsubscribes and waits for a round trip to the server. Whatever still
+// arrives is dropped: the rewind delivers it again.
+func closeIterator(iter jetstream.MessagesContext) {
+	iter.Drain()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		_, err := iter.Next(jetstream.NextMaxWait(time.Second))
+		if err != nil && !errors.Is(err, nats.ErrTimeout) {
+			return
+		}
+	}
+}
 
 // reopen replaces the iterator. In ordered mode it first waits for the
 // running handlers and forgets every held message, so that open can rewind
@@ -384,268 +364,6 @@ func (s *subscription) isStopping() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.stopping
-}
-
-// dispatch queues a delivered message on its lane. It returns false, and
-// drops the message, when deliveries before it went missing in ordered mode.
-func (s *subscription) dispatch(m jetstream.Msg) bool {
-	md, err := m.Metadata()
-	if err != nil {
-		// Not a JetStream delivery: nothing to ack.
-		s.logger.Error("dropping a message without metadata", "subject", m.Subject(), "err", err)
-		return true
-	}
-	if s.opts.Ordered && !s.checkDelivery(md.Sequence.Consumer) {
-		return false
-	}
-	key, err := s.log.names.keyFromSubject(s.topic, m.Subject())
-	if err != nil {
-		// Published around this package; no handler can make sense of it.
-		s.logger.Error("dropping a message with a bad subject", "seq", md.Sequence.Stream, "err", err)
-		s.count(resultPermanent)
-		if err := m.Ack(); err != nil {
-			s.logger.Warn("ack failed", "seq", md.Sequence.Stream, "err", err)
-		}
-		return true
-	}
-	now := time.Now()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if h, ok := s.held[md.Sequence.Stream]; ok {
-		// The server redelivered a message we still hold (a heartbeat came
-		// too late): keep one copy, with the newest delivery to answer.
-		h.msg, h.touched = m, now
-		return true
-	}
-	h := &held{
-		msg: m,
-		raw: RawMsg{
-			Stream:      s.topic,
-			Seq:         md.Sequence.Stream,
-			Key:         key,
-			Data:        m.Data(),
-			Time:        md.Timestamp,
-			Redelivered: md.NumDelivered > 1 || md.Sequence.Stream <= s.redeliveredUpTo,
-		},
-		touched: now,
-	}
-	s.held[h.raw.Seq] = h
-	if s.stopping {
-		return true // released by Stop
-	}
-	if !s.opts.Ordered {
-		s.push(&lane{key: key, msgs: []*held{h}})
-		return true
-	}
-	ln := s.lanes[key]
-	if ln == nil {
-		ln = &lane{key: key}
-		s.lanes[key] = ln
-		ln.msgs = append(ln.msgs, h)
-		s.push(ln)
-		return true
-	}
-	// Keep the lane in stream order. Deliveries come in order except for
-	// redeliveries of messages another process of the group held, which
-	// must still go before the later ones waiting here.
-	lo := 0
-	if ln.state != laneReady {
-		lo = 1 // msgs[0] is being handled or retried
-	}
-	i := len(ln.msgs)
-	for i > lo && ln.msgs[i-1].raw.Seq > h.raw.Seq {
-		i--
-	}
-	ln.msgs = slices.Insert(ln.msgs, i, h)
-	return true
-}
-
-// checkDelivery tracks consumer sequences and reports whether delivery seq
-// follows the last one. A gap means deliveries were lost (a disconnect, a
-// pull request that expired with messages in flight): they come back only
-// after AckWait, too late for their keys' order, so the caller resyncs.
-func (s *subscription) checkDelivery(seq uint64) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	last := s.lastDelivery
-	s.lastDelivery = seq
-	if seq == last+1 {
-		return true
-	}
-	s.logger.Warn("deliveries missing; rewinding the group", "delivery", seq, "expected", last+1)
-	return false
-}
-
-// push puts ln on the ready queue. s.mu is held.
-func (s *subscription) push(ln *lane) {
-	ln.state = laneReady
-	s.ready = append(s.ready, ln)
-	s.cond.Signal()
-}
-
-// work runs handlers until Stop.
-func (s *subscription) work(ctx context.Context) {
-	for {
-		s.mu.Lock()
-		for (len(s.ready) == 0 || s.paused) && !s.stopping {
-			s.cond.Wait()
-		}
-		if s.stopping {
-			s.mu.Unlock()
-			return
-		}
-		ln := s.ready[0]
-		s.ready[0] = nil
-		s.ready = s.ready[1:]
-		ln.state = laneRunning
-		h := ln.msgs[0]
-		raw := h.raw
-		raw.Redelivered = raw.Redelivered || ln.failures > 0
-		s.running++
-		s.mu.Unlock()
-
-		err := s.call(ctx, raw)
-		s.finish(ln, h, err)
-
-		s.mu.Lock()
-		s.running--
-		if s.running == 0 && s.paused {
-			s.idle.Broadcast()
-		}
-		s.mu.Unlock()
-	}
-}
-
-// call runs the handler, turning a panic into an error so that one bad
-// message cannot take the process down.
-func (s *subscription) call(ctx context.Context, raw RawMsg) (err error) {
-	start := time.Now()
-	defer func() {
-		if r := recover(); r != nil {
-			err = fmt.Errorf("handler panic: %v\n%s", r, debug.Stack())
-		}
-		if s.opts.Metrics != nil {
-			s.opts.Metrics.latency.WithLabelValues(s.topic, s.group).Observe(time.Since(start).Seconds())
-		}
-	}()
-	return s.handler(ctx, raw)
-}
-
-// finish acks, retries or drops h, the head of ln, after its handler
-// returned err.
-func (s *subscription) finish(ln *lane, h *held, err error) {
-	seq := h.raw.Seq
-	switch {
-	case err == nil:
-		s.count(resultOK)
-	case IsPermanent(err):
-		s.count(resultPermanent)
-		s.logger.Warn("dropping message after permanent error", "seq", seq, "key", h.raw.Key, "err", err)
-	default:
-		s.count(resultError)
-		s.retry(ln, h, err)
-		return
-	}
-	s.mu.Lock()
-	delete(s.held, seq)
-	m := h.msg
-	ln.msgs[0] = nil
-	ln.msgs = ln.msgs[1:]
-	ln.failures = 0
-	if len(ln.msgs) > 0 {
-		s.push(ln)
-	} else if s.opts.Ordered {
-		delete(s.lanes, ln.key)
-	}
-	s.mu.Unlock()
-	if err := m.Ack(); err != nil {
-		// The server will redeliver it; handlers are idempotent.
-		s.logger.Warn("ack failed", "seq", seq, "err", err)
-	}
-}
-
-// retry schedules another attempt at h after a failure.
-func (s *subscription) retry(ln *lane, h *held, err error) {
-	seq := h.raw.Seq
-	if !s.opts.Ordered {
-		// Nothing waits behind it: let the server redeliver it later.
-		s.mu.Lock()
-		delete(s.held, seq)
-		m := h.msg
-		s.mu.Unlock()
-		n := 1
-		if md, mdErr := m.Metadata(); mdErr == nil {
-			n = int(min(md.NumDelivered, 64))
-		}
-		d := backoff(n)
-		s.logger.Warn("handler failed; retrying later", "seq", seq, "key", h.raw.Key, "attempt", n, "retry_in", d, "err", err)
-		if err := m.NakWithDelay(d); err != nil {
-			s.logger.Warn("nak failed", "seq", seq, "err", err)
-		}
-		return
-	}
-	// Ordered: the lane keeps the message and everything behind it; the
-	// heartbeat keeps them from being redelivered meanwhile.
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	ln.failures++
-	d := backoff(ln.failures)
-	s.logger.Warn("handler failed; retrying later", "seq", seq, "key", h.raw.Key, "attempt", ln.failures, "retry_in", d, "err", err)
-	if s.stopping {
-		return
-	}
-	ln.state = laneBackoff
-	ln.timer = time.AfterFunc(d, func() {
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		if !s.stopping && !ln.dead && ln.state == laneBackoff {
-			s.push(ln)
-		}
-	})
-}
-
-func (s *subscription) count(result string) {
-	if s.opts.Metrics != nil {
-		s.opts.Metrics.processed.WithLabelValues(s.topic, s.group, result).Inc()
-	}
-}
-
-// heartbeat keeps the ack deadline of every held message from expiring: a
-// message waiting behind a slow or failing one of its key must not be
-// redelivered, or it could overtake it.
-func (s *subscription) heartbeat() {
-	// A held message is touched every one or two ticks, well within
-	// AckWait even when this process, or the server, runs late.
-	every := max(s.opts.AckWait/5, 10*time.Millisecond)
-	t := time.NewTicker(every)
-	defer t.Stop()
-	var touch []jetstream.Msg
-	for {
-		select {
-		case <-s.stopBg:
-			return
-		case now := <-t.C:
-			touch = touch[:0]
-			s.mu.Lock()
-			for _, h := range s.held {
-				if now.Sub(h.touched) >= every {
-					h.touched = now
-					touch = append(touch, h.msg)
-				}
-			}
-			s.mu.Unlock()
-			for _, m := range touch {
-				err := m.InProgress()
-				if errors.Is(err, jetstream.ErrMsgAlreadyAckd) {
-					continue // acked since the snapshot
-				}
-				if err != nil {
-					s.logger.Warn("extending ack deadline failed", "err", err)
-					break // the connection is down; the next tick tries again
-				}
-			}
-		}
-	}
 }
 
 // pollLag refreshes the lag gauge.

@@ -60,7 +60,7 @@ func eachBackend(t *testing.T, f func(t *testing.T, b *backend)) {
 }
 
 // deleteStreams removes the streams a test made on the shared server.
-func deleteStreams(t *testing.T, b *backend) {
+func deleteStreams(t testing.TB, b *backend) {
 	// t.Context() is already cancelled when cleanups run.
 	ctx := context.WithoutCancel(t.Context())
 	l, err := OpenJetStream(ctx, JetStreamConfig{URL: b.url}, nil)

@@ -111,7 +111,8 @@ func OpenJetStream(ctx context.Context, cfg JetStreamConfig, log *slog.Logger) (
 	nc, err := nats.Connect(url, opts...)
 	if err != nil {
 		l.shutdownServer()
-		return nil, fmt.Errorf("connect to nats %q: %w", url, err)
+		// Not the URL: it may carry credentials.
+		return nil, fmt.Errorf("connect to nats: %w", err)
 	}
 	l.nc = nc
 	js, err := jetstream.New(nc)

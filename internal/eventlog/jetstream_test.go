@@ -497,7 +497,7 @@ func TestHeldMessagesKeepTheirDeadline(t *testing.T) {
 			fixed    atomic.Bool
 			rec      recorder[event]
 		)
-		_, err := Consume(t.Context(), l, testTopic, "g", ConsumeOptions{Ordered: true, AckWait: time.Second}, func(_ context.Context, m Msg[event]) error {
+		_, err := Consume(t.Context(), l, testTopic, "g", ConsumeOptions{Ordered: true, AckWait: 2 * time.Second}, func(_ context.Context, m Msg[event]) error {
 			if m.Value.N == 0 && !fixed.Load() {
 				failures.Add(1)
 				return errors.New("not yet")
@@ -508,9 +508,9 @@ func TestHeldMessagesKeepTheirDeadline(t *testing.T) {
 		if err != nil {
 			t.Fatalf("Consume() = %v", err)
 		}
-		// Five failures take 100+200+400+800ms (±20%) of backoff: past AckWait.
+		// Six failures take 100+200+400+800+1600ms (±20%) of backoff: past AckWait.
 		waitFor(t, 20*time.Second, func() error {
-			if n := failures.Load(); n < 5 {
+			if n := failures.Load(); n < 6 {
 				return fmt.Errorf("%d failures so far", n)
 			}
 			return nil
