@@ -33,10 +33,11 @@ const ExitConfig = 2
 
 // Process is one running Axon process.
 type Process struct {
-	Cfg      config.Config
-	Log      *slog.Logger
-	Registry *prometheus.Registry
-	Stopper  *process.Stopper
+	Cfg         config.Config
+	AppServices []config.AppService
+	Log         *slog.Logger
+	Registry    *prometheus.Registry
+	Stopper     *process.Stopper
 
 	dbMetrics   *sqlutil.Metrics
 	httpMetrics *httputil.Metrics
@@ -51,9 +52,18 @@ func Boot(args []string, stderr io.Writer) (*Process, error) {
 	if err != nil {
 		return nil, &ConfigError{err}
 	}
+	// Registration files are validated at start so a broken one stops the
+	// server at once; the appservice component that uses them is still to come.
+	apps, err := config.LoadAppServices(cfg.AppServices)
+	if err != nil {
+		return nil, &ConfigError{err}
+	}
 	log := process.Logger(cfg.Logging.Level, cfg.Logging.Format)
+	if len(apps) > 0 {
+		log.Info("application service registrations loaded", "count", len(apps))
+	}
 	reg := ops.NewRegistry()
-	p := &Process{Cfg: cfg, Log: log, Registry: reg, Stopper: &process.Stopper{},
+	p := &Process{Cfg: cfg, AppServices: apps, Log: log, Registry: reg, Stopper: &process.Stopper{},
 		dbMetrics: sqlutil.NewMetrics(reg), httpMetrics: httputil.NewMetrics(reg), LogMetrics: eventlog.NewMetrics(reg)}
 	if cfg.Ops.Addr != "" {
 		s, err := ops.Listen(cfg.Ops.Addr, ops.Mux(reg), log, "ops")
