@@ -43,6 +43,8 @@ type ServerOptions struct {
 	MaxBody int64
 	// CORS adds the spec's CORS headers and answers OPTIONS (client-facing listeners).
 	CORS bool
+	// Limiter, if set, rate-limits clients.
+	Limiter *RateLimiter
 }
 
 // Wrap is the outermost handler of a listener: it recovers panics (logged,
@@ -88,6 +90,10 @@ func Wrap(mux *http.ServeMux, o ServerOptions) http.Handler {
 			}
 		}
 		r.Body = http.MaxBytesReader(sw, r.Body, o.MaxBody)
+		if o.Limiter != nil && o.Limiter.limited(sw, r) {
+			route = "rate limited"
+			return
+		}
 		h, pattern := mux.Handler(r)
 		if pattern == "" {
 			// The mux would answer 404, 405 or a redirect in plain text: find out which, answer in Matrix.

@@ -171,9 +171,13 @@ func (p *Process) Handler(mux *http.ServeMux, cors bool) http.Handler {
 }
 
 // ServeClient serves mux as the client-facing listener on the configured
-// HTTP address.
+// HTTP address, rate-limited when the configuration says so.
 func (p *Process) ServeClient(mux *http.ServeMux) (*ops.Server, error) {
-	s, err := ops.Listen(p.Cfg.HTTP.Addr, p.Handler(mux, true), p.Log, "client")
+	o := httputil.ServerOptions{Log: p.Log, Metrics: p.httpMetrics, MaxBody: p.Cfg.HTTP.MaxBodyBytes, CORS: true}
+	if rl := p.Cfg.RateLimits; rl.Enabled {
+		o.Limiter = httputil.NewRateLimiter(rl.PerSecond, rl.Burst)
+	}
+	s, err := ops.Listen(p.Cfg.HTTP.Addr, httputil.Wrap(mux, o), p.Log, "client")
 	if err != nil {
 		return nil, err
 	}
