@@ -94,9 +94,14 @@ type Registration struct {
 	SharedSecret string `yaml:"shared_secret"`
 }
 
-// RateLimits controls client request rate limiting.
+// RateLimits controls client request rate limiting: a token bucket per
+// access token (or per address for requests without one).
 type RateLimits struct {
 	Enabled bool `yaml:"enabled"`
+	// PerSecond is the sustained request rate of one client.
+	PerSecond float64 `yaml:"per_second"`
+	// Burst is how many requests a client may make at once.
+	Burst int `yaml:"burst"`
 }
 
 // Logging controls the process log.
@@ -113,7 +118,7 @@ func Default() Config {
 		SigningKey: "signing.key",
 		HTTP:       HTTP{Addr: "127.0.0.1:8008", MaxBodyBytes: 1 << 20},
 		Ops:        Ops{Addr: "127.0.0.1:9008"},
-		RateLimits: RateLimits{Enabled: true},
+		RateLimits: RateLimits{Enabled: true, PerSecond: 10, Burst: 50},
 		Logging:    Logging{Level: "info", Format: "text"},
 	}
 }
@@ -210,6 +215,8 @@ func applyEnv(c *Config, env func(string) string) error {
 		"AXON_OPEN_REGISTRATION": &c.Registration.Open,
 		"AXON_COMPLEMENT":        &c.Complement,
 		"AXON_RATE_LIMITS":       &c.RateLimits.Enabled,
+		// Outbound requests (federation, push gateways) to private networks.
+		"AXON_ALLOW_PRIVATE_ADDRESSES": &c.Federation.AllowPrivateAddresses,
 	}
 	for k, p := range bools {
 		if v := env(k); v != "" {
@@ -264,6 +271,9 @@ func (c *Config) Validate() error {
 		if err := checkAddr(c.Federation.TLSAddr); err != nil {
 			return fmt.Errorf("federation.tls_addr: %w", err)
 		}
+	}
+	if c.RateLimits.Enabled && (c.RateLimits.PerSecond <= 0 || c.RateLimits.Burst <= 0) {
+		return errors.New("rate_limits: per_second and burst must be positive when enabled")
 	}
 	if c.HTTP.MaxBodyBytes <= 0 {
 		return errors.New("http.max_body_bytes: must be positive")

@@ -59,8 +59,12 @@ registration:
   # Secret for /_synapse/admin/v1/register. (AXON_REGISTRATION_SHARED_SECRET)
   shared_secret: ""
 
+# Client request rate limits: a token bucket per access token (or address).
+# Exceeding it answers 429 M_LIMIT_EXCEEDED with retry_after_ms. (AXON_RATE_LIMITS)
 rate_limits:
   enabled: true
+  per_second: 10
+  burst: 50
 
 # Application service registration files (glob patterns).
 app_services: []
