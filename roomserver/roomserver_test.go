@@ -56,7 +56,13 @@ func newChain(t *testing.T, version string) *chain {
 
 func (c *chain) add(typ string, stateKey *string, sender string, content any) *event.PDU {
 	c.t.Helper()
-	p := event.Proto{Type: typ, StateKey: stateKey, Sender: matrix.UserID(sender), RoomID: c.roomID, Content: content}
+	return c.addProto(event.Proto{Type: typ, StateKey: stateKey, Sender: matrix.UserID(sender), Content: content})
+}
+
+// addProto adds p to the chain, filling in room, auth and prev events and depth.
+func (c *chain) addProto(p event.Proto) *event.PDU {
+	c.t.Helper()
+	p.RoomID = c.roomID
 	for _, tu := range event.AuthEventsNeeded(p, c.v) {
 		if id, ok := c.state[tu]; ok {
 			p.AuthEvents = append(p.AuthEvents, id)
@@ -69,11 +75,11 @@ func (c *chain) add(typ string, stateKey *string, sender string, content any) *e
 	p.Depth = c.depth
 	e, err := p.Build(c.v, origin, c.key)
 	if err != nil {
-		c.t.Fatalf("build %s: %v", typ, err)
+		c.t.Fatalf("build %s: %v", p.Type, err)
 	}
 	c.roomID, c.prev = e.RoomID(), e.EventID()
-	if stateKey != nil {
-		c.state[event.StateKeyTuple{Type: typ, StateKey: *stateKey}] = e.EventID()
+	if p.StateKey != nil {
+		c.state[event.StateKeyTuple{Type: p.Type, StateKey: *p.StateKey}] = e.EventID()
 	}
 	return e
 }

@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -23,6 +24,8 @@ import (
 	rsapi "github.com/axon-hs/axon/roomserver/api"
 	"github.com/axon-hs/axon/syncapi/consumers"
 	"github.com/axon-hs/axon/syncapi/internal/notifier"
+	"github.com/axon-hs/axon/syncapi/internal/streams"
+	"github.com/axon-hs/axon/syncapi/internal/typing"
 	"github.com/axon-hs/axon/syncapi/routing"
 	"github.com/axon-hs/axon/syncapi/storage"
 	userapi "github.com/axon-hs/axon/userapi/api"
@@ -47,8 +50,9 @@ type Component struct {
 	log      *slog.Logger
 	db       *storage.Storage
 	notifier *notifier.Notifier
+	typing   *typing.Typing
 	sync     *routing.Sync
-	sub      eventlog.Subscription
+	subs     []eventlog.Subscription
 }
 
 // New migrates the database, loads the notifier's view of room membership
@@ -81,36 +85,71 @@ func New(ctx context.Context, d Deps) (*Component, error) {
 	if d.Registry != nil {
 		evMetrics = eventlog.NewMetrics(d.Registry)
 	}
-	handler := consumers.NewRoomServerOutput(db, n, log)
+	c := &Component{log: log, db: db, notifier: n}
+	c.typing = typing.New(func(roomID string, pos streams.Position) { n.OnRoom(streams.Typing, pos, roomID) })
+	// WithoutCancel: the subscriptions belong to the component, which ends
+	// them in Close, not to the start-up context.
+	cctx := context.WithoutCancel(ctx)
+	opts := eventlog.ConsumeOptions{Ordered: true, Metrics: evMetrics, Logger: log}
 	// Ordered per room: the state a message changes depends on the ones
 	// before it in the room, and the notifier's membership view too.
-	// WithoutCancel: the subscription belongs to the component, which ends it
-	// in Close, not to the start-up context.
-	sub, err := eventlog.Consume(context.WithoutCancel(ctx), d.EventLog, rsapi.OutputTopic, ConsumerGroup,
-		eventlog.ConsumeOptions{Ordered: true, Metrics: evMetrics, Logger: log}, handler.Handle)
+	sub, err := eventlog.Consume(cctx, d.EventLog, rsapi.OutputTopic, ConsumerGroup, opts,
+		consumers.NewRoomServerOutput(db, n, log).Handle)
 	if err != nil {
 		return nil, fmt.Errorf("syncapi: consume %s: %w", rsapi.OutputTopic.Name, err)
 	}
-	return &Component{
-		log:      log,
-		db:       db,
-		notifier: n,
-		sync:     routing.NewSync(db, n, d.UserAPI, log, routing.NewMetrics(d.Registry)),
-		sub:      sub,
-	}, nil
+	c.subs = append(c.subs, sub)
+	// Ordered per user: versions make repeats harmless, order keeps the
+	// account data stream from jumping back.
+	sub, err = eventlog.Consume(cctx, d.EventLog, userapi.AccountDataTopic, ConsumerGroup, opts,
+		consumers.NewAccountData(db, n, log).Handle)
+	if err != nil {
+		c.Close()
+		return nil, fmt.Errorf("syncapi: consume %s: %w", userapi.AccountDataTopic.Name, err)
+	}
+	c.subs = append(c.subs, sub)
+	// Ordered per room: the latest counts of a (user, room) win.
+	sub, err = eventlog.Consume(cctx, d.EventLog, userapi.NotificationCountsTopic, ConsumerGroup, opts,
+		consumers.NewNotificationCounts(db, n, log).Handle)
+	if err != nil {
+		c.Close()
+		return nil, fmt.Errorf("syncapi: consume %s: %w", userapi.NotificationCountsTopic.Name, err)
+	}
+	c.subs = append(c.subs, sub)
+	c.sync = routing.NewSync(routing.Deps{DB: db, Notifier: n, Typing: c.typing, UserAPI: d.UserAPI, EventLog: d.EventLog,
+		Log: log, Metrics: routing.NewMetrics(d.Registry)})
+	return c, nil
 }
 
-// Routes registers the client endpoints: GET /sync on v3 and its r0 alias.
+// Routes registers the client endpoints the syncapi serves (on v3 and the
+// r0 alias): /sync, typing, receipts, read markers and presence.
 func (c *Component) Routes(mux *http.ServeMux, a httputil.Adapter) {
-	h := a.H(c.sync.ServeSync)
-	mux.Handle("GET /_matrix/client/v3/sync", h)
-	mux.Handle("GET /_matrix/client/r0/sync", h)
+	routes := []struct {
+		pattern string
+		h       httputil.Handler
+	}{
+		{"GET /sync", c.sync.ServeSync},
+		{"PUT /rooms/{roomId}/typing/{userId}", c.sync.ServeTyping},
+		{"POST /rooms/{roomId}/receipt/{receiptType}/{eventId}", c.sync.ServeReceipt},
+		{"POST /rooms/{roomId}/read_markers", c.sync.ServeReadMarkers},
+		{"GET /presence/{userId}/status", c.sync.ServeGetPresence},
+		{"PUT /presence/{userId}/status", c.sync.ServePutPresence},
+	}
+	for _, r := range routes {
+		method, path, _ := strings.Cut(r.pattern, " ")
+		h := a.H(r.h)
+		mux.Handle(method+" /_matrix/client/v3"+path, h)
+		mux.Handle(method+" /_matrix/client/r0"+path, h)
+	}
 }
 
 // Close stops the consumer (letting an in-flight message commit) and ends
 // the long-polls, which answer with what they have. The database and the
 // log belong to the caller and stay open.
 func (c *Component) Close() {
-	c.sub.Stop()
+	for _, s := range c.subs {
+		s.Stop()
+	}
+	c.typing.Close()
 	c.notifier.Close()
 }

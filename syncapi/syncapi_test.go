@@ -590,13 +590,17 @@ func TestSyncIdempotentConsumer(t *testing.T) {
 	})
 }
 
-// advance adds n to a token's PDU position (tokens are "s<pdu>" today).
+// advance adds n to a token's PDU position (the first of its positions).
 func advance(t testing.TB, tok string, n int) string {
 	var p int
-	if _, err := fmt.Sscanf(strings.TrimPrefix(tok, "s"), "%d", &p); err != nil {
+	head, rest, _ := strings.Cut(strings.TrimPrefix(tok, "s"), "_")
+	if _, err := fmt.Sscanf(head, "%d", &p); err != nil {
 		t.Fatalf("token %q: %v", tok, err)
 	}
-	return fmt.Sprintf("s%d", p+n)
+	if rest != "" {
+		rest = "_" + rest
+	}
+	return fmt.Sprintf("s%d%s", p+n, rest)
 }
 
 func TestSyncRestart(t *testing.T) {

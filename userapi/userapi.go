@@ -10,9 +10,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/axon-hs/axon/internal/eventlog"
 	"github.com/axon-hs/axon/internal/sqlutil"
 	"github.com/axon-hs/axon/userapi/api"
 	"github.com/axon-hs/axon/userapi/internal"
@@ -29,6 +31,13 @@ type Deps struct {
 	// BcryptCost is the cost of new password hashes; 0 means
 	// bcrypt.DefaultCost. Tests use bcrypt.MinCost to stay fast.
 	BcryptCost int
+	// EventLog receives account data changes (api.AccountDataTopic). Nil
+	// means they are stored but not published: only for tests that do not
+	// look at them.
+	EventLog eventlog.Log
+	// AccessTokenLifetime is the lifetime of access tokens issued with a
+	// refresh token; 0 means 5 minutes.
+	AccessTokenLifetime time.Duration
 }
 
 // Component is a userapi.
@@ -53,6 +62,7 @@ func New(ctx context.Context, d Deps) (*Component, error) {
 	}
 	impl, err := internal.New(internal.Config{
 		Storage: st, ServerName: d.ServerName, Log: log, BcryptCost: d.BcryptCost, Registry: d.Registry,
+		EventLog: d.EventLog, AccessTokenLifetime: d.AccessTokenLifetime,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("userapi: %w", err)

@@ -44,6 +44,7 @@ type registerRequest struct {
 	DeviceID                 string    `json:"device_id"`
 	InitialDeviceDisplayName string    `json:"initial_device_display_name"`
 	InhibitLogin             bool      `json:"inhibit_login"`
+	RefreshToken             bool      `json:"refresh_token"`
 }
 
 // register is POST /register: user-interactive auth with m.login.dummy.
@@ -107,11 +108,15 @@ func (rt *Routes) register(w http.ResponseWriter, r *http.Request) error {
 	resp := map[string]any{"user_id": acc.UserID, "home_server": string(rt.cfg.ServerName)}
 	if !req.InhibitLogin {
 		dev, err := rt.users.CreateDevice(ctx, userapi.CreateDeviceRequest{
-			UserID: acc.UserID, DeviceID: req.DeviceID, DisplayName: req.InitialDeviceDisplayName, IP: clientIP(r)})
+			UserID: acc.UserID, DeviceID: req.DeviceID, DisplayName: req.InitialDeviceDisplayName, IP: clientIP(r),
+			RefreshToken: req.RefreshToken})
 		if err != nil {
 			return err
 		}
 		resp["access_token"], resp["device_id"] = dev.AccessToken, dev.DeviceID
+		if dev.RefreshToken != "" {
+			resp["refresh_token"], resp["expires_in_ms"] = dev.RefreshToken, dev.ExpiresInMS
+		}
 	}
 	return httputil.JSON(w, resp)
 }
@@ -253,6 +258,7 @@ type loginRequest struct {
 	Password                 string `json:"password"`
 	DeviceID                 string `json:"device_id"`
 	InitialDeviceDisplayName string `json:"initial_device_display_name"`
+	RefreshToken             bool   `json:"refresh_token"`
 }
 
 // login is POST /login with m.login.password.
@@ -292,12 +298,17 @@ func (rt *Routes) login(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	dev, err := rt.users.CreateDevice(ctx, userapi.CreateDeviceRequest{
-		UserID: res.UserID, DeviceID: req.DeviceID, DisplayName: req.InitialDeviceDisplayName, IP: clientIP(r)})
+		UserID: res.UserID, DeviceID: req.DeviceID, DisplayName: req.InitialDeviceDisplayName, IP: clientIP(r),
+		RefreshToken: req.RefreshToken})
 	if err != nil {
 		return err
 	}
-	return httputil.JSON(w, map[string]string{
-		"user_id": res.UserID, "access_token": dev.AccessToken, "device_id": dev.DeviceID, "home_server": string(rt.cfg.ServerName)})
+	resp := map[string]any{
+		"user_id": res.UserID, "access_token": dev.AccessToken, "device_id": dev.DeviceID, "home_server": string(rt.cfg.ServerName)}
+	if dev.RefreshToken != "" {
+		resp["refresh_token"], resp["expires_in_ms"] = dev.RefreshToken, dev.ExpiresInMS
+	}
+	return httputil.JSON(w, resp)
 }
 
 func (rt *Routes) whoami(w http.ResponseWriter, r *http.Request, dev userapi.Device) error {

@@ -53,8 +53,12 @@ func (rt *Routes) createRoom(w http.ResponseWriter, r *http.Request, dev userapi
 	if err := httputil.DecodeJSON(r, &req); err != nil {
 		return err
 	}
+	var alias matrix.RoomAlias
 	if req.RoomAliasName != "" {
-		return apierr.New(apierr.CodeUnrecognized, "room aliases are not supported by this server yet")
+		var err error
+		if alias, err = rt.newRoomAlias(ctx, req.RoomAliasName); err != nil {
+			return err
+		}
 	}
 	if len(req.Invite3PID) > 0 {
 		return apierr.New(apierr.CodeUnrecognized, "third-party invites are not supported by this server yet")
@@ -158,6 +162,11 @@ func (rt *Routes) createRoom(w http.ResponseWriter, r *http.Request, dev userapi
 	steps = append(steps, event.Proto{Type: event.TypePowerLevels, StateKey: strp(""),
 		Content: powerLevels(v, sender, req.Preset, invitees, req.PowerLevelContentOverride)})
 
+	// 4. The canonical alias.
+	if alias != "" {
+		steps = append(steps, event.Proto{Type: "m.room.canonical_alias", StateKey: strp(""), Content: map[string]string{"alias": string(alias)}})
+	}
+
 	// 5. What the preset implies, unless initial_state sets it.
 	overridden := map[string]bool{}
 	for _, s := range req.InitialState {
@@ -206,6 +215,9 @@ func (rt *Routes) createRoom(w http.ResponseWriter, r *http.Request, dev userapi
 		if e, ok := apierr.As(err); ok && e.Code == apierr.CodeForbidden {
 			return apierr.New(apierr.CodeInvalidRoomState, "the requested initial state is not allowed: %s", e.Msg)
 		}
+		return err
+	}
+	if err := rt.publishNewRoom(ctx, dev, chain.RoomID, alias, req.Visibility); err != nil {
 		return err
 	}
 	return httputil.JSON(w, map[string]string{"room_id": string(chain.RoomID)})

@@ -47,7 +47,10 @@ func New(cfg Config, log *slog.Logger, users userapi.API, rs rsapi.API, b *inter
 func (rt *Routes) Register(mux *http.ServeMux) {
 	rt.registerVersions(mux)
 	rt.registerAccounts(mux)
+	rt.registerAccountArea(mux)
 	rt.registerRooms(mux)
+	rt.registerRoomArea(mux)
+	rt.registerPush(mux)
 }
 
 const v3 = "/_matrix/client/v3"

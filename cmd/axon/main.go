@@ -74,7 +74,7 @@ func start(ctx context.Context, p *setup.Process) error {
 	if err != nil {
 		return err
 	}
-	users, err := userapi.New(ctx, userapi.Deps{Log: p.Log, Registry: p.Registry, DB: userDB, ServerName: cfg.ServerName})
+	users, err := userapi.New(ctx, userapi.Deps{Log: p.Log, Registry: p.Registry, DB: userDB, ServerName: cfg.ServerName, EventLog: evlog})
 	if err != nil {
 		return err
 	}
@@ -88,6 +88,12 @@ func start(ctx context.Context, p *setup.Process) error {
 		return err
 	}
 	p.Stopper.Add("roomserver", func(context.Context) error { rs.Close(); return nil })
+	push, err := userapi.NewPush(ctx, userapi.PushDeps{Log: p.Log, DB: userDB, EventLog: evlog, RoomServer: rs.API(),
+		ServerName: cfg.ServerName, AllowPrivateAddresses: cfg.Federation.AllowPrivateAddresses})
+	if err != nil {
+		return err
+	}
+	p.Stopper.Add("userapi_push", func(context.Context) error { push.Close(); return nil })
 
 	syncDB, err := p.OpenDB(ctx, "syncapi")
 	if err != nil {

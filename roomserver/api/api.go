@@ -30,6 +30,52 @@ type API interface {
 	// QueryCurrentState returns current state events of a room, all of them
 	// when Tuples is empty. M_NOT_FOUND for an unknown room.
 	QueryCurrentState(ctx context.Context, req QueryCurrentStateRequest) (QueryCurrentStateResponse, error)
+
+	// QueryMembership returns a user's membership in the current state of a
+	// room. RoomExists is false (and no error) for an unknown room.
+	QueryMembership(ctx context.Context, req QueryMembershipRequest) (QueryMembershipResponse, error)
+	// QueryRoomsForUser lists the rooms where the user has a membership in
+	// the current state, optionally only one kind, sorted by room.
+	QueryRoomsForUser(ctx context.Context, req QueryRoomsForUserRequest) (QueryRoomsForUserResponse, error)
+	// QueryStateForUser returns the state of a room that a user may see:
+	// the current state when joined or when the room is world_readable, the
+	// state after their leave or ban otherwise. M_NOT_FOUND for an unknown
+	// room, M_FORBIDDEN when the user may not see it.
+	QueryStateForUser(ctx context.Context, req QueryStateForUserRequest) (QueryStateForUserResponse, error)
+	// QueryEvents returns accepted events of a room by id. M_NOT_FOUND for
+	// an unknown room; unknown events are left out.
+	QueryEvents(ctx context.Context, req QueryEventsRequest) (QueryEventsResponse, error)
+	// PerformForget marks a room the user left as forgotten. M_NOT_FOUND if
+	// the user has no membership there, M_UNKNOWN (400) while they are
+	// joined, invited or knocking. Idempotent.
+	PerformForget(ctx context.Context, req PerformForgetRequest) (PerformForgetResponse, error)
+
+	// SetRoomAlias points a local alias at a room. M_NOT_FOUND for an
+	// unknown room; 409 M_UNKNOWN when the alias exists, even if it already
+	// points at the room (spec PUT /directory/room).
+	SetRoomAlias(ctx context.Context, req SetRoomAliasRequest) (SetRoomAliasResponse, error)
+	// GetRoomAlias resolves a local alias. M_NOT_FOUND if unknown.
+	GetRoomAlias(ctx context.Context, req GetRoomAliasRequest) (GetRoomAliasResponse, error)
+	// RemoveRoomAlias deletes a local alias; permission is the caller's
+	// check. M_NOT_FOUND if unknown.
+	RemoveRoomAlias(ctx context.Context, req RemoveRoomAliasRequest) (RemoveRoomAliasResponse, error)
+	// QueryAliasesForRoom lists the local aliases pointing at a room.
+	QueryAliasesForRoom(ctx context.Context, req QueryAliasesForRoomRequest) (QueryAliasesForRoomResponse, error)
+
+	// SetRoomVisibility lists (public) or unlists (private) a room in the
+	// public room directory. M_NOT_FOUND for an unknown room. Idempotent.
+	SetRoomVisibility(ctx context.Context, req SetRoomVisibilityRequest) (SetRoomVisibilityResponse, error)
+	// QueryRoomVisibility answers public or private. M_NOT_FOUND for an
+	// unknown room.
+	QueryRoomVisibility(ctx context.Context, req QueryRoomVisibilityRequest) (QueryRoomVisibilityResponse, error)
+	// QueryPublicRooms pages through the public room directory, ordered by
+	// joined members (most first) then room id. M_INVALID_PARAM for a Since
+	// this server did not issue.
+	QueryPublicRooms(ctx context.Context, req QueryPublicRoomsRequest) (QueryPublicRoomsResponse, error)
+
+	// PerformReport stores a report of an event or a room for the
+	// administrators. M_NOT_FOUND for an unknown room.
+	PerformReport(ctx context.Context, req PerformReportRequest) (PerformReportResponse, error)
 }
 
 // Input kinds.
@@ -119,6 +165,14 @@ type OutputEvent struct {
 	// Rewrite is set when the current state was recomputed (state
 	// resolution after a fork): AddsState then lists the whole new state.
 	Rewrite bool `json:"rewrite,omitempty"`
+	// RedactedEventID is set when this event is an m.room.redaction the
+	// roomserver applied (the redaction rules allowed it and the target is
+	// stored): the id of the event it redacted.
+	RedactedEventID string `json:"redacted_event_id,omitempty"`
+	// RedactedEvent is that event after the room version's redaction
+	// algorithm, with unsigned.redacted_because set to this redaction:
+	// readers replace their copy with it.
+	RedactedEvent json.RawMessage `json:"redacted_event,omitempty"`
 }
 
 // OutputTopic carries accepted room events, keyed by room id.

@@ -215,20 +215,26 @@ func (r *Roomserver) processEvent(ctx context.Context, tx *sql.Tx, v *event.Room
 	// Publish inside the transaction: if the commit then fails, the input is
 	// redelivered and published again, which consumers ignore; publishing
 	// after commit could lose the output in a crash.
-	adds, removes, err := r.stateDelta(ctx, tx, oldState, current)
+	adds, removes, err := r.stateDelta(ctx, tx, room.NID, oldState, current)
 	if err != nil {
 		return err
 	}
 	out := api.OutputEvent{RoomID: roomID, RoomVersion: v.ID, Event: pdu.JSON(), EventID: string(pdu.EventID()),
 		AddsState: adds, RemovesState: removes, TxnID: in.TxnID}
+	if pdu.Type() == event.TypeRedaction {
+		if out.RedactedEventID, out.RedactedEvent, err = r.applyRedaction(ctx, tx, v, room.NID, pdu, before); err != nil {
+			return err
+		}
+	}
 	if _, err := eventlog.Publish(ctx, r.log, api.OutputTopic, roomID, out); err != nil {
 		return fmt.Errorf("publish output event %s: %w", pdu.EventID(), err)
 	}
 	return nil
 }
 
-// stateDelta lists the event ids added to and removed from the current state.
-func (r *Roomserver) stateDelta(ctx context.Context, q *sql.Tx, old, cur storage.State) (adds, removes []string, err error) {
+// stateDelta lists the event ids added to and removed from the current
+// state, and keeps the membership table in step with it.
+func (r *Roomserver) stateDelta(ctx context.Context, q *sql.Tx, roomNID int64, old, cur storage.State) (adds, removes []string, err error) {
 	var addNIDs, removeNIDs []int64
 	for k, v := range cur {
 		if old[k] != v {
@@ -240,22 +246,35 @@ func (r *Roomserver) stateDelta(ctx context.Context, q *sql.Tx, old, cur storage
 			removeNIDs = append(removeNIDs, v)
 		}
 	}
-	ids := func(nids []int64) ([]string, error) {
-		evs, err := r.st.Events.SelectByNIDs(ctx, q, nids)
-		if err != nil {
-			return nil, err
-		}
-		out := make([]string, len(evs))
-		for i, e := range evs {
-			out[i] = e.EventID
-		}
-		return out, nil
-	}
-	if adds, err = ids(addNIDs); err != nil {
+	added, err := r.st.Events.SelectByNIDs(ctx, q, addNIDs)
+	if err != nil {
 		return nil, nil, err
 	}
-	removes, err = ids(removeNIDs)
-	return adds, removes, err
+	removed, err := r.st.Events.SelectByNIDs(ctx, q, removeNIDs)
+	if err != nil {
+		return nil, nil, err
+	}
+	members := map[string]bool{}
+	for _, e := range added {
+		adds = append(adds, e.EventID)
+		if m, ok := storage.MemberOf(e.JSON); ok {
+			m.RoomNID, m.EventNID = roomNID, e.NID
+			if err := r.st.Members.Upsert(ctx, q, m); err != nil {
+				return nil, nil, err
+			}
+			members[m.UserID] = true
+		}
+	}
+	for _, e := range removed {
+		removes = append(removes, e.EventID)
+		// A member event leaves the state without a successor only through state resolution.
+		if m, ok := storage.MemberOf(e.JSON); ok && !members[m.UserID] {
+			if err := r.st.Members.Delete(ctx, q, roomNID, m.UserID); err != nil {
+				return nil, nil, err
+			}
+		}
+	}
+	return adds, removes, nil
 }
 
 // authEventsFor loads the events of state that the auth rules consult for pdu.

@@ -117,3 +117,12 @@ func (t EventsTable) selectWhere(ctx context.Context, q sqlutil.Querier, where s
 	}
 	return out, rows.Err()
 }
+
+// UpdateJSON replaces an event's JSON: a redaction stores the redacted form,
+// which every reader then gets. The event id does not change.
+func (t EventsTable) UpdateJSON(ctx context.Context, q sqlutil.Querier, eventNID int64, js []byte) error {
+	if _, err := q.ExecContext(ctx, `UPDATE roomserver_events SET event_json = $1 WHERE event_nid = $2`, string(js), eventNID); err != nil {
+		return fmt.Errorf("update json of event %d: %w", eventNID, err)
+	}
+	return nil
+}

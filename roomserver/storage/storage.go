@@ -11,6 +11,7 @@ package storage
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"fmt"
 
 	"github.com/axon-hs/axon/internal/sqlutil"
@@ -23,10 +24,16 @@ type Storage struct {
 	Events    EventsTable
 	StateKeys StateKeysTable
 	Snapshots SnapshotsTable
+	Members   MembershipTable
+	Redacts   RedactionsTable
+	Aliases   AliasesTable
+	Published PublishedTable
+	Reports   ReportsTable
 }
 
 var migrations = []sqlutil.Migration{
 	{Version: 1, Name: "initial tables", Up: sqlutil.Exec(roomsSchema, eventsSchema, eventsIndexes, stateKeysSchema, snapshotsSchema)},
+	{Version: 2, Name: "memberships, redactions, aliases, directory, reports", Up: migrateRoomsArea},
 }
 
 // Open migrates db and returns the tables.
@@ -35,7 +42,8 @@ func Open(ctx context.Context, db *sqlutil.DB) (*Storage, error) {
 		return nil, err
 	}
 	d := db.Dialect
-	return &Storage{DB: db, Rooms: RoomsTable{d}, Events: EventsTable{d}, StateKeys: StateKeysTable{d}, Snapshots: SnapshotsTable{d}}, nil
+	return &Storage{DB: db, Rooms: RoomsTable{d}, Events: EventsTable{d}, StateKeys: StateKeysTable{d}, Snapshots: SnapshotsTable{d},
+		Members: MembershipTable{d}, Redacts: RedactionsTable{d}, Aliases: AliasesTable{d}, Published: PublishedTable{d}, Reports: ReportsTable{d}}, nil
 }
 
 // InTx runs f in a write transaction.
@@ -44,4 +52,71 @@ func (s *Storage) InTx(ctx context.Context, f func(tx *sql.Tx) error) error {
 		return fmt.Errorf("roomserver transaction: %w", err)
 	}
 	return nil
+}
+
+// migrateRoomsArea creates the tables of version 2 and fills the membership
+// table from the current state of the rooms that already exist.
+func migrateRoomsArea(ctx context.Context, tx *sql.Tx, d sqlutil.Dialect) error {
+	create := sqlutil.Exec(membershipSchema, membershipIndexes, redactionsSchema, redactionsIndexes,
+		aliasesSchema, aliasesIndexes, publishedSchema, reportsSchema)
+	if err := create(ctx, tx, d); err != nil {
+		return err
+	}
+	rows, err := tx.QueryContext(ctx, `SELECT room_nid, snapshot_nid FROM roomserver_rooms`)
+	if err != nil {
+		return fmt.Errorf("select rooms: %w", err)
+	}
+	type room struct{ nid, snapshot int64 }
+	var rooms []room
+	for rows.Next() {
+		var r room
+		if err := rows.Scan(&r.nid, &r.snapshot); err != nil {
+			rows.Close()
+			return fmt.Errorf("scan room: %w", err)
+		}
+		rooms = append(rooms, r)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	ev, mt := EventsTable{d}, MembershipTable{d}
+	for _, r := range rooms {
+		state, err := SnapshotsTable{d}.Load(ctx, tx, r.snapshot)
+		if err != nil {
+			return err
+		}
+		nids := make([]int64, 0, len(state))
+		for _, e := range state {
+			nids = append(nids, e)
+		}
+		evs, err := ev.SelectByNIDs(ctx, tx, nids)
+		if err != nil {
+			return err
+		}
+		for _, e := range evs {
+			if m, ok := MemberOf(e.JSON); ok {
+				if err := mt.Upsert(ctx, tx, Member{RoomNID: r.nid, UserID: m.UserID, Membership: m.Membership, EventNID: e.NID}); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// MemberOf reads the user and membership of an m.room.member event's JSON;
+// ok is false for other events.
+func MemberOf(raw []byte) (m Member, ok bool) {
+	var e struct {
+		Type     string  `json:"type"`
+		StateKey *string `json:"state_key"`
+		Content  struct {
+			Membership string `json:"membership"`
+		} `json:"content"`
+	}
+	if json.Unmarshal(raw, &e) != nil || e.Type != "m.room.member" || e.StateKey == nil {
+		return Member{}, false
+	}
+	return Member{UserID: *e.StateKey, Membership: e.Content.Membership}, true
 }

@@ -4,10 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/axon-hs/axon/internal/sqlutil"
 	"github.com/axon-hs/axon/syncapi/internal/streams"
+	"github.com/axon-hs/axon/syncapi/internal/typing"
 	"github.com/axon-hs/axon/syncapi/storage"
 	userapi "github.com/axon-hs/axon/userapi/api"
 )
@@ -43,15 +45,30 @@ type builder struct {
 	req Request
 	cur streams.Token
 	now time.Time
+	// typing is the in-memory typing state; peers are the users whose
+	// presence the device may see (itself and its room mates).
+	typing *typing.Typing
+	peers  []string
 }
 
 // build answers an initial sync (since nil) or an incremental one.
 func (b *builder) build(ctx context.Context, since *streams.Token) (*Response, error) {
 	resp := newResponse(b.cur)
+	from := streams.Token{}
+	var err error
 	if since == nil {
-		return resp, b.initial(ctx, resp)
+		err = b.initial(ctx, resp)
+	} else {
+		from = *since
+		err = b.incremental(ctx, resp, from)
 	}
-	return resp, b.incremental(ctx, resp, since.Get(streams.PDU))
+	if err != nil {
+		return nil, err
+	}
+	if err := b.ephemeralAndAccountData(ctx, resp, from, since == nil); err != nil {
+		return nil, err
+	}
+	return resp, nil
 }
 
 func (b *builder) upTo() streams.Position { return b.cur.Get(streams.PDU) }
@@ -89,7 +106,8 @@ func (b *builder) initial(ctx context.Context, resp *Response) error {
 	return nil
 }
 
-func (b *builder) incremental(ctx context.Context, resp *Response, since streams.Position) error {
+func (b *builder) incremental(ctx context.Context, resp *Response, sinceTok streams.Token) error {
+	since := sinceTok.Get(streams.PDU)
 	now, err := b.db.Deltas.MembershipsAt(ctx, b.q, b.dev.UserID, b.upTo())
 	if err != nil {
 		return err
@@ -161,6 +179,17 @@ func (b *builder) incremental(ctx context.Context, resp *Response, since streams
 			return err
 		}
 	}
+	// Rooms with nothing new but ephemeral events, room account data or
+	// notification counts are sent with an empty timeline.
+	others, err := b.roomsWithOtherNews(ctx, steady, sinceTok)
+	if err != nil {
+		return err
+	}
+	for _, room := range others {
+		if !slices.Contains(active, room) {
+			active = append(active, room)
+		}
+	}
 	for _, room := range active {
 		jr, err := b.joinedRoom(ctx, room, since, b.req.FullState, changed[room])
 		if err != nil {
@@ -230,7 +259,8 @@ type window struct {
 // start of the timeline (state) and at its end (state_after), in full or as
 // the changes since after. Only the one the request asked for is read.
 func (b *builder) roomWindow(ctx context.Context, roomID string, after, upTo streams.Position, full, checkVisibility bool) (window, error) {
-	evs, limited, err := b.db.Events.Recent(ctx, b.q, roomID, after, upTo, b.req.Filter.TimelineLimit())
+	tf := b.req.Filter.Room.Timeline
+	evs, limited, err := b.recent(ctx, roomID, after, upTo, b.req.Filter.TimelineLimit(), tf)
 	if err != nil {
 		return window{}, err
 	}
@@ -251,6 +281,16 @@ func (b *builder) roomWindow(ctx context.Context, roomID string, after, upTo str
 	}
 	var stateEvs []storage.Event
 	switch {
+	case !tf.empty() && !b.req.UseStateAfter:
+		// A filtered timeline may leave out state events of the window: the
+		// state section then brings the room to its state at the end,
+		// less what the timeline itself carries.
+		if full {
+			stateEvs, err = b.db.Deltas.StateAt(ctx, b.q, roomID, upTo, nil)
+		} else {
+			stateEvs, err = b.db.Deltas.StateChanges(ctx, b.q, roomID, after, upTo)
+		}
+		stateEvs = withoutEvents(stateEvs, evs)
 	case b.req.UseStateAfter && full:
 		stateEvs, err = b.db.Deltas.StateAt(ctx, b.q, roomID, upTo, nil)
 	case b.req.UseStateAfter:
@@ -262,6 +302,9 @@ func (b *builder) roomWindow(ctx context.Context, roomID string, after, upTo str
 		stateEvs, err = b.db.Deltas.StateChanges(ctx, b.q, roomID, after, start)
 	}
 	if err != nil {
+		return window{}, err
+	}
+	if stateEvs, err = b.filterState(ctx, roomID, start, stateEvs, evs); err != nil {
 		return window{}, err
 	}
 	all := make([]storage.Event, 0, len(evs)+len(stateEvs))
@@ -320,6 +363,11 @@ func (b *builder) render(ctx context.Context, evs []storage.Event) ([]json.RawMe
 		ce, err := clientEvent(e, b.dev, prev[e.ReplacesEventID], b.now)
 		if err != nil {
 			return nil, err
+		}
+		if len(b.req.Filter.EventFields) > 0 {
+			if ce, err = projectFields(ce, b.req.Filter.EventFields); err != nil {
+				return nil, err
+			}
 		}
 		out = append(out, ce)
 	}

@@ -1,7 +1,10 @@
 package routing
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"net/url"
 	"slices"
 	"strings"
@@ -9,6 +12,8 @@ import (
 
 	"github.com/axon-hs/axon/internal/apierr"
 	"github.com/axon-hs/axon/syncapi/internal/streams"
+	"github.com/axon-hs/axon/syncapi/storage"
+	userapi "github.com/axon-hs/axon/userapi/api"
 )
 
 // Limits of a /sync request.
@@ -33,23 +38,26 @@ type Request struct {
 	// Timeout is the long-poll duration, capped at MaxTimeout.
 	Timeout   time.Duration
 	FullState bool
-	// SetPresence is "", "online", "offline" or "unavailable"; presence is
-	// not implemented yet, so it is only validated.
+	// SetPresence is "", "online", "offline" or "unavailable".
 	SetPresence string
 	// UseStateAfter asks for state_after instead of state (spec v1.16).
 	UseStateAfter bool
 	Filter        Filter
-	// FilterID is a stored filter's id. Stored filters do not exist yet, so
-	// an id is answered as if no filter was given.
+	// FilterID is a stored filter's id, loaded into Filter by the handler.
 	FilterID string
 }
 
-// Filter is the part of a sync filter (client-server API "Filtering") the
-// syncapi applies so far; other fields are accepted and ignored.
+// Filter is a sync filter (client-server API "Filtering"). Every field is
+// applied except event_fields' effect on federation-format events.
 type Filter struct {
 	// EventFormat is "client" (the default) or "federation".
-	EventFormat string     `json:"event_format"`
-	Room        RoomFilter `json:"room"`
+	EventFormat string `json:"event_format"`
+	// EventFields, when set, are the only (dot-separated) fields of client
+	// events returned.
+	EventFields []string    `json:"event_fields"`
+	AccountData EventFilter `json:"account_data"`
+	Presence    EventFilter `json:"presence"`
+	Room        RoomFilter  `json:"room"`
 }
 
 // RoomFilter filters rooms.
@@ -57,14 +65,103 @@ type RoomFilter struct {
 	// Rooms, when set, lists the only rooms to include.
 	Rooms *[]string `json:"rooms"`
 	// NotRooms are excluded even if listed in Rooms.
-	NotRooms     []string    `json:"not_rooms"`
-	IncludeLeave bool        `json:"include_leave"`
-	Timeline     EventFilter `json:"timeline"`
+	NotRooms     []string        `json:"not_rooms"`
+	IncludeLeave bool            `json:"include_leave"`
+	Timeline     RoomEventFilter `json:"timeline"`
+	State        RoomEventFilter `json:"state"`
+	Ephemeral    RoomEventFilter `json:"ephemeral"`
+	AccountData  RoomEventFilter `json:"account_data"`
 }
 
-// EventFilter is the part of a room event filter applied so far.
+// EventFilter selects events by type and sender ("*" in a type is a
+// wildcard); NotTypes and NotSenders win over Types and Senders.
 type EventFilter struct {
-	Limit *int `json:"limit"`
+	Limit      *int      `json:"limit"`
+	Types      *[]string `json:"types"`
+	NotTypes   []string  `json:"not_types"`
+	Senders    *[]string `json:"senders"`
+	NotSenders []string  `json:"not_senders"`
+}
+
+// RoomEventFilter is an EventFilter for room events.
+type RoomEventFilter struct {
+	EventFilter
+	Rooms                     *[]string `json:"rooms"`
+	NotRooms                  []string  `json:"not_rooms"`
+	ContainsURL               *bool     `json:"contains_url"`
+	LazyLoadMembers           bool      `json:"lazy_load_members"`
+	IncludeRedundantMembers   bool      `json:"include_redundant_members"`
+	UnreadThreadNotifications bool      `json:"unread_thread_notifications"`
+}
+
+// Allows applies the type and sender conditions.
+func (f EventFilter) Allows(typ, sender string) bool {
+	if slices.ContainsFunc(f.NotTypes, func(p string) bool { return globMatch(p, typ) }) {
+		return false
+	}
+	if f.Types != nil && !slices.ContainsFunc(*f.Types, func(p string) bool { return globMatch(p, typ) }) {
+		return false
+	}
+	if slices.Contains(f.NotSenders, sender) {
+		return false
+	}
+	return f.Senders == nil || slices.Contains(*f.Senders, sender)
+}
+
+// AllowsRoom applies rooms and not_rooms.
+func (f RoomEventFilter) AllowsRoom(roomID string) bool {
+	if slices.Contains(f.NotRooms, roomID) {
+		return false
+	}
+	return f.Rooms == nil || slices.Contains(*f.Rooms, roomID)
+}
+
+// Allows applies every condition to a stored room event.
+func (f RoomEventFilter) Allows(e storage.Event) bool {
+	if !f.EventFilter.Allows(e.Type, e.Sender) || !f.AllowsRoom(e.RoomID) {
+		return false
+	}
+	if f.ContainsURL != nil {
+		var c struct {
+			Content struct {
+				URL any `json:"url"`
+			} `json:"content"`
+		}
+		_ = json.Unmarshal(e.JSON, &c)
+		_, hasURL := c.Content.URL.(string)
+		if hasURL != *f.ContainsURL {
+			return false
+		}
+	}
+	return true
+}
+
+// empty reports whether the filter lets every event through (so storage
+// can be read without filtering).
+func (f RoomEventFilter) empty() bool {
+	return f.Types == nil && len(f.NotTypes) == 0 && f.Senders == nil && len(f.NotSenders) == 0 &&
+		f.Rooms == nil && len(f.NotRooms) == 0 && f.ContainsURL == nil
+}
+
+// globMatch matches s against a pattern where "*" matches any run of
+// characters.
+func globMatch(pattern, s string) bool {
+	if !strings.Contains(pattern, "*") {
+		return pattern == s
+	}
+	parts := strings.Split(pattern, "*")
+	if !strings.HasPrefix(s, parts[0]) {
+		return false
+	}
+	s = s[len(parts[0]):]
+	for _, p := range parts[1 : len(parts)-1] {
+		i := strings.Index(s, p)
+		if i < 0 {
+			return false
+		}
+		s = s[i+len(p):]
+	}
+	return strings.HasSuffix(s, parts[len(parts)-1])
 }
 
 // TimelineLimit is the number of timeline events per room.
@@ -188,8 +285,37 @@ func parseFilter(s string) (Filter, error) {
 		return f, apierr.BadJSON("filter: event_format %q is not client or federation", f.EventFormat)
 	}
 	// client-server API, EventFilter: "must be an integer greater than 0".
-	if l := f.Room.Timeline.Limit; l != nil && *l <= 0 {
-		return f, apierr.BadJSON("filter: room.timeline.limit must be greater than 0")
+	limits := map[string]*int{"room.timeline.limit": f.Room.Timeline.Limit, "room.state.limit": f.Room.State.Limit,
+		"room.ephemeral.limit": f.Room.Ephemeral.Limit, "room.account_data.limit": f.Room.AccountData.Limit,
+		"account_data.limit": f.AccountData.Limit, "presence.limit": f.Presence.Limit}
+	for name, l := range limits {
+		if l != nil && *l <= 0 {
+			return f, apierr.BadJSON("filter: %s must be greater than 0", name)
+		}
+	}
+	for _, field := range f.EventFields {
+		if field == "" {
+			return f, apierr.BadJSON("filter: event_fields has an empty field")
+		}
+	}
+	return f, nil
+}
+
+// storedFilter loads a filter the user uploaded (POST /user/{userId}/filter).
+// An id that names no filter of the user is M_INVALID_PARAM: the parameter
+// is wrong, not the resource.
+func (s *Sync) storedFilter(ctx context.Context, userID, id string) (Filter, error) {
+	res, err := s.userAPI.QueryFilter(ctx, userapi.QueryFilterRequest{UserID: userID, FilterID: id})
+	var ae *apierr.Error
+	if errors.As(err, &ae) && ae.Code == apierr.CodeNotFound {
+		return Filter{}, apierr.InvalidParam("filter: no filter %q", id)
+	}
+	if err != nil {
+		return Filter{}, fmt.Errorf("load filter %s of %s: %w", id, userID, err)
+	}
+	f, err := parseFilter(string(res.Filter))
+	if err != nil {
+		return Filter{}, fmt.Errorf("stored filter %s of %s: %w", id, userID, err)
 	}
 	return f, nil
 }

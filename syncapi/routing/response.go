@@ -19,6 +19,8 @@ type Response struct {
 	ToDevice               EventBatch     `json:"to_device"`
 	DeviceLists            DeviceLists    `json:"device_lists"`
 	DeviceOneTimeKeysCount map[string]int `json:"device_one_time_keys_count"`
+	// DeviceUnusedFallbackKeyTypes stays empty until E2EE keys exist.
+	DeviceUnusedFallbackKeyTypes []string `json:"device_unused_fallback_key_types"`
 }
 
 // Rooms is the rooms section.
@@ -53,6 +55,9 @@ type JoinedRoom struct {
 	Ephemeral           EventBatch          `json:"ephemeral"`
 	AccountData         EventBatch          `json:"account_data"`
 	UnreadNotifications UnreadNotifications `json:"unread_notifications"`
+	// UnreadThreadNotifications is set when the filter asks for
+	// unread_thread_notifications (thread root id → counts).
+	UnreadThreadNotifications map[string]UnreadNotifications `json:"unread_thread_notifications,omitempty"`
 }
 
 // Summary is a joined room's summary; fields are omitted when unchanged
@@ -63,8 +68,9 @@ type Summary struct {
 	InvitedMemberCount *int     `json:"m.invited_member_count,omitempty"`
 }
 
-// UnreadNotifications are a room's notification counts. Push rules are not
-// evaluated yet, so the counts are omitted (unknown), not zero.
+// UnreadNotifications are a room's notification counts, as the userapi
+// last published them (userapi.NotificationCountsTopic); omitted when it
+// never published any for the user and room.
 type UnreadNotifications struct {
 	HighlightCount    *int `json:"highlight_count,omitempty"`
 	NotificationCount *int `json:"notification_count,omitempty"`
@@ -103,11 +109,12 @@ func newResponse(next streams.Token) *Response {
 			Knock:  map[string]*KnockedRoom{},
 			Leave:  map[string]*LeftRoom{},
 		},
-		Presence:               emptyBatch(),
-		AccountData:            emptyBatch(),
-		ToDevice:               emptyBatch(),
-		DeviceLists:            DeviceLists{Changed: []string{}, Left: []string{}},
-		DeviceOneTimeKeysCount: map[string]int{},
+		Presence:                     emptyBatch(),
+		AccountData:                  emptyBatch(),
+		ToDevice:                     emptyBatch(),
+		DeviceLists:                  DeviceLists{Changed: []string{}, Left: []string{}},
+		DeviceOneTimeKeysCount:       map[string]int{},
+		DeviceUnusedFallbackKeyTypes: []string{},
 	}
 }
 
@@ -116,5 +123,6 @@ func emptyBatch() EventBatch { return EventBatch{Events: []json.RawMessage{}} }
 // empty reports whether the response has nothing for the client, so a
 // long-poll should keep waiting.
 func (r *Response) empty() bool {
-	return len(r.Rooms.Join) == 0 && len(r.Rooms.Invite) == 0 && len(r.Rooms.Knock) == 0 && len(r.Rooms.Leave) == 0
+	return len(r.Rooms.Join) == 0 && len(r.Rooms.Invite) == 0 && len(r.Rooms.Knock) == 0 && len(r.Rooms.Leave) == 0 &&
+		len(r.Presence.Events) == 0 && len(r.AccountData.Events) == 0 && len(r.ToDevice.Events) == 0
 }

@@ -8,12 +8,15 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/axon-hs/axon/internal/eventlog"
 	"github.com/axon-hs/axon/internal/httputil"
 	"github.com/axon-hs/axon/syncapi/internal/notifier"
+	"github.com/axon-hs/axon/syncapi/internal/typing"
 	"github.com/axon-hs/axon/syncapi/storage"
 	userapi "github.com/axon-hs/axon/userapi/api"
 )
@@ -62,29 +65,56 @@ func register[C prometheus.Collector](reg prometheus.Registerer, c C) C {
 	return c
 }
 
-// Sync serves GET /sync.
+// Sync serves the syncapi's client endpoints: GET /sync and the reads and
+// ephemeral writes that share its streams.
 type Sync struct {
 	db       *storage.Storage
 	notifier *notifier.Notifier
+	typing   *typing.Typing
 	userAPI  userapi.API
+	evlog    eventlog.Log
 	log      *slog.Logger
 	metrics  *Metrics
+	now      func() time.Time
 }
 
-// NewSync returns the /sync handler. metrics may be nil.
-func NewSync(db *storage.Storage, n *notifier.Notifier, userAPI userapi.API, log *slog.Logger, metrics *Metrics) *Sync {
-	return &Sync{db: db, notifier: n, userAPI: userAPI, log: log, metrics: metrics}
+// Deps are what the handlers need.
+type Deps struct {
+	DB       *storage.Storage
+	Notifier *notifier.Notifier
+	Typing   *typing.Typing
+	UserAPI  userapi.API
+	// EventLog receives the receipts (syncapi/api.ReceiptTopic).
+	EventLog eventlog.Log
+	Log      *slog.Logger
+	// Metrics may be nil.
+	Metrics *Metrics
+}
+
+// NewSync returns the handlers.
+func NewSync(d Deps) *Sync {
+	return &Sync{db: d.DB, notifier: d.Notifier, typing: d.Typing, userAPI: d.UserAPI, evlog: d.EventLog, log: d.Log,
+		metrics: d.Metrics, now: time.Now}
+}
+
+// device authenticates a request.
+func (s *Sync) device(r *http.Request) (userapi.Device, error) {
+	token, err := httputil.AccessToken(r)
+	if err != nil {
+		return userapi.Device{}, err
+	}
+	dev, err := s.userAPI.QueryAccessToken(r.Context(), userapi.QueryAccessTokenRequest{AccessToken: token})
+	if err != nil {
+		return userapi.Device{}, err
+	}
+	return dev.Device, nil
 }
 
 // ServeSync is GET /_matrix/client/v3/sync. Errors: M_MISSING_TOKEN and
 // M_UNKNOWN_TOKEN (401), M_INVALID_PARAM for a bad since, timeout or flag,
 // M_NOT_JSON / M_BAD_JSON for a bad inline filter (400).
 func (s *Sync) ServeSync(w http.ResponseWriter, r *http.Request) error {
-	token, err := httputil.AccessToken(r)
-	if err != nil {
-		return err
-	}
-	dev, err := s.userAPI.QueryAccessToken(r.Context(), userapi.QueryAccessTokenRequest{AccessToken: token})
+	dev, err := s.device(r)
 	if err != nil {
 		return err
 	}
@@ -92,7 +122,15 @@ func (s *Sync) ServeSync(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	resp, err := s.sync(r.Context(), dev.Device, req)
+	if req.FilterID != "" {
+		if req.Filter, err = s.storedFilter(r.Context(), dev.UserID, req.FilterID); err != nil {
+			return err
+		}
+	}
+	if err := s.setPresence(r.Context(), dev.UserID, req.SetPresence); err != nil {
+		return err
+	}
+	resp, err := s.sync(r.Context(), dev, req)
 	if err != nil {
 		return err
 	}
@@ -123,7 +161,8 @@ func (s *Sync) sync(ctx context.Context, dev userapi.Device, req Request) (*Resp
 			clamped := since.Min(cur)
 			since = &clamped
 		}
-		b := &builder{db: s.db, q: s.db.DB.Reader(), dev: dev, req: req, cur: cur, now: time.Now()}
+		b := &builder{db: s.db, q: s.db.DB.Reader(), dev: dev, req: req, cur: cur, now: s.now(), typing: s.typing,
+			peers: s.peers(dev.UserID)}
 		resp, err := b.build(ctx, since)
 		if err != nil || !resp.empty() || req.Timeout == 0 || req.FullState {
 			l.Close()
@@ -160,4 +199,21 @@ func (s *Sync) wait(ctx context.Context, l *notifier.Listener, timer *time.Timer
 	case <-ctx.Done():
 		return false, ctx.Err()
 	}
+}
+
+// peers returns the user and everyone joined to a room with them: whose
+// presence the user sees.
+func (s *Sync) peers(userID string) []string {
+	set := map[string]struct{}{userID: {}}
+	for _, room := range s.notifier.RoomsOf(userID) {
+		for _, u := range s.notifier.JoinedUsers(room) {
+			set[u] = struct{}{}
+		}
+	}
+	out := make([]string, 0, len(set))
+	for u := range set {
+		out = append(out, u)
+	}
+	slices.Sort(out)
+	return out
 }

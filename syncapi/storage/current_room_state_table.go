@@ -172,3 +172,18 @@ func (t CurrentRoomStateTable) Heroes(ctx context.Context, q sqlutil.Querier, ro
 	}
 	return out, nil
 }
+
+// Membership returns a user's membership in the current state of a room,
+// "" when there is none.
+func (t CurrentRoomStateTable) Membership(ctx context.Context, q sqlutil.Querier, roomID, userID string) (string, error) {
+	var m string
+	err := q.QueryRowContext(ctx, `SELECT membership FROM syncapi_current_room_state
+		WHERE room_id = $1 AND type = 'm.room.member' AND state_key = $2`, roomID, userID).Scan(&m)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("select membership of %s in room %s: %w", userID, roomID, err)
+	}
+	return m, nil
+}

@@ -192,3 +192,23 @@ func (t StateDeltasTable) TupleHistory(ctx context.Context, q sqlutil.Querier, r
 	}
 	return out, nil
 }
+
+// MembersAt returns the member events of the given users in a room's state
+// at position at (lazy-loading members).
+func (t StateDeltasTable) MembersAt(ctx context.Context, q sqlutil.Querier, roomID string, at streams.Position, userIDs []string) ([]Event, error) {
+	if len(userIDs) == 0 {
+		return nil, nil
+	}
+	rows, err := q.QueryContext(ctx, `SELECT `+eventColumnsOf("e")+` FROM syncapi_state_deltas d
+		JOIN syncapi_output_room_events e ON e.event_id = d.event_id
+		WHERE d.room_id = $1 AND d.position <= $2 AND d.event_id <> '' AND d.type = 'm.room.member' AND `+
+		t.d.In("d.state_key", 3)+` AND `+latestUpTo(2)+` ORDER BY e.position`, roomID, at, t.d.List(userIDs))
+	if err != nil {
+		return nil, fmt.Errorf("select members of room %s at %d: %w", roomID, at, err)
+	}
+	evs, err := scanEvents(rows)
+	if err != nil {
+		return nil, fmt.Errorf("members of room %s at %d: %w", roomID, at, err)
+	}
+	return evs, nil
+}

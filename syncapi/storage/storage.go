@@ -26,6 +26,10 @@ type Storage struct {
 	Events       OutputRoomEventsTable
 	CurrentState CurrentRoomStateTable
 	Deltas       StateDeltasTable
+	AccountData  AccountDataTable
+	Receipts     ReceiptsTable
+	Presence     PresenceTable
+	Counts       NotificationCountsTable
 }
 
 var migrations = []sqlutil.Migration{
@@ -34,6 +38,10 @@ var migrations = []sqlutil.Migration{
 		outputRoomEventsSchema, outputRoomEventsIndexes,
 		currentRoomStateSchema, currentRoomStateIndexes,
 		stateDeltasSchema, stateDeltasIndexes,
+	)},
+	{Version: 2, Name: "account data, receipts, presence, notification counts", Up: sqlutil.Exec(
+		accountDataSchema, accountDataIndexes, receiptsSchema, receiptsIndexes,
+		presenceSchema, presenceIndexes, notificationCountsSchema,
 	)},
 }
 
@@ -49,6 +57,10 @@ func Open(ctx context.Context, db *sqlutil.DB) (*Storage, error) {
 		Events:       OutputRoomEventsTable{d},
 		CurrentState: CurrentRoomStateTable{d},
 		Deltas:       StateDeltasTable{d},
+		AccountData:  AccountDataTable{d},
+		Receipts:     ReceiptsTable{d},
+		Presence:     PresenceTable{d},
+		Counts:       NotificationCountsTable{d},
 	}, nil
 }
 

@@ -116,3 +116,26 @@ func checkOps(t *testing.T, s *server) {
 		}
 	}
 }
+
+// TestRateLimit: with limits on, a client sending faster than its rate gets
+// 429 M_LIMIT_EXCEEDED with retry_after_ms.
+func TestRateLimit(t *testing.T) {
+	s := startMonolithEnv(t, "")
+	limited := 0
+	for range 300 {
+		status, body, hdr := do(t, "POST", s.URL+"/_matrix/client/v3/logout", "", nil)
+		if status == 429 {
+			var e struct {
+				Errcode string `json:"errcode"`
+				Retry   int64  `json:"retry_after_ms"`
+			}
+			if json.Unmarshal(body, &e) != nil || e.Errcode != "M_LIMIT_EXCEEDED" || e.Retry <= 0 || hdr.Get("Retry-After") == "" {
+				t.Fatalf("429 = %s", body)
+			}
+			limited++
+		}
+	}
+	if limited == 0 {
+		t.Fatal("300 requests at once were never limited")
+	}
+}

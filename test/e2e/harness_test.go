@@ -199,13 +199,20 @@ const sharedSecret = "e2e-shared-secret"
 // dsn ("" for SQLite).
 func startMonolith(t testing.TB, dsn string) *server {
 	t.Helper()
+	// Tests make requests faster than any person; the limiter has its own test.
+	return startMonolithEnv(t, dsn, "AXON_RATE_LIMITS=false")
+}
+
+// startMonolithEnv is startMonolith with extra environment variables.
+func startMonolithEnv(t testing.TB, dsn string, env ...string) *server {
+	t.Helper()
 	httpAddr, opsAddr := freeAddr(t), freeAddr(t)
 	args := []string{"--data-dir", t.TempDir(), "--http", httpAddr, "--ops", opsAddr, "--server-name", "e2e.test",
 		"--open-registration", "--registration-shared-secret", sharedSecret}
 	if dsn != "" {
 		args = append(args, "--database", dsn)
 	}
-	p := startProc(t, "axon", binary(t, "axon"), args, nil)
+	p := startProc(t, "axon", binary(t, "axon"), args, env)
 	s := &server{URL: "http://" + httpAddr, OpsURLs: []string{"http://" + opsAddr}, ServerName: "e2e.test", Secret: sharedSecret,
 		procs: map[string]*proc{"axon": p}}
 	waitHTTP(t, s.URL+"/_matrix/client/versions")
@@ -238,7 +245,7 @@ func startPolylith(t testing.TB) *polylith {
 
 	dsn := storagetest.PostgresDSN(t)
 	internal := map[string]string{"userapi": freeAddr(t), "roomserver": freeAddr(t), "syncapi": freeAddr(t), "clientapi": freeAddr(t)}
-	cfg := fmt.Sprintf("server_name: poly.test\ndatabase: %q\nlog:\n  nats_url: nats://%s\nregistration:\n  open: true\n  shared_secret: %s\ninternal:\n",
+	cfg := fmt.Sprintf("server_name: poly.test\ndatabase: %q\nlog:\n  nats_url: nats://%s\nregistration:\n  open: true\n  shared_secret: %s\nrate_limits:\n  enabled: false\ninternal:\n",
 		dsn, natsAddr, sharedSecret)
 	for k, v := range internal {
 		cfg += fmt.Sprintf("  %s: %s\n", k, v)

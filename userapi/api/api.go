@@ -48,6 +48,10 @@ type API interface {
 
 	// PushAPI is push rules, pushers and notifications (push.go).
 	PushAPI
+	// AccountAPI is passwords, deactivation, devices, profiles, refresh (account.go).
+	AccountAPI
+	// AccountDataAPI is account data, room tags and filters (accountdata.go).
+	AccountDataAPI
 }
 
 // Account types.
@@ -96,10 +100,16 @@ type CreateDeviceRequest struct {
 	DeviceID    string `json:"device_id,omitempty"` // generated when empty
 	DisplayName string `json:"display_name,omitempty"`
 	IP          string `json:"ip,omitempty"`
+	// RefreshToken asks for a refresh token and an access token that
+	// expires (the spec's refresh_token: true).
+	RefreshToken bool `json:"refresh_token,omitempty"`
 }
 type CreateDeviceResponse struct {
 	DeviceID    string `json:"device_id"`
 	AccessToken string `json:"access_token"`
+	// RefreshToken and ExpiresInMS are set only when asked for.
+	RefreshToken string `json:"refresh_token,omitempty"`
+	ExpiresInMS  int64  `json:"expires_in_ms,omitempty"`
 }
 
 type QueryAccessTokenRequest struct {

@@ -71,4 +71,5 @@ func Serve(s *rpc.Server, impl API) {
 	newRegistrationNonce.Handle(s, impl.NewRegistrationNonce)
 	consumeRegistrationNonce.Handle(s, impl.ConsumeRegistrationNonce)
 	servePush(s, impl)
+	serveAccount(s, impl)
 }

@@ -21,6 +21,12 @@ func newAccessToken() string {
 	return tokenPrefix + base64.RawURLEncoding.EncodeToString(b[:])
 }
 
+// newRefreshToken is newAccessToken with its own prefix, so the two kinds
+// can never be confused for each other.
+func newRefreshToken() string {
+	return refreshPrefix + strings.TrimPrefix(newAccessToken(), tokenPrefix)
+}
+
 // newDeviceID returns 10 random uppercase letters (about 47 bits), the shape
 // Synapse uses, short enough for people to compare in a device list.
 func newDeviceID() string {
@@ -51,6 +57,14 @@ func (u *UserAPI) CreateDevice(ctx context.Context, req api.CreateDeviceRequest)
 		deviceID = newDeviceID()
 	}
 	token := newAccessToken()
+	var refresh string
+	var refreshHash []byte
+	var expiresMS int64
+	if req.RefreshToken {
+		refresh = newRefreshToken()
+		refreshHash = hashToken(refresh)
+		expiresMS = u.nowMS() + u.tokenLife.Milliseconds()
+	}
 	err := u.st.DB.InTx(ctx, func(tx *sql.Tx) error {
 		// A device racing with deactivation is harmless: token lookups skip
 		// deactivated accounts.
@@ -64,6 +78,7 @@ func (u *UserAPI) CreateDevice(ctx context.Context, req api.CreateDeviceRequest)
 		return u.st.Devices.Upsert(ctx, tx, storage.Device{
 			Localpart: local, DeviceID: deviceID, TokenHash: hashToken(token),
 			DisplayName: req.DisplayName, IP: req.IP, CreatedMS: u.nowMS(),
+			AccessExpiresMS: expiresMS, RefreshHash: refreshHash,
 		})
 	})
 	if err != nil {
@@ -72,7 +87,11 @@ func (u *UserAPI) CreateDevice(ctx context.Context, req api.CreateDeviceRequest)
 		}
 		return api.CreateDeviceResponse{}, fmt.Errorf("create device %s for %s: %w", deviceID, req.UserID, err)
 	}
-	return api.CreateDeviceResponse{DeviceID: deviceID, AccessToken: token}, nil
+	res := api.CreateDeviceResponse{DeviceID: deviceID, AccessToken: token}
+	if req.RefreshToken {
+		res.RefreshToken, res.ExpiresInMS = refresh, u.tokenLife.Milliseconds()
+	}
+	return res, nil
 }
 
 // QueryAccessToken implements api.API: one indexed query on the token's
@@ -88,6 +107,12 @@ func (u *UserAPI) QueryAccessToken(ctx context.Context, req api.QueryAccessToken
 	}
 	if err != nil {
 		return api.QueryAccessTokenResponse{}, err
+	}
+	if o.AccessExpiresMS != 0 && u.nowMS() >= o.AccessExpiresMS {
+		// The device is still there: the client refreshes and carries on,
+		// which is what soft_logout tells it.
+		return api.QueryAccessTokenResponse{}, &apierr.Error{
+			Code: apierr.CodeUnknownToken, Msg: "access token expired", SoftLogout: true}
 	}
 	return api.QueryAccessTokenResponse{Device: api.Device{
 		UserID: u.userID(o.Localpart), DeviceID: o.DeviceID, DisplayName: o.DisplayName,

@@ -16,6 +16,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/axon-hs/axon/internal/apierr"
+	"github.com/axon-hs/axon/internal/eventlog"
 	"github.com/axon-hs/axon/userapi/api"
 	"github.com/axon-hs/axon/userapi/storage"
 )
@@ -30,6 +31,8 @@ const (
 	// tokenPrefix marks Axon access tokens, so secret scanners and people
 	// reading logs can recognise them.
 	tokenPrefix = "axo_"
+	// refreshPrefix marks refresh tokens.
+	refreshPrefix = "axr_"
 	// casRetries bounds the compare-and-swap loop of CompleteUIAStage; each
 	// retry means another stage of the same session was recorded meanwhile.
 	casRetries = 16
@@ -46,7 +49,17 @@ type Config struct {
 	Registry prometheus.Registerer
 	// Now is the clock; nil means time.Now. Tests move it to expire sessions.
 	Now func() time.Time
+	// EventLog receives account data changes (AccountDataTopic); nil means
+	// they are stored but not published, which only tests of this package want.
+	EventLog eventlog.Log
+	// AccessTokenLifetime is the lifetime of access tokens that come with a
+	// refresh token; 0 means DefaultAccessTokenLifetime.
+	AccessTokenLifetime time.Duration
 }
+
+// DefaultAccessTokenLifetime is how long a refreshable access token lives
+// unless configured: short, since refreshing is cheap for the client.
+const DefaultAccessTokenLifetime = 5 * time.Minute
 
 // UserAPI implements api.API.
 type UserAPI struct {
@@ -59,6 +72,8 @@ type UserAPI struct {
 	dummyHash []byte
 	now       func() time.Time
 	m         metrics
+	evlog     eventlog.Log
+	tokenLife time.Duration
 }
 
 var _ api.API = (*UserAPI)(nil)
@@ -90,6 +105,10 @@ func New(cfg Config) (*UserAPI, error) {
 	if now == nil {
 		now = time.Now
 	}
+	life := cfg.AccessTokenLifetime
+	if life <= 0 {
+		life = DefaultAccessTokenLifetime
+	}
 	m := metrics{
 		accountsCreated: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "axon_userapi_accounts_created_total",
@@ -109,7 +128,7 @@ func New(cfg Config) (*UserAPI, error) {
 	}
 	return &UserAPI{
 		st: cfg.Storage, serverName: cfg.ServerName, log: log, cost: cost,
-		dummyHash: dummy, now: now, m: m,
+		dummyHash: dummy, now: now, m: m, evlog: cfg.EventLog, tokenLife: life,
 	}, nil
 }
 

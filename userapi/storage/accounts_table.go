@@ -74,3 +74,36 @@ func (AccountsTable) Exists(ctx context.Context, q sqlutil.Querier, localpart st
 	}
 	return n > 0, nil
 }
+
+// UpdatePassword sets the password hash of a live account. It returns an
+// error wrapping ErrNotFound if there is none.
+func (AccountsTable) UpdatePassword(ctx context.Context, q sqlutil.Querier, localpart, hash string) error {
+	res, err := q.ExecContext(ctx, `UPDATE userapi_accounts SET password_hash = $2 WHERE localpart = $1 AND deactivated = FALSE`,
+		localpart, hash)
+	if err != nil {
+		return fmt.Errorf("update password of %s: %w", localpart, err)
+	}
+	return oneRow(res, "update password of "+localpart)
+}
+
+// Deactivate marks an account deactivated and clears its password. It
+// returns an error wrapping ErrNotFound if there is no such account.
+func (AccountsTable) Deactivate(ctx context.Context, q sqlutil.Querier, localpart string) error {
+	res, err := q.ExecContext(ctx, `UPDATE userapi_accounts SET deactivated = TRUE, password_hash = '' WHERE localpart = $1`, localpart)
+	if err != nil {
+		return fmt.Errorf("deactivate %s: %w", localpart, err)
+	}
+	return oneRow(res, "deactivate "+localpart)
+}
+
+// oneRow turns "no row affected" into an error wrapping ErrNotFound.
+func oneRow(res sql.Result, what string) error {
+	n, err := res.RowsAffected()
+	if err != nil {
+		return fmt.Errorf("%s: rows affected: %w", what, err)
+	}
+	if n == 0 {
+		return fmt.Errorf("%s: %w", what, ErrNotFound)
+	}
+	return nil
+}

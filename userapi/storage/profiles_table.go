@@ -49,3 +49,14 @@ func (ProfilesTable) Select(ctx context.Context, q sqlutil.Querier, localpart st
 	}
 	return p, nil
 }
+
+// Update stores a profile (both fields) of an existing account; an error
+// wrapping ErrNotFound if there is no profile row.
+func (ProfilesTable) Update(ctx context.Context, q sqlutil.Querier, p Profile) error {
+	res, err := q.ExecContext(ctx, `UPDATE userapi_profiles SET display_name = $2, avatar_url = $3 WHERE localpart = $1`,
+		p.Localpart, p.DisplayName, p.AvatarURL)
+	if err != nil {
+		return fmt.Errorf("update profile %s: %w", p.Localpart, err)
+	}
+	return oneRow(res, "update profile "+p.Localpart)
+}

@@ -24,6 +24,10 @@ type Storage struct {
 	Profiles    ProfilesTable
 	UIASessions UIASessionsTable
 	Nonces      NoncesTable
+	AccountData AccountDataTable
+	Filters     FiltersTable
+	// Push is push rules, pushers and notifications (push_rules_table.go).
+	Push PushTables
 }
 
 // migrations is the userapi schema history; released entries never change.
@@ -35,6 +39,12 @@ var migrations = []sqlutil.Migration{
 		sqlutil.Static(uiaSessionsSchema), sqlutil.Static(uiaSessionsCreatedIndex),
 		sqlutil.Static(noncesSchema), sqlutil.Static(noncesCreatedIndex),
 	)},
+	{Version: 2, Name: "account data, filters, refresh tokens", Up: sqlutil.Exec(
+		sqlutil.Static(accountDataSchema),
+		filtersSchema, sqlutil.Static(filtersHashIndex),
+		sqlutil.Static(devicesAddExpiry), devicesAddRefresh, sqlutil.Static(devicesAddLastSeen),
+		sqlutil.Static(devicesRefreshIndex),
+	)},
 }
 
 // Open applies the userapi migrations to db and returns its tables.
@@ -42,5 +52,9 @@ func Open(ctx context.Context, db *sqlutil.DB) (*Storage, error) {
 	if err := sqlutil.Migrate(ctx, db, "userapi", migrations); err != nil {
 		return nil, fmt.Errorf("userapi migrations: %w", err)
 	}
-	return &Storage{DB: db, Devices: DevicesTable{d: db.Dialect}}, nil
+	push, err := OpenPush(ctx, db)
+	if err != nil {
+		return nil, err
+	}
+	return &Storage{DB: db, Devices: DevicesTable{d: db.Dialect}, Push: push}, nil
 }

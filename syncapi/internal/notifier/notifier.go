@@ -115,6 +115,64 @@ func (n *Notifier) OnUsers(k streams.Kind, pos streams.Position, userIDs ...stri
 	}
 }
 
+// OnRoom records an item committed at pos in stream k that concerns a
+// room's joined users (typing, receipts), plus extra users, and wakes them.
+func (n *Notifier) OnRoom(k streams.Kind, pos streams.Position, roomID string, extra ...string) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.advance(k, pos)
+	for u := range n.rooms[roomID] {
+		n.wake(u)
+	}
+	for _, u := range extra {
+		n.wake(u)
+	}
+}
+
+// OnPresence records a presence change of userID at pos and wakes the user
+// and everyone joined to a room with them.
+func (n *Notifier) OnPresence(pos streams.Position, userID string) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.advance(streams.Presence, pos)
+	n.wake(userID)
+	for _, members := range n.rooms {
+		if _, ok := members[userID]; ok {
+			for u := range members {
+				n.wake(u)
+			}
+		}
+	}
+}
+
+// SharesRoom reports whether two users are joined to a common room (who
+// sees whose presence).
+func (n *Notifier) SharesRoom(a, b string) bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for _, members := range n.rooms {
+		_, okA := members[a]
+		_, okB := members[b]
+		if okA && okB {
+			return true
+		}
+	}
+	return false
+}
+
+// RoomsOf returns the rooms a user is joined to, as the notifier knows.
+func (n *Notifier) RoomsOf(userID string) []string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	var out []string
+	for room, members := range n.rooms {
+		if _, ok := members[userID]; ok {
+			out = append(out, room)
+		}
+	}
+	return out
+}
+
 // JoinedUsers returns the users the notifier believes are joined to room.
 func (n *Notifier) JoinedUsers(roomID string) []string {
 	n.mu.Lock()

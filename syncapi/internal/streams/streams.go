@@ -2,8 +2,9 @@
 // position in each of them: the next_batch, since and prev_batch strings of
 // /sync.
 //
-// Every kind of data /sync serves (room events now; typing, receipts,
-// account data, to-device, presence and device lists later) is its own
+// Every kind of data /sync serves (room events, account data, receipts,
+// typing, presence, notification counts; to-device and device lists
+// later) is its own
 // stream with its own monotonically increasing position. A Token holds one
 // position per stream, so a feature that adds a stream appends a Kind and
 // nothing that reads tokens changes.
@@ -30,6 +31,17 @@ type Kind int
 const (
 	// PDU is the stream of room events from the roomserver output.
 	PDU Kind = iota
+	// AccountData is the stream of account data changes (userapi topic).
+	AccountData
+	// Receipt is the stream of read receipts.
+	Receipt
+	// Typing is the stream of typing notification changes.
+	Typing
+	// Presence is the stream of presence changes.
+	Presence
+	// Notification is the stream of unread notification count changes
+	// (userapi topic).
+	Notification
 	numKinds
 )
 
@@ -47,6 +59,16 @@ func (k Kind) String() string {
 	switch k {
 	case PDU:
 		return "pdu"
+	case AccountData:
+		return "account_data"
+	case Receipt:
+		return "receipt"
+	case Typing:
+		return "typing"
+	case Presence:
+		return "presence"
+	case Notification:
+		return "notification"
 	}
 	return "kind" + strconv.Itoa(int(k))
 }

@@ -14,7 +14,7 @@ func TestParseToken(t *testing.T) {
 	}{
 		{name: "zero", in: "s0", want: 0},
 		{name: "position", in: "s42", want: 42},
-		{name: "extra fields ignored", in: "s42_7_9", want: 42},
+		{name: "extra fields ignored", in: "s42_7_9_1_1_1_1_1_1", want: 42},
 		{name: "leading zeros", in: "s007", want: 7},
 		{name: "largest", in: "s999999999999999999", want: 999999999999999999},
 		{name: "empty", in: "", err: true},

@@ -1,0 +1,5 @@
+package routing
+
+import "net/http"
+
+func (rt *Routes) registerUpgrade(mux *http.ServeMux) {}

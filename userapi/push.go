@@ -1,0 +1,77 @@
+package userapi
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+
+	"github.com/axon-hs/axon/internal/eventlog"
+	"github.com/axon-hs/axon/internal/sqlutil"
+	rsapi "github.com/axon-hs/axon/roomserver/api"
+	"github.com/axon-hs/axon/userapi/consumers"
+	"github.com/axon-hs/axon/userapi/storage"
+)
+
+// PushConsumerGroup is the durable group push evaluation consumes the
+// roomserver output with.
+const PushConsumerGroup = "userapi_push"
+
+// PushDeps are what push evaluation and delivery need. It is started apart
+// from New because it needs the roomserver, which is built after the
+// userapi (the roomserver does not need the userapi, the reverse is not
+// true for push only).
+type PushDeps struct {
+	Log        *slog.Logger
+	DB         *sqlutil.DB
+	EventLog   eventlog.Log
+	RoomServer rsapi.API
+	ServerName string
+	// AllowPrivateAddresses lets pushes reach push gateways on loopback and
+	// private networks (config federation.allow_private_addresses).
+	AllowPrivateAddresses bool
+	Gateway               consumers.GatewayOptions
+}
+
+// Push is running push evaluation: a consumer of the roomserver output and
+// the delivery to push gateways.
+type Push struct {
+	sub     eventlog.Subscription
+	gateway *consumers.Gateway
+}
+
+// NewPush starts consuming the roomserver output for push. It runs until
+// Close, whatever becomes of ctx.
+func NewPush(ctx context.Context, d PushDeps) (*Push, error) {
+	if d.DB == nil || d.EventLog == nil || d.RoomServer == nil || d.ServerName == "" {
+		return nil, errors.New("userapi push: DB, EventLog, RoomServer and ServerName are required")
+	}
+	log := d.Log
+	if log == nil {
+		log = slog.Default()
+	}
+	log = log.With("component", "userapi_push")
+	st, err := storage.Open(ctx, d.DB)
+	if err != nil {
+		return nil, fmt.Errorf("userapi push storage: %w", err)
+	}
+	o := d.Gateway
+	o.AllowPrivateAddresses = o.AllowPrivateAddresses || d.AllowPrivateAddresses
+	gw := consumers.NewGateway(st, log, o)
+	h := consumers.NewRoomServerOutput(st, d.RoomServer, d.EventLog, gw, d.ServerName, log)
+	// Ordered per room: the cached room state follows the room's events.
+	sub, err := eventlog.Consume(context.WithoutCancel(ctx), d.EventLog, rsapi.OutputTopic, PushConsumerGroup,
+		eventlog.ConsumeOptions{Ordered: true, Logger: log}, h.Handle)
+	if err != nil {
+		gw.Close()
+		return nil, fmt.Errorf("userapi push: consume %s: %w", rsapi.OutputTopic.Name, err)
+	}
+	return &Push{sub: sub, gateway: gw}, nil
+}
+
+// Close stops the consumer (letting an in-flight event commit) and the
+// deliveries.
+func (p *Push) Close() {
+	p.sub.Stop()
+	p.gateway.Close()
+}

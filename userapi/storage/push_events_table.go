@@ -1,0 +1,52 @@
+package storage
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+
+	"github.com/axon-hs/axon/internal/sqlutil"
+)
+
+const pushEventsSchema = `CREATE TABLE userapi_push_events (
+	event_id TEXT PRIMARY KEY,
+	room_id  TEXT NOT NULL,
+	-- seq is the roomserver output stream sequence: it orders a room's
+	-- events, so a read receipt clears the notifications up to its event.
+	seq      BIGINT NOT NULL,
+	-- The client event, kept only when it notified someone (for /notifications).
+	event    TEXT NOT NULL DEFAULT ''
+)`
+
+// PushEventsTable is userapi_push_events: every event push evaluation has
+// handled. Its primary key makes the consumer idempotent.
+type PushEventsTable struct{}
+
+// Insert records an event as handled; false when it already was.
+func (PushEventsTable) Insert(ctx context.Context, q sqlutil.Querier, eventID, roomID string, seq int64, event []byte) (bool, error) {
+	res, err := q.ExecContext(ctx, `INSERT INTO userapi_push_events (event_id, room_id, seq, event) VALUES ($1, $2, $3, $4)
+		ON CONFLICT (event_id) DO NOTHING`, eventID, roomID, seq, string(event))
+	if err != nil {
+		return false, fmt.Errorf("record push event %s: %w", eventID, err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return false, fmt.Errorf("record push event %s: rows affected: %w", eventID, err)
+	}
+	return n == 1, nil
+}
+
+// SelectSeq returns the stream sequence of a handled event, or an error
+// wrapping ErrNotFound.
+func (PushEventsTable) SelectSeq(ctx context.Context, q sqlutil.Querier, eventID string) (int64, error) {
+	var seq int64
+	err := q.QueryRowContext(ctx, `SELECT seq FROM userapi_push_events WHERE event_id = $1`, eventID).Scan(&seq)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, fmt.Errorf("select push event %s: %w", eventID, ErrNotFound)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("select push event %s: %w", eventID, err)
+	}
+	return seq, nil
+}
