@@ -146,7 +146,7 @@ func openSQLite(ctx context.Context, dsn string, opt Options) (*DB, error) {
 	base := "file:" + (&url.URL{Path: path}).EscapedPath() +
 		"?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)" +
 		"&_pragma=foreign_keys(1)&_time_format=sqlite"
-	writer, err := sql.Open("sqlite", base+"&_txlock=immediate")
+	writer, err := sql.Open(cachingDriverName, base+"&_txlock=immediate")
 	if err != nil {
 		return nil, fmt.Errorf("open sqlite %s: %w", path, err)
 	}
@@ -156,7 +156,7 @@ func openSQLite(ctx context.Context, dsn string, opt Options) (*DB, error) {
 		writer.Close()
 		return nil, fmt.Errorf("open sqlite %s: %w", path, err)
 	}
-	reader, err := sql.Open("sqlite", base+"&_pragma=query_only(1)")
+	reader, err := sql.Open(cachingDriverName, base+"&_pragma=query_only(1)")
 	if err != nil {
 		writer.Close()
 		return nil, fmt.Errorf("open sqlite readers %s: %w", path, err)
