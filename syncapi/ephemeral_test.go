@@ -188,8 +188,8 @@ func TestEphemeralErrors(t *testing.T) {
 	s.state("!other:x", "$ocreate", "m.room.create", bob.UserID, "", `{}`)
 	tests := []struct {
 		name, method, token, path, body string
-		status                           int
-		errcode                          string
+		status                          int
+		errcode                         string
 	}{
 		{"typing for another user", "PUT", "alice1", "/_matrix/client/v3/rooms/" + room + "/typing/@bob:x", `{"typing":true}`, 403, apierr.CodeForbidden},
 		{"typing without typing", "PUT", "alice1", "/_matrix/client/v3/rooms/" + room + "/typing/@alice:x", `{}`, 400, apierr.CodeBadJSON},

@@ -280,14 +280,15 @@ func startPolylith(t testing.TB) *polylith {
 			clientAddr = httpAddr
 		}
 	}
-	// The proxy sends /sync to the syncapi and everything else to the clientapi.
+	// The proxy sends the syncapi's paths (/sync, typing, receipts, read
+	// markers, presence) to the syncapi and everything else to the clientapi.
 	toClient := httputil.NewSingleHostReverseProxy(&url.URL{Scheme: "http", Host: clientAddr})
 	toSync := httputil.NewSingleHostReverseProxy(&url.URL{Scheme: "http", Host: pl.syncAddr})
 	for _, rp := range []*httputil.ReverseProxy{toClient, toSync} {
 		rp.ErrorHandler = func(w http.ResponseWriter, r *http.Request, err error) { w.WriteHeader(http.StatusBadGateway) }
 	}
 	proxy := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if strings.HasSuffix(r.URL.Path, "/sync") {
+		if isSyncAPIPath(r.URL.Path) {
 			toSync.ServeHTTP(w, r)
 			return
 		}
@@ -327,4 +328,10 @@ func do(t testing.TB, method, url, token string, body []byte, header ...string) 
 		t.Fatal(err)
 	}
 	return res.StatusCode, data, res.Header
+}
+
+// isSyncAPIPath reports whether the syncapi serves a client path.
+func isSyncAPIPath(p string) bool {
+	return strings.HasSuffix(p, "/sync") || strings.Contains(p, "/typing/") || strings.Contains(p, "/receipt/") ||
+		strings.HasSuffix(p, "/read_markers") || strings.Contains(p, "/presence/")
 }
