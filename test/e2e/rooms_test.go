@@ -106,6 +106,23 @@ func roomsScenario(t *testing.T, s *server) {
 	if err != nil || full.ID != topic.EventID || full.Sender != alice.UserID {
 		t.Fatalf("FullStateEvent(topic) = %+v, %v", full, err)
 	}
+	// The empty state key may be written with or without the trailing slash; %2F survives routing.
+	stateURL := s.URL + "/_matrix/client/v3/rooms/" + url.PathEscape(room.RoomID.String()) + "/state/m.room.topic/"
+	if status, body, _ := do(t, http.MethodGet, stateURL, bob.AccessToken, nil); status != 200 || !isTopic(body, "tea") {
+		t.Fatalf("GET state with a trailing slash = %d %s", status, body)
+	}
+	if status, body, _ := do(t, http.MethodPut, stateURL+"a%2Fb", alice.AccessToken, []byte(`{"x":1}`)); status != 200 {
+		t.Fatalf("PUT state key a/b = %d %s", status, body)
+	}
+	if status, body, _ := do(t, http.MethodGet, stateURL+"a%2Fb", bob.AccessToken, nil); status != 200 || string(body) != `{"x":1}` {
+		t.Fatalf("GET state key a/b = %d %s", status, body)
+	}
+	if status, body, _ := do(t, http.MethodPut, stateURL, alice.AccessToken, []byte(`{`)); status != 400 || !isCode(body, "M_NOT_JSON") {
+		t.Fatalf("PUT state bad json = %d %s", status, body)
+	}
+	if status, body, _ := do(t, http.MethodPut, stateURL, alice.AccessToken, []byte(`[1]`)); status != 400 || !isCode(body, "M_BAD_JSON") {
+		t.Fatalf("PUT state array = %d %s", status, body)
+	}
 	err = bob.StateEvent(ctx, room.RoomID, event.NewEventType("m.nothing"), "", &tc)
 	mustErr(t, "StateEvent(absent)", err, "M_NOT_FOUND")
 	err = carol.StateEvent(ctx, room.RoomID, event.StateTopic, "", &tc)
@@ -305,4 +322,71 @@ func roomsScenario(t *testing.T, s *server) {
 	mustErr(t, "ReportEvent(not joined)", bob.ReportEvent(ctx, room.RoomID, note.EventID, "spam"), "M_NOT_FOUND")
 	mustErr(t, "ReportEvent(unknown)", alice.ReportEvent(ctx, room.RoomID, "$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", "spam"), "M_NOT_FOUND")
 	must(t, "ReportRoom", bob.ReportRoom(ctx, room.RoomID, "bad room"))
+
+	// Upgrades: the tombstone needs power; the new room takes the state and the aliases.
+	upgradeURL := s.URL + "/_matrix/client/v3/rooms/" + url.PathEscape(room.RoomID.String()) + "/upgrade"
+	_, err = bob.JoinRoomByID(ctx, pub.RoomID)
+	must(t, "JoinRoom(bob, public)", err)
+	if status, body, _ = do(t, http.MethodPost, s.URL+"/_matrix/client/v3/rooms/"+url.PathEscape(pub.RoomID.String())+"/upgrade",
+		bob.AccessToken, []byte(`{"new_version":"12"}`)); status != 403 {
+		t.Fatalf("upgrade by bob = %d %s", status, body)
+	}
+	if status, body, _ = do(t, http.MethodPost, upgradeURL, alice.AccessToken, []byte(`{"new_version":"99"}`)); status != 400 ||
+		!json.Valid(body) || !isCode(body, "M_UNSUPPORTED_ROOM_VERSION") {
+		t.Fatalf("upgrade to 99 = %d %s", status, body)
+	}
+	for _, version := range []string{"11", "12"} {
+		status, body, _ = do(t, http.MethodPost, upgradeURL, alice.AccessToken, []byte(`{"new_version":"`+version+`"}`))
+		var up struct {
+			ReplacementRoom id.RoomID `json:"replacement_room"`
+		}
+		if status != 200 || json.Unmarshal(body, &up) != nil || up.ReplacementRoom == "" {
+			t.Fatalf("upgrade to %s = %d %s", version, status, body)
+		}
+		var tomb struct {
+			ReplacementRoom id.RoomID `json:"replacement_room"`
+		}
+		must(t, "StateEvent(tombstone)", alice.StateEvent(ctx, room.RoomID, event.StateTombstone, "", &tomb))
+		if tomb.ReplacementRoom != up.ReplacementRoom {
+			t.Fatalf("tombstone = %+v, want %s", tomb, up.ReplacementRoom)
+		}
+		var create struct {
+			RoomVersion string `json:"room_version"`
+			Predecessor struct {
+				RoomID id.RoomID `json:"room_id"`
+			} `json:"predecessor"`
+		}
+		must(t, "StateEvent(new create)", alice.StateEvent(ctx, up.ReplacementRoom, event.StateCreate, "", &create))
+		var name struct {
+			Name string `json:"name"`
+		}
+		must(t, "StateEvent(new name)", alice.StateEvent(ctx, up.ReplacementRoom, event.StateRoomName, "", &name))
+		if create.RoomVersion != version || create.Predecessor.RoomID != room.RoomID || name.Name != "Lobby" {
+			t.Fatalf("replacement room create %+v name %q", create, name.Name)
+		}
+		if res, err := carol.ResolveAlias(ctx, lobbyAlias); err != nil || res.RoomID != up.ReplacementRoom {
+			t.Fatalf("ResolveAlias after upgrade = %+v, %v", res, err)
+		}
+		// The replacement room can itself be upgraded.
+		room.RoomID = up.ReplacementRoom
+		upgradeURL = s.URL + "/_matrix/client/v3/rooms/" + url.PathEscape(room.RoomID.String()) + "/upgrade"
+	}
+}
+
+func isCode(body []byte, code string) bool {
+	var e struct {
+		Code string `json:"errcode"`
+	}
+	return json.Unmarshal(body, &e) == nil && e.Code == code
+}
+
+func TestRoomsPolylith(t *testing.T) {
+	roomsScenario(t, startPolylith(t).server)
+}
+
+func isTopic(body []byte, topic string) bool {
+	var c struct {
+		Topic string `json:"topic"`
+	}
+	return json.Unmarshal(body, &c) == nil && c.Topic == topic
 }
