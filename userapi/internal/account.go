@@ -37,6 +37,8 @@ func passErr(err error, notFound, what string) error {
 
 // ChangePassword implements api.API.
 func (u *UserAPI) ChangePassword(ctx context.Context, req api.ChangePasswordRequest) (api.ChangePasswordResponse, error) {
+	// The token cache must not outlive the change (after it commits).
+	defer u.tokens.invalidate()
 	local, err := u.ownLocalpart(req.UserID)
 	if err != nil {
 		return api.ChangePasswordResponse{}, err
@@ -70,6 +72,8 @@ func (u *UserAPI) ChangePassword(ctx context.Context, req api.ChangePasswordRequ
 
 // DeactivateAccount implements api.API.
 func (u *UserAPI) DeactivateAccount(ctx context.Context, req api.DeactivateAccountRequest) (api.DeactivateAccountResponse, error) {
+	// The token cache must not outlive the change (after it commits).
+	defer u.tokens.invalidate()
 	local, err := u.ownLocalpart(req.UserID)
 	if err != nil {
 		return api.DeactivateAccountResponse{}, err
@@ -113,6 +117,8 @@ func (u *UserAPI) QueryDevices(ctx context.Context, req api.QueryDevicesRequest)
 
 // UpdateDevice implements api.API.
 func (u *UserAPI) UpdateDevice(ctx context.Context, req api.UpdateDeviceRequest) (api.UpdateDeviceResponse, error) {
+	// The token cache must not outlive the change (after it commits).
+	defer u.tokens.invalidate()
 	local, err := u.ownLocalpart(req.UserID)
 	if err != nil {
 		return api.UpdateDeviceResponse{}, err
@@ -164,6 +170,8 @@ func (u *UserAPI) SetProfile(ctx context.Context, req api.SetProfileRequest) (ap
 
 // RefreshAccessToken implements api.API.
 func (u *UserAPI) RefreshAccessToken(ctx context.Context, req api.RefreshAccessTokenRequest) (api.RefreshAccessTokenResponse, error) {
+	// The token cache must not outlive the change (after it commits).
+	defer u.tokens.invalidate()
 	unknown := apierr.New(apierr.CodeUnknownToken, "unknown refresh token")
 	if !strings.HasPrefix(req.RefreshToken, refreshPrefix) {
 		return api.RefreshAccessTokenResponse{}, unknown

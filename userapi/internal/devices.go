@@ -3,6 +3,7 @@ package internal
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"database/sql"
 	"encoding/base64"
 	"fmt"
@@ -48,6 +49,8 @@ func newDeviceID() string {
 // CreateDevice implements api.API. The user must have a live account of this
 // server; M_NOT_FOUND otherwise.
 func (u *UserAPI) CreateDevice(ctx context.Context, req api.CreateDeviceRequest) (api.CreateDeviceResponse, error) {
+	// The token cache must not outlive the change (after it commits).
+	defer u.tokens.invalidate()
 	local, ok := u.localpart(req.UserID)
 	if !ok {
 		return api.CreateDeviceResponse{}, apierr.NotFound("no such user")
@@ -101,29 +104,39 @@ func (u *UserAPI) QueryAccessToken(ctx context.Context, req api.QueryAccessToken
 	if !strings.HasPrefix(req.AccessToken, tokenPrefix) {
 		return api.QueryAccessTokenResponse{}, apierr.New(apierr.CodeUnknownToken, "unknown access token")
 	}
-	o, err := u.st.Devices.SelectByTokenHash(ctx, u.st.DB.Reader(), hashToken(req.AccessToken))
-	if isNotFound(err) {
-		return api.QueryAccessTokenResponse{}, apierr.New(apierr.CodeUnknownToken, "unknown access token")
+	hash := sha256.Sum256([]byte(req.AccessToken))
+	now := u.now()
+	e, ok := u.tokens.get(hash, now)
+	if !ok {
+		gen := u.tokens.generation()
+		o, err := u.st.Devices.SelectByTokenHash(ctx, u.st.DB.Reader(), hash[:])
+		if isNotFound(err) {
+			return api.QueryAccessTokenResponse{}, apierr.New(apierr.CodeUnknownToken, "unknown access token")
+		}
+		if err != nil {
+			return api.QueryAccessTokenResponse{}, err
+		}
+		e = tokenCacheEntry{device: api.Device{
+			UserID: u.userID(o.Localpart), DeviceID: o.DeviceID, DisplayName: o.DisplayName,
+			AccountType: o.AccountType, Admin: o.Admin,
+		}, expiresMS: o.AccessExpiresMS, cachedAt: now}
+		u.tokens.put(gen, hash, e)
 	}
-	if err != nil {
-		return api.QueryAccessTokenResponse{}, err
-	}
-	if o.AccessExpiresMS != 0 && u.nowMS() >= o.AccessExpiresMS {
+	if e.expiresMS != 0 && now.UnixMilli() >= e.expiresMS {
 		// The device is still there: the client refreshes and carries on,
 		// which is what soft_logout tells it.
 		return api.QueryAccessTokenResponse{}, &apierr.Error{
 			Code: apierr.CodeUnknownToken, Msg: "access token expired", SoftLogout: true}
 	}
-	return api.QueryAccessTokenResponse{Device: api.Device{
-		UserID: u.userID(o.Localpart), DeviceID: o.DeviceID, DisplayName: o.DisplayName,
-		AccountType: o.AccountType, Admin: o.Admin,
-	}}, nil
+	return api.QueryAccessTokenResponse{Device: e.device}, nil
 }
 
 // DeleteDevices implements api.API. All=true removes every device of the
 // user, whatever DeviceIDs holds. A user of another server has no devices
 // here, so there is nothing to delete.
 func (u *UserAPI) DeleteDevices(ctx context.Context, req api.DeleteDevicesRequest) (api.DeleteDevicesResponse, error) {
+	// The token cache must not outlive the change (after it commits).
+	defer u.tokens.invalidate()
 	local, ok := u.localpart(req.UserID)
 	if !ok {
 		return api.DeleteDevicesResponse{}, nil

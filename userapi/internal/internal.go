@@ -74,6 +74,7 @@ type UserAPI struct {
 	m         metrics
 	evlog     eventlog.Log
 	tokenLife time.Duration
+	tokens    *tokenCache
 }
 
 var _ api.API = (*UserAPI)(nil)
@@ -128,7 +129,7 @@ func New(cfg Config) (*UserAPI, error) {
 	}
 	return &UserAPI{
 		st: cfg.Storage, serverName: cfg.ServerName, log: log, cost: cost,
-		dummyHash: dummy, now: now, m: m, evlog: cfg.EventLog, tokenLife: life,
+		dummyHash: dummy, now: now, m: m, evlog: cfg.EventLog, tokenLife: life, tokens: newTokenCache(),
 	}, nil
 }
 
