@@ -23,10 +23,11 @@ import (
 // pending at shutdown are lost, which the spec tolerates (the counts and
 // /notifications stay right; a push is a hint to sync).
 type Gateway struct {
-	st     *storage.Storage
-	client *http.Client
-	log    *slog.Logger
-	queue  chan Push
+	st      *storage.Storage
+	pushers *pusherCache
+	client  *http.Client
+	log     *slog.Logger
+	queue   chan Push
 	// Retry policy: attempts in all, first delay doubled each time.
 	attempts  int
 	baseDelay time.Duration
@@ -62,7 +63,7 @@ func NewGateway(st *storage.Storage, log *slog.Logger, o GatewayOptions) *Gatewa
 		dialer.Control = refusePrivate
 	}
 	tr := &http.Transport{DialContext: dialer.DialContext, Proxy: nil, MaxIdleConnsPerHost: 4, IdleConnTimeout: time.Minute}
-	g := &Gateway{st: st, log: log, queue: make(chan Push, 4096), attempts: o.Attempts, baseDelay: o.BaseDelay,
+	g := &Gateway{st: st, pushers: newPusherCache(st), log: log, queue: make(chan Push, 4096), attempts: o.Attempts, baseDelay: o.BaseDelay,
 		stop: make(chan struct{}), client: &http.Client{Transport: tr, Timeout: 30 * time.Second,
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
 	for range o.Workers {
@@ -89,6 +90,10 @@ func refusePrivate(network, address string, _ syscall.RawConn) error {
 // Enqueue queues a push; when the queue is full the push is dropped (and
 // logged) rather than stalling evaluation.
 func (g *Gateway) Enqueue(ctx context.Context, p Push) {
+	// Most users have no pusher: they need no place in the queue.
+	if ps, err := g.pushers.get(ctx, p.Localpart); err == nil && len(ps) == 0 {
+		return
+	}
 	select {
 	case g.queue <- p:
 	default:
@@ -145,7 +150,7 @@ type device struct {
 }
 
 func (g *Gateway) deliver(ctx context.Context, p Push) {
-	pushers, err := g.st.Push.Pushers.Select(ctx, g.st.DB.Reader(), []string{p.Localpart})
+	pushers, err := g.pushers.get(ctx, p.Localpart)
 	if err != nil || len(pushers) == 0 {
 		if err != nil {
 			g.log.ErrorContext(ctx, "loading pushers failed", "user_id", p.UserID, "err", err)

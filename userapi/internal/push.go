@@ -138,6 +138,8 @@ func (u *UserAPI) SetPusher(ctx context.Context, req api.SetPusherRequest) (api.
 		return api.SetPusherResponse{}, apierr.InvalidParam("not a local user: %s", req.UserID)
 	}
 	p := req.Pusher
+	// Caches of pushers reload after the change commits.
+	defer u.st.Push.Pushers.Changed()
 	if req.Delete {
 		return api.SetPusherResponse{}, u.st.Push.Pushers.Delete(ctx, u.st.DB, local, p.AppID, p.PushKey)
 	}

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"sync/atomic"
 
 	"github.com/axon-hs/axon/internal/sqlutil"
 )
@@ -36,7 +37,7 @@ func OpenPush(ctx context.Context, db *sqlutil.DB) (PushTables, error) {
 	if err := sqlutil.Migrate(ctx, db, "userapi_push", pushMigrations); err != nil {
 		return PushTables{}, fmt.Errorf("userapi push migrations: %w", err)
 	}
-	return PushTables{Pushers: PushersTable{d: db.Dialect}, Counts: NotificationCountsTable{d: db.Dialect},
+	return PushTables{Pushers: PushersTable{d: db.Dialect, changes: new(atomic.Uint64)}, Counts: NotificationCountsTable{d: db.Dialect},
 		Notifs: NotificationsTable{d: db.Dialect}, migrated: true}, nil
 }
 

@@ -3,6 +3,7 @@ package storage
 import (
 	"context"
 	"fmt"
+	"sync/atomic"
 
 	"github.com/axon-hs/axon/internal/sqlutil"
 )
@@ -42,10 +43,32 @@ type PusherRow struct {
 }
 
 // PushersTable is userapi_pushers.
-type PushersTable struct{ d sqlutil.Dialect }
+type PushersTable struct {
+	d sqlutil.Dialect
+	// changes counts writes, so that readers caching pushers (the push
+	// gateway asks for every notification) know when to reload.
+	changes *atomic.Uint64
+}
+
+// Changed records a change to the table; writers call it again after their
+// transaction commits, so a cache filled from a read that raced the
+// uncommitted write is dropped.
+func (t PushersTable) Changed() {
+	if t.changes != nil {
+		t.changes.Add(1)
+	}
+}
+
+// Generation is the number of changes so far in this process.
+func (t PushersTable) Generation() uint64 {
+	if t.changes == nil {
+		return 0
+	}
+	return t.changes.Load()
+}
 
 // Upsert creates or replaces the user's pusher (app_id, pushkey).
-func (PushersTable) Upsert(ctx context.Context, q sqlutil.Querier, p PusherRow) error {
+func (t PushersTable) Upsert(ctx context.Context, q sqlutil.Querier, p PusherRow) error {
 	_, err := q.ExecContext(ctx, `INSERT INTO userapi_pushers (localpart, app_id, pushkey, kind, app_display_name,
 		device_display_name, profile_tag, lang, data, device_id, created_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
 		ON CONFLICT (localpart, app_id, pushkey) DO UPDATE SET kind = excluded.kind, app_display_name = excluded.app_display_name,
@@ -53,6 +76,7 @@ func (PushersTable) Upsert(ctx context.Context, q sqlutil.Querier, p PusherRow) 
 		data = excluded.data, device_id = excluded.device_id`,
 		p.Localpart, p.AppID, p.PushKey, p.Kind, p.AppDisplayName, p.DeviceDisplayName, p.ProfileTag, p.Lang, p.Data,
 		p.DeviceID, p.CreatedMS)
+	t.Changed()
 	if err != nil {
 		return fmt.Errorf("upsert pusher %s of %s: %w", p.AppID, p.Localpart, err)
 	}
@@ -60,9 +84,10 @@ func (PushersTable) Upsert(ctx context.Context, q sqlutil.Querier, p PusherRow) 
 }
 
 // DeleteOthers removes (app_id, pushkey) from every user but localpart.
-func (PushersTable) DeleteOthers(ctx context.Context, q sqlutil.Querier, localpart, appID, pushkey string) error {
+func (t PushersTable) DeleteOthers(ctx context.Context, q sqlutil.Querier, localpart, appID, pushkey string) error {
 	_, err := q.ExecContext(ctx, `DELETE FROM userapi_pushers WHERE app_id = $1 AND pushkey = $2 AND localpart <> $3`,
 		appID, pushkey, localpart)
+	t.Changed()
 	if err != nil {
 		return fmt.Errorf("delete pusher %s of other users: %w", appID, err)
 	}
@@ -70,9 +95,10 @@ func (PushersTable) DeleteOthers(ctx context.Context, q sqlutil.Querier, localpa
 }
 
 // Delete removes a user's pusher; a missing one is not an error.
-func (PushersTable) Delete(ctx context.Context, q sqlutil.Querier, localpart, appID, pushkey string) error {
+func (t PushersTable) Delete(ctx context.Context, q sqlutil.Querier, localpart, appID, pushkey string) error {
 	_, err := q.ExecContext(ctx, `DELETE FROM userapi_pushers WHERE localpart = $1 AND app_id = $2 AND pushkey = $3`,
 		localpart, appID, pushkey)
+	t.Changed()
 	if err != nil {
 		return fmt.Errorf("delete pusher %s of %s: %w", appID, localpart, err)
 	}
@@ -81,8 +107,9 @@ func (PushersTable) Delete(ctx context.Context, q sqlutil.Querier, localpart, ap
 
 // DeleteKey removes (app_id, pushkey) for every user: a push gateway
 // rejected the pushkey.
-func (PushersTable) DeleteKey(ctx context.Context, q sqlutil.Querier, appID, pushkey string) error {
+func (t PushersTable) DeleteKey(ctx context.Context, q sqlutil.Querier, appID, pushkey string) error {
 	_, err := q.ExecContext(ctx, `DELETE FROM userapi_pushers WHERE app_id = $1 AND pushkey = $2`, appID, pushkey)
+	t.Changed()
 	if err != nil {
 		return fmt.Errorf("delete rejected pushkey of %s: %w", appID, err)
 	}
