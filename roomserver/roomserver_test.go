@@ -215,6 +215,40 @@ func TestInputAndQueries(t *testing.T) {
 	})
 }
 
+// TestLatestEventHashes: for room versions 1 and 2, whose events reference
+// others by [id, hashes], the roomserver reports the latest events'
+// reference hashes; later versions need none.
+func TestLatestEventHashes(t *testing.T) {
+	eachTransport(t, func(t *testing.T, a api.API, out *outputs) {
+		ctx := t.Context()
+		alice := "@alice:" + string(origin)
+		for _, ver := range []string{"1", "11"} {
+			c := newChain(t, ver)
+			c.roomID = matrix.RoomID("!hashes" + ver + ":" + string(origin))
+			create := c.add(event.TypeCreate, strp(""), alice, map[string]any{"room_version": ver, "creator": alice})
+			join := c.add(event.TypeMember, strp(alice), alice, map[string]any{"membership": "join"})
+			if _, err := a.InputRoomEvents(ctx, input(c.v, create, join)); err != nil {
+				t.Fatalf("v%s: InputRoomEvents = %v", ver, err)
+			}
+			res, err := a.QueryLatestEventsAndState(ctx, api.QueryLatestEventsAndStateRequest{RoomID: string(c.roomID)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			want, err := event.ReferenceHash(join.JSON(), c.v)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := res.LatestEventHashes[string(join.EventID())]
+			if ver == "1" && string(got) != string(want) {
+				t.Fatalf("v1 latest event hash = %x, want %x", got, want)
+			}
+			if ver != "1" && res.LatestEventHashes != nil {
+				t.Fatalf("v%s: hashes reported: %v", ver, res.LatestEventHashes)
+			}
+		}
+	})
+}
+
 func TestEveryMethodServed(t *testing.T) {
 	s := rpc.NewServer(http.NewServeMux(), nil)
 	api.Serve(s, api.Client{}) // any implementation will do: only the names matter

@@ -49,12 +49,27 @@ func (b *Builder) Build(ctx context.Context, p event.Proto) (*event.PDU, *event.
 		return nil, nil, apierr.New(apierr.CodeUnsupportedRoomVer, "room version %q is not supported", res.RoomVersion)
 	}
 	state := map[event.StateKeyTuple]matrix.EventID{}
+	// Room versions 1 and 2 reference events with their reference hashes.
+	withHashes := v.EventIDInJSON()
+	if withHashes {
+		p.RefHashes = map[matrix.EventID][]byte{}
+		for id, h := range res.LatestEventHashes {
+			p.RefHashes[matrix.EventID(id)] = h
+		}
+	}
 	for _, raw := range res.StateEvents {
 		e, err := event.Parse(raw, v)
 		if err != nil {
 			return nil, nil, fmt.Errorf("parse state event of %s: %w", p.RoomID, err)
 		}
 		state[event.StateKeyTuple{Type: e.Type(), StateKey: *e.StateKey()}] = e.EventID()
+		if withHashes {
+			h, err := event.ReferenceHash(raw, v)
+			if err != nil {
+				return nil, nil, fmt.Errorf("reference hash of %s: %w", e.EventID(), err)
+			}
+			p.RefHashes[e.EventID()] = h
+		}
 	}
 	p.AuthEvents = p.AuthEvents[:0]
 	for _, t := range event.AuthEventsNeeded(p, v) {
@@ -89,6 +104,9 @@ type Chain struct {
 	depth   int64
 	Events  []*event.PDU
 	created bool
+	// hashes are the reference hashes of the chain's events (room
+	// versions 1 and 2 only).
+	hashes map[matrix.EventID][]byte
 }
 
 // NewChain starts a chain in a room of version v that does not exist yet.
@@ -113,6 +131,7 @@ func (c *Chain) Add(p event.Proto) (*event.PDU, error) {
 	if c.prev != "" {
 		p.PrevEvents = []matrix.EventID{c.prev}
 	}
+	p.RefHashes = c.hashes
 	c.depth++
 	p.Depth = c.depth
 	e, err := p.Build(c.v, c.b.ServerName, c.b.Key)
@@ -124,6 +143,16 @@ func (c *Chain) Add(p event.Proto) (*event.PDU, error) {
 		c.RoomID = e.RoomID()
 	}
 	c.prev = e.EventID()
+	if c.v.EventIDInJSON() {
+		h, err := event.ReferenceHash(e.JSON(), c.v)
+		if err != nil {
+			return nil, fmt.Errorf("reference hash of %s: %w", e.EventID(), err)
+		}
+		if c.hashes == nil {
+			c.hashes = map[matrix.EventID][]byte{}
+		}
+		c.hashes[e.EventID()] = h
+	}
 	if sk := e.StateKey(); sk != nil {
 		c.state[event.StateKeyTuple{Type: e.Type(), StateKey: *sk}] = e.EventID()
 	}

@@ -124,6 +124,9 @@ type QueryLatestEventsAndStateResponse struct {
 	LatestEvents []string          `json:"latest_events"`
 	Depth        int64             `json:"depth"` // the greatest depth of LatestEvents
 	StateEvents  []json.RawMessage `json:"state_events"`
+	// LatestEventHashes are the reference hashes (sha256) of LatestEvents,
+	// for room versions 1 and 2 whose events reference others with them.
+	LatestEventHashes map[string][]byte `json:"latest_event_hashes,omitempty"`
 }
 
 type QueryCurrentStateRequest struct {

@@ -107,8 +107,19 @@ func (r *Roomserver) QueryLatestEventsAndState(ctx context.Context, req api.Quer
 	if err != nil {
 		return resp, err
 	}
+	v, _ := event.Version(room.Version)
 	for _, e := range latest {
 		resp.LatestEvents = append(resp.LatestEvents, e.EventID)
+		if v != nil && v.EventIDInJSON() {
+			h, err := event.ReferenceHash(e.JSON, v)
+			if err != nil {
+				return resp, fmt.Errorf("reference hash of %s: %w", e.EventID, err)
+			}
+			if resp.LatestEventHashes == nil {
+				resp.LatestEventHashes = map[string][]byte{}
+			}
+			resp.LatestEventHashes[e.EventID] = h
+		}
 	}
 	resp.StateEvents, err = r.stateEvents(ctx, room.SnapshotNID, req.StateToFetch)
 	return resp, err
