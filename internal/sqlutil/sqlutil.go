@@ -94,6 +94,9 @@ type DB struct {
 	reader  *sql.DB
 	metrics *Metrics
 	name    string
+	// group commits SQLite write transactions together (groupcommit.go);
+	// nil on PostgreSQL, whose transactions run concurrently.
+	group *groupCommitter
 }
 
 // Options configure Open.
@@ -143,9 +146,12 @@ func openSQLite(ctx context.Context, dsn string, opt Options) (*DB, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("create database directory: %w", err)
 	}
+	// temp_store(MEMORY): a multi-row statement inside a transaction keeps
+	// a statement journal; in a temporary file its writes were 13% of the
+	// server's CPU under load.
 	base := "file:" + (&url.URL{Path: path}).EscapedPath() +
 		"?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)" +
-		"&_pragma=foreign_keys(1)&_time_format=sqlite"
+		"&_pragma=foreign_keys(1)&_pragma=temp_store(MEMORY)&_time_format=sqlite"
 	writer, err := sql.Open(cachingDriverName, base+"&_txlock=immediate")
 	if err != nil {
 		return nil, fmt.Errorf("open sqlite %s: %w", path, err)
@@ -167,11 +173,15 @@ func openSQLite(ctx context.Context, dsn string, opt Options) (*DB, error) {
 	}
 	reader.SetMaxOpenConns(n)
 	reader.SetMaxIdleConns(n)
-	return &DB{Dialect: Dialect{SQLite}, writer: writer, reader: reader, metrics: opt.Metrics, name: opt.Name}, nil
+	return &DB{Dialect: Dialect{SQLite}, writer: writer, reader: reader, metrics: opt.Metrics, name: opt.Name,
+		group: newGroupCommitter(writer)}, nil
 }
 
 // Close closes both pools.
 func (db *DB) Close() error {
+	if db.group != nil {
+		db.group.close()
+	}
 	err := db.writer.Close()
 	if db.reader != db.writer {
 		err = errors.Join(err, db.reader.Close())
@@ -204,6 +214,9 @@ func (db *DB) QueryRowContext(ctx context.Context, q string, args ...any) *sql.R
 // InTx runs f in a write transaction, committing when f returns nil.
 func (db *DB) InTx(ctx context.Context, f func(tx *sql.Tx) error) (err error) {
 	defer db.observe("tx", time.Now())
+	if db.group != nil {
+		return db.group.do(ctx, f)
+	}
 	tx, err := db.writer.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("begin transaction: %w", err)
