@@ -108,17 +108,22 @@ func (b *builder) initial(ctx context.Context, resp *Response) error {
 
 func (b *builder) incremental(ctx context.Context, resp *Response, sinceTok streams.Token) error {
 	since := sinceTok.Get(streams.PDU)
+	changes, err := b.db.Deltas.MembershipChanges(ctx, b.q, b.dev.UserID, since, b.upTo())
+	if err != nil {
+		return err
+	}
 	now, err := b.db.Deltas.MembershipsAt(ctx, b.q, b.dev.UserID, b.upTo())
 	if err != nil {
 		return err
 	}
-	before, err := b.db.Deltas.MembershipsAt(ctx, b.q, b.dev.UserID, since)
-	if err != nil {
-		return err
-	}
-	changes, err := b.db.Deltas.MembershipChanges(ctx, b.q, b.dev.UserID, since, b.upTo())
-	if err != nil {
-		return err
+	// Without a membership change in the window the memberships at since
+	// are the ones now: the common case of a long-poll woken by a message
+	// saves a query.
+	before := now
+	if len(changes) > 0 {
+		if before, err = b.db.Deltas.MembershipsAt(ctx, b.q, b.dev.UserID, since); err != nil {
+			return err
+		}
 	}
 	was := map[string]string{}
 	for _, m := range before {
