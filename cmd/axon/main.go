@@ -119,8 +119,11 @@ func start(ctx context.Context, p *setup.Process) error {
 	mux := http.NewServeMux()
 	client.Routes(mux)
 	sync.Routes(mux, p.Adapter())
-	if _, err := p.ServeClient(mux); err != nil {
+	// Federation first: once /versions answers, every listener is up
+	// (Complement and the image test wait for /versions, then dial 8448).
+	if err := serveFederation(p, mux, key); err != nil {
 		return err
 	}
-	return serveFederation(p, mux, key)
+	_, err = p.ServeClient(mux)
+	return err
 }
