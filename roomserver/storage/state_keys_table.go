@@ -2,6 +2,8 @@ package storage
 
 import (
 	"context"
+	"database/sql"
+	"errors"
 	"fmt"
 
 	"github.com/axon-hs/axon/internal/sqlutil"
@@ -24,11 +26,24 @@ type Tuple struct{ Type, StateKey string }
 type StateKeysTable struct{ d sqlutil.Dialect }
 
 // Assign returns the nid of a tuple, creating it if needed.
+//
+// Tuples are shared by all rooms ((m.room.name, "") by every one), so
+// Assign must not lock an existing row: an upsert did, which serialised
+// every transaction setting the same kind of state and, on PostgreSQL,
+// deadlocked transactions that took two tuples in opposite orders. It reads
+// first and inserts only a tuple never seen; a concurrent insert of the
+// same one makes the insert return nothing, and the read is repeated.
 func (t StateKeysTable) Assign(ctx context.Context, q sqlutil.Querier, tu Tuple) (int64, error) {
+	const sel = `SELECT tuple_nid FROM roomserver_state_keys WHERE event_type = $1 AND state_key = $2`
 	var nid int64
-	err := q.QueryRowContext(ctx, `INSERT INTO roomserver_state_keys (event_type, state_key) VALUES ($1, $2)
-		ON CONFLICT (event_type, state_key) DO UPDATE SET event_type = excluded.event_type RETURNING tuple_nid`,
-		tu.Type, tu.StateKey).Scan(&nid)
+	err := q.QueryRowContext(ctx, sel, tu.Type, tu.StateKey).Scan(&nid)
+	if errors.Is(err, sql.ErrNoRows) {
+		err = q.QueryRowContext(ctx, `INSERT INTO roomserver_state_keys (event_type, state_key) VALUES ($1, $2)
+			ON CONFLICT (event_type, state_key) DO NOTHING RETURNING tuple_nid`, tu.Type, tu.StateKey).Scan(&nid)
+		if errors.Is(err, sql.ErrNoRows) {
+			err = q.QueryRowContext(ctx, sel, tu.Type, tu.StateKey).Scan(&nid)
+		}
+	}
 	if err != nil {
 		return 0, fmt.Errorf("assign state key (%s, %s): %w", tu.Type, tu.StateKey, err)
 	}
