@@ -9,6 +9,7 @@ import (
 	"github.com/axon-hs/axon/internal/eventlog"
 	"github.com/axon-hs/axon/internal/sqlutil"
 	rsapi "github.com/axon-hs/axon/roomserver/api"
+	syncapi "github.com/axon-hs/axon/syncapi/api"
 	"github.com/axon-hs/axon/userapi/consumers"
 	"github.com/axon-hs/axon/userapi/storage"
 )
@@ -16,6 +17,10 @@ import (
 // PushConsumerGroup is the durable group push evaluation consumes the
 // roomserver output with.
 const PushConsumerGroup = "userapi_push"
+
+// ReceiptsConsumerGroup is the durable group read receipts (which clear
+// notification counts) are consumed with.
+const ReceiptsConsumerGroup = "userapi_receipts"
 
 // PushDeps are what push evaluation and delivery need. It is started apart
 // from New because it needs the roomserver, which is built after the
@@ -31,13 +36,17 @@ type PushDeps struct {
 	// private networks (config federation.allow_private_addresses).
 	AllowPrivateAddresses bool
 	Gateway               consumers.GatewayOptions
+	// LogMetrics counts the consumed messages and exports the groups' lag;
+	// nil leaves them out.
+	LogMetrics *eventlog.Metrics
 }
 
 // Push is running push evaluation: a consumer of the roomserver output and
 // the delivery to push gateways.
 type Push struct {
-	sub     eventlog.Subscription
-	gateway *consumers.Gateway
+	sub      eventlog.Subscription
+	receipts eventlog.Subscription
+	gateway  *consumers.Gateway
 }
 
 // NewPush starts consuming the roomserver output for push. It runs until
@@ -61,17 +70,27 @@ func NewPush(ctx context.Context, d PushDeps) (*Push, error) {
 	h := consumers.NewRoomServerOutput(st, d.RoomServer, d.EventLog, gw, d.ServerName, log)
 	// Ordered per room: the cached room state follows the room's events.
 	sub, err := eventlog.Consume(context.WithoutCancel(ctx), d.EventLog, rsapi.OutputTopic, PushConsumerGroup,
-		eventlog.ConsumeOptions{Ordered: true, Logger: log}, h.Handle)
+		eventlog.ConsumeOptions{Ordered: true, Logger: log, Metrics: d.LogMetrics}, h.Handle)
 	if err != nil {
 		gw.Close()
 		return nil, fmt.Errorf("userapi push: consume %s: %w", rsapi.OutputTopic.Name, err)
 	}
-	return &Push{sub: sub, gateway: gw}, nil
+	// Ordered per room like the counts it rewrites.
+	rc := consumers.NewReceipts(st, h.PublishCounts, d.ServerName, log)
+	receipts, err := eventlog.Consume(context.WithoutCancel(ctx), d.EventLog, syncapi.ReceiptTopic, ReceiptsConsumerGroup,
+		eventlog.ConsumeOptions{Ordered: true, Logger: log, Metrics: d.LogMetrics}, rc.Handle)
+	if err != nil {
+		sub.Stop()
+		gw.Close()
+		return nil, fmt.Errorf("userapi push: consume %s: %w", syncapi.ReceiptTopic.Name, err)
+	}
+	return &Push{sub: sub, receipts: receipts, gateway: gw}, nil
 }
 
 // Close stops the consumer (letting an in-flight event commit) and the
 // deliveries.
 func (p *Push) Close() {
+	p.receipts.Stop()
 	p.sub.Stop()
 	p.gateway.Close()
 }

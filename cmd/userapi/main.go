@@ -34,7 +34,7 @@ func start(ctx context.Context, p *setup.Process) error {
 	if err != nil {
 		return err
 	}
-	push, err := userapi.NewPush(ctx, userapi.PushDeps{Log: p.Log, DB: db, EventLog: evlog, RoomServer: rsapi.Client{C: rs},
+	push, err := userapi.NewPush(ctx, userapi.PushDeps{Log: p.Log, LogMetrics: p.LogMetrics, DB: db, EventLog: evlog, RoomServer: rsapi.Client{C: rs},
 		ServerName: p.Cfg.ServerName, AllowPrivateAddresses: p.Cfg.Federation.AllowPrivateAddresses})
 	if err != nil {
 		return err

@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 
@@ -92,6 +93,40 @@ type Log struct {
 type Registration struct {
 	Open         bool   `yaml:"open"`
 	SharedSecret string `yaml:"shared_secret"`
+	// RequiresToken makes /register ask for one of Tokens (the UIA stage
+	// m.login.registration_token), whether Open is set or not.
+	RequiresToken bool                `yaml:"requires_token"`
+	Tokens        []RegistrationToken `yaml:"tokens"`
+	// Guests allows guest accounts (POST /register?kind=guest).
+	Guests bool `yaml:"guests"`
+	// LoginTokens enables m.login.token: POST /login/get_token issues
+	// short-lived single-use tokens to signed-in users.
+	LoginTokens bool `yaml:"login_tokens"`
+}
+
+// RegistrationToken is a token for m.login.registration_token.
+type RegistrationToken struct {
+	// Token is 1–64 characters of [A-Za-z0-9._~-] (the spec's opaque
+	// identifier grammar).
+	Token string `yaml:"token"`
+	// UsesAllowed bounds the registrations completed with it; 0 = no limit.
+	UsesAllowed int64 `yaml:"uses_allowed"`
+	// ExpiresAt is when it stops working (RFC 3339); empty = never.
+	ExpiresAt time.Time `yaml:"expires_at"`
+}
+
+// ValidRegistrationToken reports whether s has the grammar of a
+// registration token.
+func ValidRegistrationToken(s string) bool {
+	if len(s) == 0 || len(s) > 64 {
+		return false
+	}
+	for _, c := range []byte(s) {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '~' || c == '-') {
+			return false
+		}
+	}
+	return true
 }
 
 // RateLimits controls client request rate limiting: a token bucket per
@@ -211,8 +246,18 @@ func applyEnv(c *Config, env func(string) string) error {
 			*p = v
 		}
 	}
+	// Comma-separated registration tokens without use limit or expiry;
+	// setting them requires tokens to register.
+	if v := env("AXON_REGISTRATION_TOKENS"); v != "" {
+		c.Registration.RequiresToken = true
+		for _, tok := range strings.Split(v, ",") {
+			c.Registration.Tokens = append(c.Registration.Tokens, RegistrationToken{Token: strings.TrimSpace(tok)})
+		}
+	}
 	bools := map[string]*bool{
 		"AXON_OPEN_REGISTRATION": &c.Registration.Open,
+		"AXON_GUEST_ACCESS":      &c.Registration.Guests,
+		"AXON_LOGIN_TOKENS":      &c.Registration.LoginTokens,
 		"AXON_COMPLEMENT":        &c.Complement,
 		"AXON_RATE_LIMITS":       &c.RateLimits.Enabled,
 		// Outbound requests (federation, push gateways) to private networks.
@@ -295,6 +340,22 @@ func (c *Config) Validate() error {
 		}
 		if err := checkAddr(addr); err != nil {
 			return fmt.Errorf("internal.%s: %w", name, err)
+		}
+	}
+	if c.Registration.RequiresToken && len(c.Registration.Tokens) == 0 {
+		return errors.New("registration.tokens: requires_token is set but there are no tokens")
+	}
+	seen := map[string]bool{}
+	for i, tok := range c.Registration.Tokens {
+		if !ValidRegistrationToken(tok.Token) {
+			return fmt.Errorf("registration.tokens[%d].token: %q is not 1-64 characters of A-Z a-z 0-9 . _ ~ -", i, tok.Token)
+		}
+		if seen[tok.Token] {
+			return fmt.Errorf("registration.tokens[%d].token: %q is listed twice", i, tok.Token)
+		}
+		seen[tok.Token] = true
+		if tok.UsesAllowed < 0 {
+			return fmt.Errorf("registration.tokens[%d].uses_allowed: must not be negative", i)
 		}
 	}
 	if c.Log.NATSURL != "" && !strings.HasPrefix(c.Log.NATSURL, "nats://") && !strings.HasPrefix(c.Log.NATSURL, "tls://") {

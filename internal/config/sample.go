@@ -58,6 +58,22 @@ registration:
   open: false
   # Secret for /_synapse/admin/v1/register. (AXON_REGISTRATION_SHARED_SECRET)
   shared_secret: ""
+  # Registration with a token (UIA stage m.login.registration_token), open or not.
+  # Tokens are 1-64 characters of A-Z a-z 0-9 . _ ~ -; uses_allowed 0 = unlimited;
+  # expires_at is RFC 3339, empty = never. Uses are counted when a registration
+  # completes. (AXON_REGISTRATION_TOKENS=tok1,tok2 sets unlimited tokens and
+  # requires_token.)
+  requires_token: false
+  tokens: []
+  #  - token: fBVFdqVE
+  #    uses_allowed: 10
+  #    expires_at: 2030-01-01T00:00:00Z
+  # Guest accounts (POST /register?kind=guest); guests may only use the
+  # endpoints the spec lists for them. (AXON_GUEST_ACCESS)
+  guests: false
+  # m.login.token: signed-in users get short-lived single-use login tokens from
+  # POST /_matrix/client/v1/login/get_token (after re-authenticating). (AXON_LOGIN_TOKENS)
+  login_tokens: false
 
 # Client request rate limits: a token bucket per access token (or address).
 # Exceeding it answers 429 M_LIMIT_EXCEEDED with retry_after_ms. (AXON_RATE_LIMITS)

@@ -52,6 +52,8 @@ type API interface {
 	AccountAPI
 	// AccountDataAPI is account data, room tags and filters (accountdata.go).
 	AccountDataAPI
+	// TokensAPI is registration token uses and login tokens (tokens.go).
+	TokensAPI
 }
 
 // Account types.

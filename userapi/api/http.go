@@ -72,4 +72,5 @@ func Serve(s *rpc.Server, impl API) {
 	consumeRegistrationNonce.Handle(s, impl.ConsumeRegistrationNonce)
 	servePush(s, impl)
 	serveAccount(s, impl)
+	serveTokens(s, impl)
 }

@@ -26,6 +26,9 @@ type Storage struct {
 	Nonces      NoncesTable
 	AccountData AccountDataTable
 	Filters     FiltersTable
+	// RegTokens counts registration token uses; LoginTokens are m.login.token.
+	RegTokens   RegistrationTokensTable
+	LoginTokens LoginTokensTable
 	// Push is push rules, pushers and notifications (push_rules_table.go).
 	Push PushTables
 }
@@ -44,6 +47,10 @@ var migrations = []sqlutil.Migration{
 		filtersSchema, sqlutil.Static(filtersHashIndex),
 		sqlutil.Static(devicesAddExpiry), devicesAddRefresh, sqlutil.Static(devicesAddLastSeen),
 		sqlutil.Static(devicesRefreshIndex),
+	)},
+	{Version: 3, Name: "registration token uses, login tokens", Up: sqlutil.Exec(
+		sqlutil.Static(registrationTokensSchema),
+		loginTokensSchema, sqlutil.Static(loginTokensExpiresIndex),
 	)},
 }
 
