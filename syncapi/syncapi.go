@@ -134,6 +134,10 @@ func (c *Component) Routes(mux *http.ServeMux, a httputil.Adapter) {
 		{"POST /rooms/{roomId}/read_markers", c.sync.ServeReadMarkers},
 		{"GET /presence/{userId}/status", c.sync.ServeGetPresence},
 		{"PUT /presence/{userId}/status", c.sync.ServePutPresence},
+		{"GET /rooms/{roomId}/messages", c.sync.ServeMessages},
+		{"GET /rooms/{roomId}/context/{eventId}", c.sync.ServeContext},
+		{"GET /rooms/{roomId}/event/{eventId}", c.sync.ServeEvent},
+		{"POST /search", c.sync.ServeSearch},
 	}
 	for _, r := range routes {
 		method, path, _ := strings.Cut(r.pattern, " ")
@@ -141,6 +145,14 @@ func (c *Component) Routes(mux *http.ServeMux, a httputil.Adapter) {
 		mux.Handle(method+" /_matrix/client/v3"+path, h)
 		mux.Handle(method+" /_matrix/client/r0"+path, h)
 	}
+	// timestamp_to_event exists on v1 only (spec v1.6).
+	mux.Handle("GET /_matrix/client/v1/rooms/{roomId}/timestamp_to_event", a.H(c.sync.ServeTimestampToEvent))
+	// Relations and threads exist on v1 only (spec v1.3, v1.4).
+	relations := a.H(c.sync.ServeRelations)
+	mux.Handle("GET /_matrix/client/v1/rooms/{roomId}/relations/{eventId}", relations)
+	mux.Handle("GET /_matrix/client/v1/rooms/{roomId}/relations/{eventId}/{relType}", relations)
+	mux.Handle("GET /_matrix/client/v1/rooms/{roomId}/relations/{eventId}/{relType}/{eventType}", relations)
+	mux.Handle("GET /_matrix/client/v1/rooms/{roomId}/threads", a.H(c.sync.ServeThreads))
 }
 
 // Close stops the consumer (letting an in-flight message commit) and ends

@@ -7,8 +7,10 @@ import (
 	"net/http"
 	"os"
 
+	"github.com/axon-hs/axon/internal/rpc"
 	"github.com/axon-hs/axon/internal/setup"
 	"github.com/axon-hs/axon/syncapi"
+	"github.com/axon-hs/axon/syncapi/api"
 	userapi "github.com/axon-hs/axon/userapi/api"
 )
 
@@ -36,6 +38,8 @@ func start(ctx context.Context, p *setup.Process) error {
 	p.Stopper.Add("syncapi", func(context.Context) error { c.Close(); return nil })
 	mux := http.NewServeMux()
 	c.Routes(mux, p.Adapter())
-	_, err = p.ServeClient(mux)
-	return err
+	if _, err = p.ServeClient(mux); err != nil {
+		return err
+	}
+	return p.ServeInternal("syncapi", func(s *rpc.Server) { api.Serve(s, c.API()) })
 }

@@ -156,6 +156,18 @@ func (c *RoomServerOutput) apply(ctx context.Context, tx *sql.Tx, ev rsapi.Outpu
 		return errDuplicate
 	}
 	res.stored, res.position = true, pos
+	if err := c.applyRedaction(ctx, tx, ev); err != nil {
+		return err
+	}
+	// Relations and search: the event's own, and a redacted event's gone.
+	if err := c.db.IndexEvent(ctx, tx, row); err != nil {
+		return err
+	}
+	if ev.RedactedEventID != "" {
+		if err := c.db.UnindexEvent(ctx, tx, ev.RedactedEventID); err != nil {
+			return err
+		}
+	}
 
 	adds, unknownAdds, err := c.lookup(ctx, tx, ev, h, ev.AddsState)
 	if err != nil {

@@ -49,6 +49,12 @@ type builder struct {
 	// presence the device may see (itself and its room mates).
 	typing *typing.Typing
 	peers  []string
+	// unbundled are the limited timelines waiting for their aggregations
+	// (bundleTimelines).
+	unbundled []unbundled
+	// ignored are the users whose message events the user ignores
+	// (m.ignored_user_list); their invites are not sent either.
+	ignored map[string]bool
 }
 
 // build answers an initial sync (since nil) or an incremental one.
@@ -56,6 +62,9 @@ func (b *builder) build(ctx context.Context, since *streams.Token) (*Response, e
 	resp := newResponse(b.cur)
 	from := streams.Token{}
 	var err error
+	if b.ignored, err = loadIgnored(ctx, b.db, b.q, b.dev.UserID); err != nil {
+		return nil, err
+	}
 	if since == nil {
 		err = b.initial(ctx, resp)
 	} else {
@@ -63,6 +72,9 @@ func (b *builder) build(ctx context.Context, since *streams.Token) (*Response, e
 		err = b.incremental(ctx, resp, from)
 	}
 	if err != nil {
+		return nil, err
+	}
+	if err := b.bundleTimelines(ctx); err != nil {
 		return nil, err
 	}
 	if err := b.ephemeralAndAccountData(ctx, resp, from, since == nil); err != nil {
@@ -314,9 +326,15 @@ func (b *builder) roomWindow(ctx context.Context, roomID string, after, upTo str
 	}
 	all := make([]storage.Event, 0, len(evs)+len(stateEvs))
 	all = append(append(all, evs...), stateEvs...)
-	rendered, err := b.render(ctx, all)
+	rendered, err := b.renderWith(ctx, all, nil)
 	if err != nil {
 		return window{}, err
+	}
+	// Aggregations only for a limited timeline (client-server API
+	// "Aggregations of child events": otherwise the client has every child
+	// since its last sync), added for all rooms at once by build.
+	if limited && b.req.Filter.EventFormat != "federation" {
+		b.unbundled = append(b.unbundled, unbundled{evs: evs, rendered: rendered[:len(evs)]})
 	}
 	w := window{
 		timeline: Timeline{
@@ -338,9 +356,23 @@ func (b *builder) roomWindow(ctx context.Context, roomID string, after, upTo str
 	return w, nil
 }
 
-// render formats events for the requesting device, in order. The content
-// replaced state events had is loaded in one query for unsigned.prev_content.
+// render formats events for the requesting device, in order, with their
+// bundled aggregations (aggregations.go).
 func (b *builder) render(ctx context.Context, evs []storage.Event) ([]json.RawMessage, error) {
+	if b.req.Filter.EventFormat == "federation" {
+		return b.renderWith(ctx, evs, nil)
+	}
+	rels, err := b.aggregations(ctx, evs)
+	if err != nil {
+		return nil, err
+	}
+	return b.renderWith(ctx, evs, rels)
+}
+
+// renderWith formats events with the given aggregations (event id →
+// m.relations). The content replaced state events had is loaded in one
+// query for unsigned.prev_content.
+func (b *builder) renderWith(ctx context.Context, evs []storage.Event, rels map[string]json.RawMessage) ([]json.RawMessage, error) {
 	out := make([]json.RawMessage, 0, len(evs))
 	if b.req.Filter.EventFormat == "federation" {
 		for _, e := range evs {
@@ -365,7 +397,7 @@ func (b *builder) render(ctx context.Context, evs []storage.Event) ([]json.RawMe
 		}
 	}
 	for _, e := range evs {
-		ce, err := clientEvent(e, b.dev, prev[e.ReplacesEventID], b.now)
+		ce, err := clientEventRelations(e, b.dev, prev[e.ReplacesEventID], rels[e.EventID], b.now)
 		if err != nil {
 			return nil, err
 		}
@@ -390,6 +422,9 @@ func (b *builder) strippedRoom(ctx context.Context, resp *Response, m storage.Me
 	own, err := b.db.Events.SelectByIDs(ctx, b.q, []string{m.EventID})
 	if err != nil {
 		return err
+	}
+	if m.Membership == invite && len(own) > 0 && b.ignored[own[0].Sender] {
+		return nil // client-server API "Ignoring Users": invites from them are not sent
 	}
 	events := []json.RawMessage{}
 	hasCreate := false

@@ -20,7 +20,7 @@ const recentPage = 100
 // filter allows, oldest first, and whether allowed events were left out.
 // Without a filter it is one storage read; with one it pages backwards.
 func (b *builder) recent(ctx context.Context, roomID string, after, upTo streams.Position, limit int, f RoomEventFilter) ([]storage.Event, bool, error) {
-	if f.empty() {
+	if f.empty() && len(b.ignored) == 0 {
 		return b.db.Events.Recent(ctx, b.q, roomID, after, upTo, limit)
 	}
 	if !f.AllowsRoom(roomID) {
@@ -34,7 +34,7 @@ func (b *builder) recent(ctx context.Context, roomID string, after, upTo streams
 			return nil, false, err
 		}
 		for i := len(evs) - 1; i >= 0; i-- {
-			if !f.Allows(evs[i]) {
+			if !f.Allows(evs[i]) || (evs[i].StateKey == nil && b.ignored[evs[i].Sender]) {
 				continue
 			}
 			if len(picked) == limit {

@@ -26,6 +26,12 @@ var serverUnsigned = []string{"age", "age_ts", "transaction_id"}
 // do not carry it in the JSON), and unsigned computed for this device.
 // prevContent is the content of the state event this one replaced, if known.
 func clientEvent(e storage.Event, dev userapi.Device, prevContent json.RawMessage, now time.Time) (json.RawMessage, error) {
+	return clientEventRelations(e, dev, prevContent, nil, now)
+}
+
+// clientEventRelations is clientEvent with the event's bundled
+// aggregations (unsigned.m.relations, see aggregations.go), if any.
+func clientEventRelations(e storage.Event, dev userapi.Device, prevContent, relations json.RawMessage, now time.Time) (json.RawMessage, error) {
 	var pdu map[string]json.RawMessage
 	if err := json.Unmarshal(e.JSON, &pdu); err != nil {
 		return nil, fmt.Errorf("decode stored event %s: %w", e.EventID, err)
@@ -52,6 +58,9 @@ func clientEvent(e storage.Event, dev userapi.Device, prevContent json.RawMessag
 		for _, k := range serverUnsigned {
 			delete(unsigned, k)
 		}
+		if rb, ok := unsigned["redacted_because"]; ok {
+			unsigned["redacted_because"] = redactedBecause(rb)
+		}
 	}
 	var ts int64
 	if raw, ok := pdu["origin_server_ts"]; ok && json.Unmarshal(raw, &ts) == nil {
@@ -72,6 +81,9 @@ func clientEvent(e storage.Event, dev userapi.Device, prevContent json.RawMessag
 		if prevContent != nil {
 			unsigned["prev_content"] = prevContent
 		}
+	}
+	if relations != nil {
+		unsigned["m.relations"] = relations
 	}
 	if out["unsigned"], err = json.Marshal(unsigned); err != nil {
 		return nil, fmt.Errorf("encode unsigned of %s: %w", e.EventID, err)

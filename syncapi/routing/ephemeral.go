@@ -50,11 +50,7 @@ func (s *Sync) requireJoined(ctx context.Context, roomID, userID string) error {
 // for another user or a room the user is not joined to, M_BAD_JSON without
 // a boolean typing, M_INVALID_PARAM for a bad room id.
 func (s *Sync) ServeTyping(w http.ResponseWriter, r *http.Request) error {
-	dev, err := s.device(r)
-	if err != nil {
-		return err
-	}
-	roomID, err := pathRoom(r)
+	dev, roomID, err := s.deviceInRoom(r)
 	if err != nil {
 		return err
 	}
@@ -92,11 +88,7 @@ func (s *Sync) ServeTyping(w http.ResponseWriter, r *http.Request) error {
 // thread_id, M_FORBIDDEN when not joined, M_NOT_FOUND for an event not in
 // the room.
 func (s *Sync) ServeReceipt(w http.ResponseWriter, r *http.Request) error {
-	dev, err := s.device(r)
-	if err != nil {
-		return err
-	}
-	roomID, err := pathRoom(r)
+	dev, roomID, err := s.deviceInRoom(r)
 	if err != nil {
 		return err
 	}
@@ -132,11 +124,7 @@ func (s *Sync) ServeReceipt(w http.ResponseWriter, r *http.Request) error {
 
 // ServeReadMarkers is POST /rooms/{roomId}/read_markers.
 func (s *Sync) ServeReadMarkers(w http.ResponseWriter, r *http.Request) error {
-	dev, err := s.device(r)
-	if err != nil {
-		return err
-	}
-	roomID, err := pathRoom(r)
+	dev, roomID, err := s.deviceInRoom(r)
 	if err != nil {
 		return err
 	}

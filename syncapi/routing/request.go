@@ -268,16 +268,25 @@ func parseBool(q url.Values, key string) (bool, error) {
 	return false, apierr.InvalidParam("%s: %q is not true or false", key, s)
 }
 
-func parseFilter(s string) (Filter, error) {
-	var f Filter
+// decodeFilter decodes a filter given in a query parameter into f: M_TOO_LARGE,
+// M_NOT_JSON or M_BAD_JSON.
+func decodeFilter(s string, f any) error {
 	if len(s) > maxFilterBytes {
-		return f, apierr.New(apierr.CodeTooLarge, "filter is longer than %d bytes", maxFilterBytes)
+		return apierr.New(apierr.CodeTooLarge, "filter is longer than %d bytes", maxFilterBytes)
 	}
 	if !json.Valid([]byte(s)) {
-		return f, apierr.New(apierr.CodeNotJSON, "filter is not valid JSON")
+		return apierr.New(apierr.CodeNotJSON, "filter is not valid JSON")
 	}
-	if err := json.Unmarshal([]byte(s), &f); err != nil {
-		return f, apierr.BadJSON("filter has the wrong shape: %v", err)
+	if err := json.Unmarshal([]byte(s), f); err != nil {
+		return apierr.BadJSON("filter has the wrong shape: %v", err)
+	}
+	return nil
+}
+
+func parseFilter(s string) (Filter, error) {
+	var f Filter
+	if err := decodeFilter(s, &f); err != nil {
+		return f, err
 	}
 	switch f.EventFormat {
 	case "", "client", "federation":

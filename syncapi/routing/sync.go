@@ -9,10 +9,12 @@ import (
 	"log/slog"
 	"net/http"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/axon-hs/axon/internal/apierr"
 	"github.com/axon-hs/axon/internal/eventlog"
 	"github.com/axon-hs/axon/internal/httputil"
 	"github.com/axon-hs/axon/syncapi/internal/notifier"
@@ -107,7 +109,38 @@ func (s *Sync) device(r *http.Request) (userapi.Device, error) {
 	if err != nil {
 		return userapi.Device{}, err
 	}
+	if dev.Device.AccountType == userapi.AccountGuest && !guestAllowed(r.Pattern) {
+		return userapi.Device{}, apierr.New(apierr.CodeGuestAccessForbided, "guests cannot use this endpoint")
+	}
 	return dev.Device, nil
+}
+
+// deviceInRoom authenticates r and parses its {roomId}: the start of every
+// room endpoint.
+func (s *Sync) deviceInRoom(r *http.Request) (userapi.Device, string, error) {
+	dev, err := s.device(r)
+	if err != nil {
+		return userapi.Device{}, "", err
+	}
+	roomID, err := pathRoom(r)
+	if err != nil {
+		return userapi.Device{}, "", err
+	}
+	return dev, roomID, nil
+}
+
+// guestAllowed reports whether a guest may use the route with this mux
+// pattern: of the syncapi's endpoints, the guest access module lists only
+// these (typing, receipts, read markers, presence, relations, threads,
+// search and timestamp_to_event are not among them).
+func guestAllowed(pattern string) bool {
+	_, path, _ := strings.Cut(pattern, " ")
+	for _, suffix := range []string{"/sync", "/messages", "/context/{eventId}", "/event/{eventId}"} {
+		if strings.HasSuffix(path, suffix) {
+			return true
+		}
+	}
+	return false
 }
 
 // ServeSync is GET /_matrix/client/v3/sync. Errors: M_MISSING_TOKEN and

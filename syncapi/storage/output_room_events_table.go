@@ -68,10 +68,10 @@ func (t OutputRoomEventsTable) Insert(ctx context.Context, q sqlutil.Querier, e 
 	}
 	res, err := q.ExecContext(ctx, `INSERT INTO syncapi_output_room_events
 		(position, event_id, room_id, room_version, type, sender, state_key, event_json, replaces_event_id,
-		 txn_user_id, txn_device_id, txn_id)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT (event_id) DO NOTHING`,
+		 txn_user_id, txn_device_id, txn_id, origin_server_ts)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) ON CONFLICT (event_id) DO NOTHING`,
 		e.Position, e.EventID, e.RoomID, e.RoomVersion, e.Type, e.Sender, stateKey, string(e.JSON), e.ReplacesEventID,
-		e.Txn.UserID, e.Txn.DeviceID, e.Txn.TxnID)
+		e.Txn.UserID, e.Txn.DeviceID, e.Txn.TxnID, originServerTS(e.JSON))
 	if err != nil {
 		return false, fmt.Errorf("insert event %s: %w", e.EventID, err)
 	}

@@ -30,6 +30,8 @@ type Storage struct {
 	Receipts     ReceiptsTable
 	Presence     PresenceTable
 	Counts       NotificationCountsTable
+	Relations    RelationsTable
+	Search       SearchTable
 }
 
 var migrations = []sqlutil.Migration{
@@ -43,6 +45,14 @@ var migrations = []sqlutil.Migration{
 		accountDataSchema, accountDataIndexes, receiptsSchema, receiptsIndexes,
 		presenceSchema, presenceIndexes, notificationCountsSchema,
 	)},
+	{Version: 3, Name: "event timestamps (timestamp_to_event)", Up: addOriginServerTS},
+	{Version: 4, Name: "relations and the search index", Up: func(ctx context.Context, tx *sql.Tx, d sqlutil.Dialect) error {
+		err := sqlutil.Exec(relationsSchema, relationsParentIndex, relationsRoomIndex, searchSchema, searchIndexes)(ctx, tx, d)
+		if err != nil {
+			return err
+		}
+		return indexStoredEvents(ctx, tx, d)
+	}},
 }
 
 // Open migrates db and returns the tables.
@@ -61,6 +71,8 @@ func Open(ctx context.Context, db *sqlutil.DB) (*Storage, error) {
 		Receipts:     ReceiptsTable{d},
 		Presence:     PresenceTable{d},
 		Counts:       NotificationCountsTable{d},
+		Relations:    RelationsTable{d},
+		Search:       SearchTable{d},
 	}, nil
 }
 
