@@ -11,10 +11,12 @@ import (
 	"github.com/axon-hs/axon/clientapi/internal"
 	"github.com/axon-hs/axon/clientapi/routing"
 	"github.com/axon-hs/axon/clientapi/storage"
+	"github.com/axon-hs/axon/internal/config"
 	"github.com/axon-hs/axon/internal/sqlutil"
 	"github.com/axon-hs/axon/matrix"
 	"github.com/axon-hs/axon/matrix/signing"
 	rsapi "github.com/axon-hs/axon/roomserver/api"
+	syncapi "github.com/axon-hs/axon/syncapi/api"
 	userapi "github.com/axon-hs/axon/userapi/api"
 )
 
@@ -26,8 +28,13 @@ type Deps struct {
 	Key              signing.Key
 	OpenRegistration bool
 	SharedSecret     string
-	UserAPI          userapi.API
-	RoomserverAPI    rsapi.API
+	// Registration is the rest of the registration configuration: tokens,
+	// guests, login tokens.
+	Registration  config.Registration
+	UserAPI       userapi.API
+	RoomserverAPI rsapi.API
+	// SyncAPI answers what needs sync stream positions (/members?at=).
+	SyncAPI syncapi.API
 }
 
 // Component is a clientapi.
@@ -41,8 +48,10 @@ func New(ctx context.Context, d Deps) (*Component, error) {
 		return nil, fmt.Errorf("clientapi storage: %w", err)
 	}
 	b := &internal.Builder{ServerName: d.ServerName, Key: d.Key, RS: d.RoomserverAPI}
-	cfg := routing.Config{ServerName: d.ServerName, OpenRegistration: d.OpenRegistration, SharedSecret: d.SharedSecret}
-	return &Component{routes: routing.New(cfg, log, d.UserAPI, d.RoomserverAPI, b, st)}, nil
+	cfg := routing.Config{ServerName: d.ServerName, OpenRegistration: d.OpenRegistration, SharedSecret: d.SharedSecret,
+		RequireRegistrationToken: d.Registration.RequiresToken, RegistrationTokens: d.Registration.Tokens,
+		GuestAccess: d.Registration.Guests, LoginTokens: d.Registration.LoginTokens}
+	return &Component{routes: routing.New(cfg, log, d.UserAPI, d.RoomserverAPI, b, st).WithSyncAPI(d.SyncAPI)}, nil
 }
 
 // Routes registers the clientapi's endpoints on mux.

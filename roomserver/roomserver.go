@@ -40,7 +40,12 @@ func New(ctx context.Context, d Deps) (*Component, error) {
 		return nil, fmt.Errorf("roomserver storage: %w", err)
 	}
 	impl := internal.New(st, d.EventLog, log, authrules.Check)
-	sub, err := consumers.StartInput(ctx, d.EventLog, log, d.LogMetrics, impl.HandleInput)
+	// WithoutCancel: the consumer belongs to the component and ends in
+	// Close. Bound to ctx (the process's signal context) it would stop at
+	// SIGTERM while the client listener still drains requests waiting for
+	// their input to be processed, stalling them until the shutdown budget
+	// runs out.
+	sub, err := consumers.StartInput(context.WithoutCancel(ctx), d.EventLog, log, d.LogMetrics, impl.HandleInput)
 	if err != nil {
 		return nil, fmt.Errorf("roomserver input consumer: %w", err)
 	}

@@ -1,14 +1,17 @@
 package routing
 
 import (
+	"context"
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha1"
+	"crypto/subtle"
 	"encoding/hex"
 	"net/http"
 	"strings"
 
 	"github.com/axon-hs/axon/internal/apierr"
+	"github.com/axon-hs/axon/internal/config"
 	"github.com/axon-hs/axon/internal/httputil"
 	"github.com/axon-hs/axon/matrix"
 	userapi "github.com/axon-hs/axon/userapi/api"
@@ -17,6 +20,7 @@ import (
 func (rt *Routes) registerAccounts(mux *http.ServeMux) {
 	mux.HandleFunc("POST "+v3+"/register", rt.a.H(rt.register))
 	mux.HandleFunc("GET "+v3+"/register/available", rt.a.H(rt.registerAvailable))
+	mux.HandleFunc("GET /_matrix/client/v1/register/m.login.registration_token/validity", rt.a.H(rt.registrationTokenValidity))
 	mux.HandleFunc("GET /_synapse/admin/v1/register", rt.a.H(rt.adminNonce))
 	mux.HandleFunc("POST /_synapse/admin/v1/register", rt.a.H(rt.adminRegister))
 	mux.HandleFunc("GET "+v3+"/login", rt.a.H(rt.loginFlows))
@@ -24,17 +28,32 @@ func (rt *Routes) registerAccounts(mux *http.ServeMux) {
 	mux.HandleFunc("GET "+v3+"/account/whoami", rt.authed(rt.whoami))
 	mux.HandleFunc("POST "+v3+"/logout", rt.authed(rt.logout))
 	mux.HandleFunc("POST "+v3+"/logout/all", rt.authed(rt.logoutAll))
+	mux.HandleFunc("POST /_matrix/client/v1/login/get_token", rt.authed(rt.getLoginToken))
 }
 
 // uiaPurposeRegister binds user-interactive auth sessions to registration.
 const uiaPurposeRegister = "register"
 
-// registrationFlows are the user-interactive auth flows of /register.
-var registrationFlows = []map[string][]string{{"stages": {"m.login.dummy"}}}
+// Registration UIA stages.
+const (
+	stageDummy             = "m.login.dummy"
+	stageRegistrationToken = "m.login.registration_token"
+)
+
+// registrationStage is the one stage of /register's one flow: a
+// registration token when tokens are required, m.login.dummy otherwise.
+func (rt *Routes) registrationStage() string {
+	if rt.cfg.RequireRegistrationToken {
+		return stageRegistrationToken
+	}
+	return stageDummy
+}
 
 type authDict struct {
 	Type    string `json:"type"`
 	Session string `json:"session"`
+	// Token is m.login.registration_token's.
+	Token string `json:"token"`
 }
 
 type registerRequest struct {
@@ -47,13 +66,14 @@ type registerRequest struct {
 	RefreshToken             bool      `json:"refresh_token"`
 }
 
-// register is POST /register: user-interactive auth with m.login.dummy.
+// register is POST /register: user-interactive auth with m.login.dummy, or
+// m.login.registration_token when tokens are required.
 func (rt *Routes) register(w http.ResponseWriter, r *http.Request) error {
 	ctx := r.Context()
 	switch kind := r.URL.Query().Get("kind"); kind {
 	case "", "user":
 	case "guest":
-		return apierr.Forbidden("guest access is disabled")
+		return rt.registerGuest(w, r)
 	default:
 		return apierr.InvalidParam("unknown kind %q", kind)
 	}
@@ -61,7 +81,7 @@ func (rt *Routes) register(w http.ResponseWriter, r *http.Request) error {
 	if err := httputil.DecodeJSON(r, &req); err != nil {
 		return err
 	}
-	if !rt.cfg.OpenRegistration {
+	if !rt.cfg.OpenRegistration && !rt.cfg.RequireRegistrationToken {
 		return apierr.Forbidden("registration is disabled on this server")
 	}
 	localpart := strings.TrimPrefix(req.Username, "@")
@@ -78,16 +98,17 @@ func (rt *Routes) register(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 
-	// User-interactive auth: without a completed dummy stage, answer 401 with the flows.
+	// User-interactive auth: without a completed stage, answer 401 with the flows.
+	stage := rt.registrationStage()
 	if req.Auth == nil || req.Auth.Type == "" {
 		s, err := rt.users.StartUIA(ctx, userapi.StartUIARequest{Purpose: uiaPurposeRegister})
 		if err != nil {
 			return err
 		}
-		return uiaChallenge(w, s.Session, nil, nil)
+		return rt.uiaChallenge(w, s.Session, nil, nil)
 	}
-	if req.Auth.Type != "m.login.dummy" {
-		return uiaChallenge(w, req.Auth.Session, nil, apierr.Forbidden("unsupported auth type %q", req.Auth.Type))
+	if req.Auth.Type != stage {
+		return rt.uiaChallenge(w, req.Auth.Session, nil, apierr.Forbidden("unsupported auth type %q", req.Auth.Type))
 	}
 	if req.Auth.Session == "" {
 		s, err := rt.users.StartUIA(ctx, userapi.StartUIARequest{Purpose: uiaPurposeRegister})
@@ -96,19 +117,52 @@ func (rt *Routes) register(w http.ResponseWriter, r *http.Request) error {
 		}
 		req.Auth.Session = s.Session
 	}
-	if _, err := rt.users.CompleteUIAStage(ctx, userapi.CompleteUIAStageRequest{
-		Session: req.Auth.Session, Purpose: uiaPurposeRegister, Stage: "m.login.dummy"}); err != nil {
-		return err
+	var usedToken string
+	if stage == stageRegistrationToken {
+		// The stage and the registration complete in one request (the flow
+		// has no other stage), so the use is counted here and given back if
+		// the account cannot be created: only completed registrations count.
+		tok, ok := rt.registrationToken(req.Auth.Token)
+		if !ok {
+			return rt.uiaChallenge(w, req.Auth.Session, nil, apierr.Forbidden("invalid registration token"))
+		}
+		use, err := rt.users.UseRegistrationToken(ctx, userapi.UseRegistrationTokenRequest{Token: tok.Token, UsesAllowed: tok.UsesAllowed})
+		if err != nil {
+			return err
+		}
+		if !use.OK {
+			return rt.uiaChallenge(w, req.Auth.Session, nil, apierr.Forbidden("invalid registration token"))
+		}
+		usedToken = tok.Token
 	}
-
-	acc, err := rt.users.CreateAccount(ctx, userapi.CreateAccountRequest{Localpart: localpart, Password: req.Password})
+	acc, err := rt.completeRegistration(ctx, req.Auth.Session, stage, localpart, req.Password)
 	if err != nil {
+		if usedToken != "" {
+			if _, rerr := rt.users.UseRegistrationToken(context.WithoutCancel(ctx), userapi.UseRegistrationTokenRequest{Token: usedToken, Release: true}); rerr != nil {
+				rt.log.WarnContext(ctx, "registration token use not given back", "err", rerr)
+			}
+		}
 		return err
 	}
-	resp := map[string]any{"user_id": acc.UserID, "home_server": string(rt.cfg.ServerName)}
+	return rt.registered(w, r, acc.UserID, req)
+}
+
+// completeRegistration records the stage and creates the account.
+func (rt *Routes) completeRegistration(ctx context.Context, session, stage, localpart, password string) (userapi.CreateAccountResponse, error) {
+	if _, err := rt.users.CompleteUIAStage(ctx, userapi.CompleteUIAStageRequest{
+		Session: session, Purpose: uiaPurposeRegister, Stage: stage}); err != nil {
+		return userapi.CreateAccountResponse{}, err
+	}
+	return rt.users.CreateAccount(ctx, userapi.CreateAccountRequest{Localpart: localpart, Password: password})
+}
+
+// registered answers a successful registration, logging the new account in
+// unless inhibit_login.
+func (rt *Routes) registered(w http.ResponseWriter, r *http.Request, userID string, req registerRequest) error {
+	resp := map[string]any{"user_id": userID, "home_server": string(rt.cfg.ServerName)}
 	if !req.InhibitLogin {
-		dev, err := rt.users.CreateDevice(ctx, userapi.CreateDeviceRequest{
-			UserID: acc.UserID, DeviceID: req.DeviceID, DisplayName: req.InitialDeviceDisplayName, IP: clientIP(r),
+		dev, err := rt.users.CreateDevice(r.Context(), userapi.CreateDeviceRequest{
+			UserID: userID, DeviceID: req.DeviceID, DisplayName: req.InitialDeviceDisplayName, IP: clientIP(r),
 			RefreshToken: req.RefreshToken})
 		if err != nil {
 			return err
@@ -121,10 +175,52 @@ func (rt *Routes) register(w http.ResponseWriter, r *http.Request) error {
 	return httputil.JSON(w, resp)
 }
 
+// registrationToken is the configured token s if it exists and has not
+// expired (its uses are counted by the userapi).
+func (rt *Routes) registrationToken(s string) (config.RegistrationToken, bool) {
+	for _, tok := range rt.cfg.RegistrationTokens {
+		if subtle.ConstantTimeCompare([]byte(tok.Token), []byte(s)) == 1 {
+			if !tok.ExpiresAt.IsZero() && !rt.now().Before(tok.ExpiresAt) {
+				return tok, false
+			}
+			return tok, true
+		}
+	}
+	return config.RegistrationToken{}, false
+}
+
+// registrationTokenValidity is GET /_matrix/client/v1/register/
+// m.login.registration_token/validity. 403 when tokens are not in use: the
+// spec's "does not permit registration and thus all tokens are invalid".
+// A token outside the spec's grammar is 400 M_INVALID_PARAM.
+func (rt *Routes) registrationTokenValidity(w http.ResponseWriter, r *http.Request) error {
+	if !rt.cfg.RequireRegistrationToken {
+		return apierr.Forbidden("registration tokens are not in use on this server")
+	}
+	q := r.URL.Query()
+	if !q.Has("token") {
+		return apierr.New(apierr.CodeMissingParam, "missing token")
+	}
+	s := q.Get("token")
+	if !config.ValidRegistrationToken(s) {
+		return apierr.InvalidParam("a registration token is 1-64 characters of A-Z a-z 0-9 . _ ~ -")
+	}
+	tok, ok := rt.registrationToken(s)
+	if ok && tok.UsesAllowed > 0 {
+		res, err := rt.users.QueryRegistrationToken(r.Context(), userapi.QueryRegistrationTokenRequest{Token: tok.Token})
+		if err != nil {
+			return err
+		}
+		ok = res.Completed < tok.UsesAllowed
+	}
+	return httputil.JSON(w, map[string]bool{"valid": ok})
+}
+
 // uiaChallenge answers 401 with the flows, as the spec's user-interactive
 // authentication API describes; err, if set, adds errcode and error.
-func uiaChallenge(w http.ResponseWriter, session string, completed []string, err *apierr.Error) error {
-	body := map[string]any{"flows": registrationFlows, "params": map[string]any{}, "session": session}
+func (rt *Routes) uiaChallenge(w http.ResponseWriter, session string, completed []string, err *apierr.Error) error {
+	flows := []map[string][]string{{"stages": {rt.registrationStage()}}}
+	body := map[string]any{"flows": flows, "params": map[string]any{}, "session": session}
 	if len(completed) > 0 {
 		body["completed"] = completed
 	}
@@ -244,8 +340,14 @@ func (rt *Routes) adminRegister(w http.ResponseWriter, r *http.Request) error {
 		"user_id": acc.UserID, "access_token": dev.AccessToken, "device_id": dev.DeviceID, "home_server": string(rt.cfg.ServerName)})
 }
 
+// loginFlows is GET /login: m.login.password, and m.login.token (with
+// get_login_token: signed-in clients can issue them) when enabled.
 func (rt *Routes) loginFlows(w http.ResponseWriter, r *http.Request) error {
-	return httputil.JSON(w, map[string]any{"flows": []map[string]string{{"type": "m.login.password"}}})
+	flows := []map[string]any{{"type": "m.login.password"}}
+	if rt.cfg.LoginTokens {
+		flows = append(flows, map[string]any{"type": "m.login.token", "get_login_token": true})
+	}
+	return httputil.JSON(w, map[string]any{"flows": flows})
 }
 
 type loginRequest struct {
@@ -256,17 +358,28 @@ type loginRequest struct {
 	} `json:"identifier"`
 	User                     string `json:"user"` // deprecated form
 	Password                 string `json:"password"`
+	Token                    string `json:"token"` // m.login.token
 	DeviceID                 string `json:"device_id"`
 	InitialDeviceDisplayName string `json:"initial_device_display_name"`
 	RefreshToken             bool   `json:"refresh_token"`
 }
 
-// login is POST /login with m.login.password.
+// login is POST /login with m.login.password or, when enabled, m.login.token.
 func (rt *Routes) login(w http.ResponseWriter, r *http.Request) error {
 	ctx := r.Context()
 	var req loginRequest
 	if err := httputil.DecodeJSON(r, &req); err != nil {
 		return err
+	}
+	if req.Type == "m.login.token" && rt.cfg.LoginTokens {
+		if req.Token == "" {
+			return apierr.New(apierr.CodeMissingParam, "missing token")
+		}
+		res, err := rt.users.ConsumeLoginToken(ctx, userapi.ConsumeLoginTokenRequest{Token: req.Token})
+		if err != nil {
+			return err
+		}
+		return rt.loggedIn(w, r, res.UserID, req)
 	}
 	if req.Type != "m.login.password" {
 		return apierr.New(apierr.CodeUnknown, "login type %q is not supported", req.Type)
@@ -297,14 +410,19 @@ func (rt *Routes) login(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	dev, err := rt.users.CreateDevice(ctx, userapi.CreateDeviceRequest{
-		UserID: res.UserID, DeviceID: req.DeviceID, DisplayName: req.InitialDeviceDisplayName, IP: clientIP(r),
+	return rt.loggedIn(w, r, res.UserID, req)
+}
+
+// loggedIn creates the device of a successful login and answers with it.
+func (rt *Routes) loggedIn(w http.ResponseWriter, r *http.Request, userID string, req loginRequest) error {
+	dev, err := rt.users.CreateDevice(r.Context(), userapi.CreateDeviceRequest{
+		UserID: userID, DeviceID: req.DeviceID, DisplayName: req.InitialDeviceDisplayName, IP: clientIP(r),
 		RefreshToken: req.RefreshToken})
 	if err != nil {
 		return err
 	}
 	resp := map[string]any{
-		"user_id": res.UserID, "access_token": dev.AccessToken, "device_id": dev.DeviceID, "home_server": string(rt.cfg.ServerName)}
+		"user_id": userID, "access_token": dev.AccessToken, "device_id": dev.DeviceID, "home_server": string(rt.cfg.ServerName)}
 	if dev.RefreshToken != "" {
 		resp["refresh_token"], resp["expires_in_ms"] = dev.RefreshToken, dev.ExpiresInMS
 	}

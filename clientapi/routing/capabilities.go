@@ -32,6 +32,6 @@ func (rt *Routes) capabilities(w http.ResponseWriter, r *http.Request, dev usera
 		"m.set_avatar_url":  on,
 		"m.profile_fields":  map[string]any{"enabled": true, "allowed": settableProfileFields},
 		"m.3pid_changes":    off,
-		"m.get_login_token": off,
+		"m.get_login_token": map[string]bool{"enabled": rt.cfg.LoginTokens},
 	}})
 }

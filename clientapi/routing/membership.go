@@ -153,6 +153,17 @@ func (rt *Routes) join(w http.ResponseWriter, r *http.Request, dev userapi.Devic
 	if err != nil {
 		return err
 	}
+	if membership == rsapi.MembershipJoin && m.Membership != rsapi.MembershipInvite {
+		// A restricted room lets members of its allowed rooms in, vouched
+		// for by a local user who could have invited them.
+		via, err := rt.restrictedAuthoriser(ctx, roomID, dev.UserID)
+		if err != nil {
+			return err
+		}
+		if via != "" {
+			content["join_authorised_via_users_server"] = via
+		}
+	}
 	if _, err := rt.sendMember(ctx, dev, roomID, dev.UserID, content); err != nil {
 		return err
 	}

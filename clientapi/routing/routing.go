@@ -12,9 +12,11 @@ import (
 	"github.com/axon-hs/axon/clientapi/internal"
 	"github.com/axon-hs/axon/clientapi/storage"
 	"github.com/axon-hs/axon/internal/apierr"
+	"github.com/axon-hs/axon/internal/config"
 	"github.com/axon-hs/axon/internal/httputil"
 	"github.com/axon-hs/axon/matrix"
 	rsapi "github.com/axon-hs/axon/roomserver/api"
+	syncapi "github.com/axon-hs/axon/syncapi/api"
 	userapi "github.com/axon-hs/axon/userapi/api"
 )
 
@@ -23,6 +25,13 @@ type Config struct {
 	ServerName       matrix.ServerName
 	OpenRegistration bool
 	SharedSecret     string
+	// RegistrationTokens, when RequireRegistrationToken, gate /register
+	// behind m.login.registration_token.
+	RequireRegistrationToken bool
+	RegistrationTokens       []config.RegistrationToken
+	// GuestAccess allows guest accounts; LoginTokens enables m.login.token.
+	GuestAccess bool
+	LoginTokens bool
 }
 
 // Routes holds the dependencies of the handlers.
@@ -31,6 +40,7 @@ type Routes struct {
 	log     *slog.Logger
 	users   userapi.API
 	rs      rsapi.API
+	sync    syncapi.API // nil: /members?at= answers with the current state
 	builder *internal.Builder
 	db      *storage.Storage
 	a       httputil.Adapter
@@ -60,6 +70,9 @@ func (rt *Routes) authed(h func(w http.ResponseWriter, r *http.Request, dev user
 	return rt.a.H(func(w http.ResponseWriter, r *http.Request) error {
 		dev, err := rt.device(r.Context(), r)
 		if err != nil {
+			return err
+		}
+		if err := rt.guestGate(r, dev); err != nil {
 			return err
 		}
 		return h(w, r, dev)

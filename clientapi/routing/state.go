@@ -13,6 +13,7 @@ import (
 	"github.com/axon-hs/axon/matrix"
 	"github.com/axon-hs/axon/matrix/event"
 	rsapi "github.com/axon-hs/axon/roomserver/api"
+	syncapi "github.com/axon-hs/axon/syncapi/api"
 	userapi "github.com/axon-hs/axon/userapi/api"
 )
 
@@ -173,24 +174,38 @@ func (rt *Routes) listJoinedRooms(w http.ResponseWriter, r *http.Request, dev us
 
 var memberships = []string{rsapi.MembershipJoin, rsapi.MembershipInvite, rsapi.MembershipKnock, rsapi.MembershipLeave, rsapi.MembershipBan}
 
-// members is GET /rooms/{roomId}/members.
-//
-// NOTSPEC: `at` is a sync token; mapping it to an event needs the syncapi,
-// which does not offer that yet, so the answer is the state the spec
-// describes for the default (current, or when the user left).
+// WithSyncAPI sets the syncapi, which maps sync tokens to room state.
+func (rt *Routes) WithSyncAPI(s syncapi.API) *Routes {
+	rt.sync = s
+	return rt
+}
+
+// members is GET /rooms/{roomId}/members. Without `at` the roomserver
+// answers (current state, or the state when the user left); with it, the
+// syncapi, the only one that knows which state a sync token stands for.
 func (rt *Routes) members(w http.ResponseWriter, r *http.Request, dev userapi.Device) error {
 	roomID, err := pathRoomID(r)
 	if err != nil {
 		return err
 	}
 	q := r.URL.Query()
+	at, hasAt := q["at"]
+	if hasAt && !isSyncToken(at[0]) {
+		return apierr.InvalidParam("at is not a sync token of this server")
+	}
 	want, notWant := q.Get("membership"), q.Get("not_membership")
 	if (want != "" && !slices.Contains(memberships, want)) || (notWant != "" && !slices.Contains(memberships, notWant)) {
 		return apierr.InvalidParam("membership and not_membership must be one of %s", strings.Join(memberships, ", "))
 	}
-	res, err := rt.rs.QueryStateForUser(r.Context(), rsapi.QueryStateForUserRequest{RoomID: string(roomID), UserID: dev.UserID,
-		Types: []string{event.TypeMember}})
-	if err != nil {
+	var res rsapi.QueryStateForUserResponse
+	if hasAt && rt.sync != nil {
+		s, err := rt.sync.QueryMembersAt(r.Context(), syncapi.QueryMembersAtRequest{RoomID: string(roomID), UserID: dev.UserID, At: at[0]})
+		if err != nil {
+			return err
+		}
+		res.RoomVersion, res.StateEvents = s.RoomVersion, s.Events
+	} else if res, err = rt.rs.QueryStateForUser(r.Context(), rsapi.QueryStateForUserRequest{RoomID: string(roomID), UserID: dev.UserID,
+		Types: []string{event.TypeMember}}); err != nil {
 		return err
 	}
 	chunk := make([]map[string]json.RawMessage, 0, len(res.StateEvents))
@@ -253,6 +268,11 @@ func (rt *Routes) joinedMembers(w http.ResponseWriter, r *http.Request, dev user
 			continue
 		}
 		joined[e.StateKey] = member{DisplayName: e.Content.DisplayName, AvatarURL: e.Content.AvatarURL}
+	}
+	// "The current user must be in the room for it to work", even in a
+	// world_readable room whose state anyone may read.
+	if _, ok := joined[dev.UserID]; !ok {
+		return apierr.Forbidden("you are not in room %s", roomID)
 	}
 	return httputil.JSON(w, map[string]any{"joined": joined})
 }
@@ -326,4 +346,30 @@ func clientEvents(raws []json.RawMessage, roomVersion string) ([]map[string]json
 		out = append(out, ce)
 	}
 	return out, nil
+}
+
+// maxSyncTokenLen bounds the `at` token; the syncapi's tokens (s followed by
+// "_"-separated decimal positions, one per stream) are far shorter.
+const maxSyncTokenLen = 32 * 19
+
+// isSyncToken reports whether s has the form of the syncapi's stream tokens:
+// "s", then one or more "_"-separated runs of at most 18 decimal digits.
+func isSyncToken(s string) bool {
+	if len(s) < 2 || len(s) > maxSyncTokenLen || s[0] != 's' {
+		return false
+	}
+	run := 0
+	for i := 1; i < len(s); i++ {
+		switch c := s[i]; {
+		case c >= '0' && c <= '9':
+			if run++; run > 18 {
+				return false
+			}
+		case c == '_' && run > 0:
+			run = 0
+		default:
+			return false
+		}
+	}
+	return run > 0
 }

@@ -88,7 +88,7 @@ func start(ctx context.Context, p *setup.Process) error {
 		return err
 	}
 	p.Stopper.Add("roomserver", func(context.Context) error { rs.Close(); return nil })
-	push, err := userapi.NewPush(ctx, userapi.PushDeps{Log: p.Log, DB: userDB, EventLog: evlog, RoomServer: rs.API(),
+	push, err := userapi.NewPush(ctx, userapi.PushDeps{Log: p.Log, LogMetrics: p.LogMetrics, DB: userDB, EventLog: evlog, RoomServer: rs.API(),
 		ServerName: cfg.ServerName, AllowPrivateAddresses: cfg.Federation.AllowPrivateAddresses})
 	if err != nil {
 		return err
@@ -110,8 +110,8 @@ func start(ctx context.Context, p *setup.Process) error {
 		return err
 	}
 	client, err := clientapi.New(ctx, clientapi.Deps{Log: p.Log, DB: clientDB, ServerName: matrix.ServerName(cfg.ServerName), Key: key,
-		OpenRegistration: cfg.Registration.Open, SharedSecret: cfg.Registration.SharedSecret,
-		UserAPI: users.API(), RoomserverAPI: rs.API()})
+		OpenRegistration: cfg.Registration.Open, SharedSecret: cfg.Registration.SharedSecret, Registration: cfg.Registration,
+		UserAPI: users.API(), RoomserverAPI: rs.API(), SyncAPI: sync.API()})
 	if err != nil {
 		return err
 	}

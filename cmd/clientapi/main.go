@@ -13,6 +13,7 @@ import (
 	"github.com/axon-hs/axon/internal/setup"
 	"github.com/axon-hs/axon/matrix"
 	rsapi "github.com/axon-hs/axon/roomserver/api"
+	syncapi "github.com/axon-hs/axon/syncapi/api"
 	userapi "github.com/axon-hs/axon/userapi/api"
 )
 
@@ -37,10 +38,14 @@ func start(ctx context.Context, p *setup.Process) error {
 	if err != nil {
 		return err
 	}
+	sync, err := p.Client("syncapi")
+	if err != nil {
+		return err
+	}
 	name := matrix.ServerName(p.Cfg.ServerName)
 	c, err := clientapi.New(ctx, clientapi.Deps{Log: p.Log, DB: db, ServerName: name, Key: key,
-		OpenRegistration: p.Cfg.Registration.Open, SharedSecret: p.Cfg.Registration.SharedSecret,
-		UserAPI: userapi.Client{C: users}, RoomserverAPI: rsapi.Client{C: rs}})
+		OpenRegistration: p.Cfg.Registration.Open, SharedSecret: p.Cfg.Registration.SharedSecret, Registration: p.Cfg.Registration,
+		UserAPI: userapi.Client{C: users}, RoomserverAPI: rsapi.Client{C: rs}, SyncAPI: syncapi.Client{C: sync}})
 	if err != nil {
 		return err
 	}
