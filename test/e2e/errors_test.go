@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestErrors checks every error case of the foundation: each answer is the
@@ -101,6 +102,33 @@ func TestOps(t *testing.T) {
 	s := startMonolith(t, "")
 	do(t, "GET", s.URL+"/_matrix/client/versions", "", nil)
 	checkOps(t, s)
+	// Every consumer group of the monolith exports its lag (set when the
+	// group starts, then every 10 s).
+	deadline := time.Now().Add(10 * time.Second)
+	for _, group := range []string{"roomserver", "syncapi", "userapi_push", "userapi_receipts"} {
+		want := `group="` + group + `"`
+		for {
+			_, body, _ := do(t, "GET", s.OpsURLs[0]+"/metrics", "", nil)
+			if metricLine(string(body), "axon_eventlog_consumer_lag", want) {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("no axon_eventlog_consumer_lag for %s", want)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+}
+
+// metricLine reports whether the exposition text has a sample of name with
+// a label matching label.
+func metricLine(text, name, label string) bool {
+	for line := range strings.Lines(text) {
+		if strings.HasPrefix(line, name+"{") && strings.Contains(line, label) {
+			return true
+		}
+	}
+	return false
 }
 
 func checkOps(t *testing.T, s *server) {

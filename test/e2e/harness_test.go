@@ -263,7 +263,7 @@ func startPolylith(t testing.TB) *polylith {
 		s.procs[c] = startProc(t, c, binary(t, c), args, nil)
 		s.OpsURLs = append(s.OpsURLs, "http://"+opsAddr)
 		waitHTTP(t, "http://"+opsAddr+"/metrics")
-		if c == "userapi" || c == "roomserver" {
+		if c == "userapi" || c == "roomserver" || c == "syncapi" {
 			// Their internal API listener comes up after the ops listener.
 			waitFor(t, 20*time.Second, func() error {
 				conn, err := net.Dial("tcp", internal[c])
@@ -333,5 +333,18 @@ func do(t testing.TB, method, url, token string, body []byte, header ...string) 
 // isSyncAPIPath reports whether the syncapi serves a client path.
 func isSyncAPIPath(p string) bool {
 	return strings.HasSuffix(p, "/sync") || strings.Contains(p, "/typing/") || strings.Contains(p, "/receipt/") ||
-		strings.HasSuffix(p, "/read_markers") || strings.Contains(p, "/presence/")
+		strings.HasSuffix(p, "/read_markers") || strings.Contains(p, "/presence/") ||
+		strings.Contains(p, "/relations/") || strings.HasSuffix(p, "/threads") ||
+		strings.HasSuffix(p, "/v3/search") || strings.HasSuffix(p, "/r0/search") ||
+		isRoomPath(p, "messages", 0) || isRoomPath(p, "context", 1) || isRoomPath(p, "event", 1) ||
+		isRoomPath(p, "timestamp_to_event", 0)
+}
+
+// isRoomPath reports whether p is /rooms/{roomId}/<name> followed by n
+// more segments (so an event type named like the endpoint in /send/ or
+// /state/ does not match).
+func isRoomPath(p, name string, n int) bool {
+	segs := strings.Split(p, "/")
+	i := len(segs) - 1 - n
+	return i >= 2 && segs[i] == name && segs[i-2] == "rooms"
 }

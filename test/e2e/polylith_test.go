@@ -55,7 +55,10 @@ func TestPolylithSyncRestart(t *testing.T) {
 	since := first.NextBatch
 	deadline := time.Now().Add(90 * time.Second)
 	for len(seen) < n && time.Now().Before(deadline) {
-		resp, err := cli.SyncRequest(ctx, 2000, since, "", false, "")
+		// The timeline limit covers every message: while the syncapi catches
+		// up more than the default 20 can pile up, and a limited timeline
+		// would drop the oldest (a client would page them with /messages).
+		resp, err := cli.SyncRequest(ctx, 2000, since, `{"room":{"timeline":{"limit":100}}}`, false, "")
 		if err != nil {
 			// The syncapi is down for a moment; a client retries.
 			time.Sleep(50 * time.Millisecond)
