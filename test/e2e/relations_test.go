@@ -68,6 +68,12 @@ func relationsScenario(t *testing.T, s *server) {
 	for i, cli := range []*mautrix.Client{bob, bob, alice} {
 		replies = append(replies, sendContent(t, cli, room.RoomID, relatesTo("m.thread", root, fmt.Sprintf("reply %d", i))))
 	}
+	// A thread cannot start off an event that relates to another (the
+	// edit, a reply): 400 M_UNKNOWN.
+	for _, notRoot := range []id.EventID{editID, replies[0]} {
+		_, err := bob.SendMessageEvent(ctx, room.RoomID, event.EventMessage, relatesTo("m.thread", notRoot, "nested"))
+		mustErr(t, "thread off a relation", err, "M_UNKNOWN")
+	}
 
 	// A limited timeline bundles the edit with the original and summarises the thread.
 	filter := `{"room":{"timeline":{"limit":6}}}`
