@@ -6,12 +6,15 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/axon-hs/axon/internal/eventlog"
 	"github.com/axon-hs/axon/internal/sqlutil"
 	"github.com/axon-hs/axon/internal/sqlutil/storagetest"
 	rsapi "github.com/axon-hs/axon/roomserver/api"
+	userapi "github.com/axon-hs/axon/userapi/api"
 )
 
 // send publishes a message event with the given content and returns its PDU.
@@ -322,6 +325,27 @@ func TestThreadsEndpoint(t *testing.T) {
 		if got := ids(part.Chunk); !slices.Equal(got, []string{"$root2", "$root"}) {
 			t.Fatalf("participated = %v, want [$root2 $root]", got)
 		}
+		// Alice ignores bob: his thread roots come back redacted, hers as
+		// they are (threads_list: "the event is returned redacted").
+		if _, err := eventlog.Publish(t.Context(), s.log, userapi.AccountDataTopic, alice1.UserID, userapi.AccountDataMessage{
+			UserID: alice1.UserID, Type: "m.ignored_user_list", Content: json.RawMessage(`{"ignored_users":{"` + bob.UserID + `":{}}}`), Version: 1,
+		}); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, 10*time.Second, func() error {
+			p := s.threads("alice1", nil, http.StatusOK)
+			contents := map[string]string{}
+			for _, e := range p.Chunk {
+				contents[e.EventID] = string(e.Content)
+			}
+			if contents["$root3"] != "{}" || contents["$root2"] != "{}" {
+				return fmt.Errorf("bob's roots for alice = %q, %q; want redacted", contents["$root3"], contents["$root2"])
+			}
+			if !strings.Contains(contents["$root"], "body") {
+				return fmt.Errorf("alice's own root = %q", contents["$root"])
+			}
+			return nil
+		})
 		s.threads("carol", nil, http.StatusForbidden)
 		s.threads("alice1", url.Values{"include": {"some"}}, http.StatusBadRequest)
 		s.threads("alice1", url.Values{"from": {"nope"}}, http.StatusBadRequest)

@@ -4,11 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
 
 	"github.com/axon-hs/axon/internal/apierr"
 	"github.com/axon-hs/axon/internal/httputil"
+	pdus "github.com/axon-hs/axon/matrix/event"
 	"github.com/axon-hs/axon/syncapi/internal/streams"
 	"github.com/axon-hs/axon/syncapi/storage"
 	userapi "github.com/axon-hs/axon/userapi/api"
@@ -285,11 +287,22 @@ func (s *Sync) ServeThreads(w http.ResponseWriter, r *http.Request) error {
 		for _, t := range page {
 			scanned++
 			before = t.LatestPos - 1
-			if e, ok := byID[t.Root]; ok && keep(e) {
-				roots = append(roots, e)
-				if len(roots) == limit {
-					break
+			e, ok := byID[t.Root]
+			switch {
+			case !ok:
+				continue
+			case e.StateKey == nil && rr.ignored[e.Sender] && rr.vis.visible(e):
+				// An ignored user's root is returned redacted, as a client
+				// aggregating the thread itself would show it (threads_list).
+				if e, err = redactedCopy(e); err != nil {
+					return err
 				}
+			case !keep(e):
+				continue
+			}
+			roots = append(roots, e)
+			if len(roots) == limit {
+				break
 			}
 		}
 		if len(page) < scanBatch && len(roots) < limit {
@@ -321,4 +334,18 @@ func (s *Sync) ServeThreads(w http.ResponseWriter, r *http.Request) error {
 		resp.NextBatch = cur.With(streams.PDU, before).String()
 	}
 	return httputil.JSON(w, resp)
+}
+
+// redactedCopy is e as the redaction algorithm of its room version leaves it.
+func redactedCopy(e storage.Event) (storage.Event, error) {
+	v, ok := pdus.Version(e.RoomVersion)
+	if !ok {
+		return e, fmt.Errorf("event %s: unknown room version %q", e.EventID, e.RoomVersion)
+	}
+	red, err := pdus.Redact(e.JSON, v)
+	if err != nil {
+		return e, fmt.Errorf("redact %s: %w", e.EventID, err)
+	}
+	e.JSON = red
+	return e, nil
 }
