@@ -9,13 +9,10 @@ import (
 	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
-
-	"github.com/axon-hs/axon/internal/sqlutil/storagetest"
 )
 
 func TestAccountsMonolith(t *testing.T) {
-	t.Run("sqlite", func(t *testing.T) { accountsPath(t, startMonolith(t, "")) })
-	t.Run("postgres", func(t *testing.T) { accountsPath(t, startMonolith(t, storagetest.PostgresDSN(t))) })
+	onBothEngines(t, accountsPath)
 }
 
 func TestAccountsPolylith(t *testing.T) {

@@ -14,13 +14,10 @@ import (
 	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
-
-	"github.com/axon-hs/axon/internal/sqlutil/storagetest"
 )
 
 func TestFirstPathMonolith(t *testing.T) {
-	t.Run("sqlite", func(t *testing.T) { firstPath(t, startMonolith(t, "")) })
-	t.Run("postgres", func(t *testing.T) { firstPath(t, startMonolith(t, storagetest.PostgresDSN(t))) })
+	onBothEngines(t, firstPath)
 }
 
 func TestFirstPathPolylith(t *testing.T) {

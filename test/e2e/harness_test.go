@@ -348,3 +348,10 @@ func isRoomPath(p, name string, n int) bool {
 	i := len(segs) - 1 - n
 	return i >= 2 && segs[i] == name && segs[i-2] == "rooms"
 }
+
+// onBothEngines runs scenario against a monolith on SQLite and on
+// PostgreSQL.
+func onBothEngines(t *testing.T, scenario func(*testing.T, *server)) {
+	t.Run("sqlite", func(t *testing.T) { scenario(t, startMonolith(t, "")) })
+	t.Run("postgres", func(t *testing.T) { scenario(t, startMonolith(t, storagetest.PostgresDSN(t))) })
+}

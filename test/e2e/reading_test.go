@@ -9,13 +9,10 @@ import (
 	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
-
-	"github.com/axon-hs/axon/internal/sqlutil/storagetest"
 )
 
 func TestReadingMonolith(t *testing.T) {
-	t.Run("sqlite", func(t *testing.T) { readingScenario(t, startMonolith(t, "")) })
-	t.Run("postgres", func(t *testing.T) { readingScenario(t, startMonolith(t, storagetest.PostgresDSN(t))) })
+	onBothEngines(t, readingScenario)
 }
 
 func TestReadingPolylith(t *testing.T) {

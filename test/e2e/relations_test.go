@@ -12,13 +12,10 @@ import (
 	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
-
-	"github.com/axon-hs/axon/internal/sqlutil/storagetest"
 )
 
 func TestRelationsMonolith(t *testing.T) {
-	t.Run("sqlite", func(t *testing.T) { relationsScenario(t, startMonolith(t, "")) })
-	t.Run("postgres", func(t *testing.T) { relationsScenario(t, startMonolith(t, storagetest.PostgresDSN(t))) })
+	onBothEngines(t, relationsScenario)
 }
 
 func TestRelationsPolylith(t *testing.T) {

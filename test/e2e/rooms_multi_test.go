@@ -980,8 +980,7 @@ func membersScenario(t *testing.T, s *server) {
 // TestRoomsRestart: messages and room state acknowledged before a SIGTERM
 // are all there after a restart on the same data directory.
 func TestRoomsRestart(t *testing.T) {
-	t.Run("sqlite", func(t *testing.T) { restartScenario(t, startMonolith(t, "")) })
-	t.Run("postgres", func(t *testing.T) { restartScenario(t, startMonolith(t, storagetest.PostgresDSN(t))) })
+	onBothEngines(t, restartScenario)
 }
 
 func restartScenario(t *testing.T, s *server) {

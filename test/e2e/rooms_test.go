@@ -10,13 +10,10 @@ import (
 	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
-
-	"github.com/axon-hs/axon/internal/sqlutil/storagetest"
 )
 
 func TestRoomsMonolith(t *testing.T) {
-	t.Run("sqlite", func(t *testing.T) { roomsScenario(t, startMonolith(t, "")) })
-	t.Run("postgres", func(t *testing.T) { roomsScenario(t, startMonolith(t, storagetest.PostgresDSN(t))) })
+	onBothEngines(t, roomsScenario)
 }
 
 // userClient registers a user with the shared secret and returns a client.
