@@ -64,6 +64,8 @@ type registerRequest struct {
 	InitialDeviceDisplayName string    `json:"initial_device_display_name"`
 	InhibitLogin             bool      `json:"inhibit_login"`
 	RefreshToken             bool      `json:"refresh_token"`
+	// GuestAccessToken upgrades the guest it belongs to (guests.go).
+	GuestAccessToken string `json:"guest_access_token"`
 }
 
 // register is POST /register: user-interactive auth with m.login.dummy, or
@@ -91,11 +93,21 @@ func (rt *Routes) register(w http.ResponseWriter, r *http.Request) error {
 		}
 		localpart = localpart[:i]
 	}
-	if req.Username == "" {
+	var guestID string
+	switch {
+	case req.GuestAccessToken != "":
+		// The localpart is the guest's own, taken by the guest itself.
+		var err error
+		if guestID, err = rt.upgradableGuest(ctx, req.GuestAccessToken, req.Username, localpart); err != nil {
+			return err
+		}
+	case req.Username == "":
 		localpart = randomLocalpart()
-	}
-	if err := rt.checkUsername(r, localpart); err != nil {
-		return err
+		fallthrough
+	default:
+		if err := rt.checkUsername(r, localpart); err != nil {
+			return err
+		}
 	}
 
 	// User-interactive auth: without a completed stage, answer 401 with the flows.
@@ -135,7 +147,7 @@ func (rt *Routes) register(w http.ResponseWriter, r *http.Request) error {
 		}
 		usedToken = tok.Token
 	}
-	acc, err := rt.completeRegistration(ctx, req.Auth.Session, stage, localpart, req.Password)
+	acc, err := rt.completeRegistration(ctx, req.Auth.Session, stage, localpart, req.Password, guestID)
 	if err != nil {
 		if usedToken != "" {
 			if _, rerr := rt.users.UseRegistrationToken(context.WithoutCancel(ctx), userapi.UseRegistrationTokenRequest{Token: usedToken, Release: true}); rerr != nil {
@@ -147,11 +159,18 @@ func (rt *Routes) register(w http.ResponseWriter, r *http.Request) error {
 	return rt.registered(w, r, acc.UserID, req)
 }
 
-// completeRegistration records the stage and creates the account.
-func (rt *Routes) completeRegistration(ctx context.Context, session, stage, localpart, password string) (userapi.CreateAccountResponse, error) {
+// completeRegistration records the stage and creates the account, or
+// upgrades the guest guestID when set.
+func (rt *Routes) completeRegistration(ctx context.Context, session, stage, localpart, password, guestID string) (userapi.CreateAccountResponse, error) {
 	if _, err := rt.users.CompleteUIAStage(ctx, userapi.CompleteUIAStageRequest{
 		Session: session, Purpose: uiaPurposeRegister, Stage: stage}); err != nil {
 		return userapi.CreateAccountResponse{}, err
+	}
+	if guestID != "" {
+		if _, err := rt.users.UpgradeGuest(ctx, userapi.UpgradeGuestRequest{UserID: guestID, Password: password}); err != nil {
+			return userapi.CreateAccountResponse{}, err
+		}
+		return userapi.CreateAccountResponse{UserID: guestID}, nil
 	}
 	return rt.users.CreateAccount(ctx, userapi.CreateAccountRequest{Localpart: localpart, Password: password})
 }

@@ -18,7 +18,8 @@ import (
 func FuzzAccountRequestBodies(f *testing.F) {
 	for _, s := range []string{`{}`, `{"auth":{"type":"m.login.registration_token","token":"abc","session":"s"},"username":"a"}`,
 		`{"type":"m.login.token","token":"axl_x"}`, `{"auth":{"type":"m.login.password","password":"p","identifier":{"type":"m.id.user","user":"a"}}}`,
-		`{"auth":{"token":5}}`, `{"token":[]}`, `[`, `null`, `{"auth":null}`} {
+		`{"auth":{"token":5}}`, `{"token":[]}`, `[`, `null`, `{"auth":null}`,
+		`{"guest_access_token":"syt_x","username":"g","password":"p"}`, `{"guest_access_token":5}`} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
@@ -77,4 +78,16 @@ func httptestRequest(pattern string) *http.Request {
 	r := httptest.NewRequest("GET", "/", nil)
 	r.Pattern = pattern
 	return r
+}
+
+// TestIsCanJoin: only the exact string can_join lets guests join.
+func TestIsCanJoin(t *testing.T) {
+	for content, want := range map[string]bool{
+		`{"guest_access":"can_join"}`: true, `{"guest_access":"forbidden"}`: false, `{}`: false,
+		`{"guest_access":"Can_Join"}`: false, `{"guest_access":["can_join"]}`: false, `null`: false, `[`: false, ``: false,
+	} {
+		if got := isCanJoin([]byte(content)); got != want {
+			t.Errorf("isCanJoin(%s) = %v, want %v", content, got, want)
+		}
+	}
 }

@@ -167,6 +167,16 @@ func (rt *Routes) join(w http.ResponseWriter, r *http.Request, dev userapi.Devic
 	if _, err := rt.sendMember(ctx, dev, roomID, dev.UserID, content); err != nil {
 		return err
 	}
+	if dev.AccountType == userapi.AccountGuest && membership == rsapi.MembershipJoin {
+		// guestGate checked can_join before the join; a withdrawal that
+		// raced it may have swept the members before the join landed.
+		// Checking again after it closes the gap: of the two, the later
+		// to commit sees the other.
+		if err := rt.guestsCanJoin(ctx, roomID); err != nil {
+			rt.removeGuests(ctx, roomID)
+			return err
+		}
+	}
 	return httputil.JSON(w, map[string]string{"room_id": string(roomID)})
 }
 

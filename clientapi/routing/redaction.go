@@ -91,6 +91,11 @@ func (rt *Routes) redact(w http.ResponseWriter, r *http.Request, dev userapi.Dev
 	if _, err := rt.rs.InputRoomEvents(ctx, req); err != nil {
 		return err
 	}
+	if orig.Type() == typeGuestAccess && orig.StateKeyEquals("") {
+		// Redacting the guest access event strips its guest_access:
+		// removeGuests checks what the current state says now.
+		rt.removeGuests(ctx, roomID)
+	}
 	if err := rt.db.Txns.Insert(ctx, rt.db.DB, txn, string(red.EventID()), rt.now().UnixMilli()); err != nil {
 		return err
 	}

@@ -68,6 +68,9 @@ func (rt *Routes) putState(w http.ResponseWriter, r *http.Request, dev userapi.D
 	if err != nil {
 		return err
 	}
+	if evType == typeGuestAccess && stateKey == "" && !isCanJoin(e.Content()) {
+		rt.removeGuests(ctx, roomID)
+	}
 	return httputil.JSON(w, map[string]string{"event_id": string(e.EventID())})
 }
 

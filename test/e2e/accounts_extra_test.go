@@ -18,8 +18,7 @@ import (
 )
 
 func TestUnreadAndProfileMonolith(t *testing.T) {
-	t.Run("sqlite", func(t *testing.T) { unreadAndProfile(t, startMonolith(t, "")) })
-	t.Run("postgres", func(t *testing.T) { unreadAndProfile(t, startMonolith(t, storagetest.PostgresDSN(t))) })
+	onBothEngines(t, unreadAndProfile)
 }
 
 func TestUnreadAndProfilePolylith(t *testing.T) {
@@ -372,4 +371,166 @@ func accountsExtra(t *testing.T, s *server) {
 			}
 		}
 	})
+
+	t.Run("guest access withdrawn", func(t *testing.T) {
+		owner, member := userClient(t, s, "gwen"), userClient(t, s, "hank")
+		guest, _ := registerGuest(t, s)
+		room, err := owner.CreateRoom(ctx, &mautrix.ReqCreateRoom{Preset: "public_chat", InitialState: []*event.Event{{
+			Type: event.StateGuestAccess, StateKey: new(string), Content: event.Content{Raw: map[string]any{"guest_access": "can_join"}}}}})
+		must(t, "CreateRoom(can_join)", err)
+		_, err = guest.JoinRoomByID(ctx, room.RoomID)
+		must(t, "guest join", err)
+		_, err = member.JoinRoomByID(ctx, room.RoomID)
+		must(t, "member join", err)
+		joined := syncUntil(t, guest, "", func(r *mautrix.RespSync) error {
+			if r.Rooms.Join[room.RoomID] == nil {
+				return fmt.Errorf("room not joined in the guest's sync yet")
+			}
+			return nil
+		})
+		// Another state key is not the room's guest access: nobody leaves.
+		_, err = owner.SendStateEvent(ctx, room.RoomID, event.StateGuestAccess, "other", map[string]any{"guest_access": "forbidden"})
+		must(t, "guest_access with a state key", err)
+		members := func() []id.UserID {
+			t.Helper()
+			res, err := owner.JoinedMembers(ctx, room.RoomID)
+			must(t, "JoinedMembers", err)
+			ids := make([]id.UserID, 0, len(res.Joined))
+			for u := range res.Joined {
+				ids = append(ids, u)
+			}
+			slices.Sort(ids)
+			return ids
+		}
+		all := []id.UserID{owner.UserID, member.UserID, guest.UserID}
+		slices.Sort(all)
+		if got := members(); !slices.Equal(got, all) {
+			t.Fatalf("joined members after an unrelated state key = %v, want %v", got, all)
+		}
+
+		_, err = owner.SendStateEvent(ctx, room.RoomID, event.StateGuestAccess, "", map[string]any{"guest_access": "forbidden"})
+		must(t, "withdraw guest access", err)
+		// The guest has left by the time the change is answered; the
+		// full member stays.
+		want := []id.UserID{owner.UserID, member.UserID}
+		slices.Sort(want)
+		if got := members(); !slices.Equal(got, want) {
+			t.Fatalf("joined members after guest access was withdrawn = %v, want %v", got, want)
+		}
+		syncUntil(t, guest, joined.NextBatch, func(r *mautrix.RespSync) error {
+			lr := r.Rooms.Leave[room.RoomID]
+			if lr == nil {
+				return fmt.Errorf("room not under leave in the guest's sync")
+			}
+			for _, ev := range lr.Timeline.Events {
+				if ev.Type == event.StateMember && ev.GetStateKey() == string(guest.UserID) && ev.Sender == guest.UserID &&
+					ev.Content.Raw["membership"] == "leave" {
+					return nil
+				}
+			}
+			return fmt.Errorf("no leave of the guest in the timeline %+v", lr.Timeline.Events)
+		})
+		_, err = guest.JoinRoomByID(ctx, room.RoomID)
+		mustErr(t, "guest rejoin after withdrawal", err, "M_GUEST_ACCESS_FORBIDDEN")
+
+		// can_join again: the guest may come back; withdrawing by redacting
+		// the event (which strips guest_access) sends it away again.
+		ev, err := owner.SendStateEvent(ctx, room.RoomID, event.StateGuestAccess, "", map[string]any{"guest_access": "can_join"})
+		must(t, "restore guest access", err)
+		_, err = guest.JoinRoomByID(ctx, room.RoomID)
+		must(t, "guest rejoin after can_join", err)
+		_, err = owner.RedactEvent(ctx, room.RoomID, ev.EventID)
+		must(t, "redact guest access", err)
+		if got := members(); !slices.Equal(got, want) {
+			t.Fatalf("joined members after the guest access event was redacted = %v, want %v", got, want)
+		}
+	})
+
+	t.Run("guest upgrade", func(t *testing.T) {
+		guest, g := registerGuest(t, s)
+		local := id.UserID(g.UserID).Localpart()
+		other := userClient(t, s, "ivan")
+		register := func(body map[string]any) (int, []byte) {
+			t.Helper()
+			raw, _ := json.Marshal(body)
+			status, resp, _ := do(t, "POST", s.URL+"/_matrix/client/v3/register", "", raw)
+			return status, resp
+		}
+		for _, tc := range []struct {
+			name   string
+			body   map[string]any
+			status int
+			code   string
+		}{
+			{"full user's token", map[string]any{"guest_access_token": other.AccessToken, "username": "ivan", "password": "x"}, 403, "M_FORBIDDEN"},
+			{"unknown token", map[string]any{"guest_access_token": "syt_nope", "username": local, "password": "x"}, 403, "M_FORBIDDEN"},
+			{"no username", map[string]any{"guest_access_token": g.AccessToken, "password": "x"}, 400, "M_MISSING_PARAM"},
+			{"another username", map[string]any{"guest_access_token": g.AccessToken, "username": "someone_else", "password": "x"}, 400, "M_INVALID_USERNAME"},
+		} {
+			if status, resp := register(tc.body); status != tc.status || !hasErrcode(resp, tc.code) {
+				t.Errorf("upgrade with %s = %d %s, want %d %s", tc.name, status, resp, tc.status, tc.code)
+			}
+		}
+		// User-interactive auth applies as to any registration.
+		body := map[string]any{"guest_access_token": g.AccessToken, "username": local, "password": "pw-upgraded"}
+		status, resp := register(body)
+		var u uiaBody
+		if status != 401 || json.Unmarshal(resp, &u) != nil || u.Session == "" {
+			t.Fatalf("upgrade without auth = %d %s, want 401 with a session", status, resp)
+		}
+		body["auth"] = map[string]any{"type": "m.login.registration_token", "session": u.Session, "token": "many"}
+		status, resp = register(body)
+		var up struct {
+			UserID      string `json:"user_id"`
+			AccessToken string `json:"access_token"`
+		}
+		if status != 200 || json.Unmarshal(resp, &up) != nil || up.UserID != g.UserID || up.AccessToken == "" {
+			t.Fatalf("upgrade = %d %s, want the guest's user id %s", status, resp, g.UserID)
+		}
+		// No longer a guest: the token cannot upgrade twice.
+		delete(body, "auth")
+		if status, resp := register(body); status != 403 || !hasErrcode(resp, "M_FORBIDDEN") {
+			t.Errorf("second upgrade = %d %s, want 403", status, resp)
+		}
+
+		status, resp, _ = do(t, "POST", s.URL+"/_matrix/client/v3/login", "",
+			[]byte(fmt.Sprintf(`{"type":"m.login.password","identifier":{"type":"m.id.user","user":%q},"password":"pw-upgraded"}`, local)))
+		if status != 200 || !strings.Contains(string(resp), `"user_id":"`+g.UserID+`"`) {
+			t.Fatalf("password login after upgrade = %d %s", status, resp)
+		}
+		for name, tok := range map[string]string{"old guest token": g.AccessToken, "new token": up.AccessToken} {
+			if status, data, _ := do(t, "GET", s.URL+"/_matrix/client/v3/account/whoami", tok, nil); status != 200 ||
+				!strings.Contains(string(data), `"is_guest":false`) || !strings.Contains(string(data), g.UserID) {
+				t.Errorf("whoami with the %s = %d %s", name, status, data)
+			}
+		}
+		// The guest restrictions are gone: it creates rooms, joins rooms
+		// without can_join and sets its avatar.
+		_, err := guest.CreateRoom(ctx, &mautrix.ReqCreateRoom{})
+		must(t, "createRoom after upgrade", err)
+		closed, err := other.CreateRoom(ctx, &mautrix.ReqCreateRoom{Preset: "public_chat"})
+		must(t, "CreateRoom", err)
+		_, err = guest.JoinRoomByID(ctx, closed.RoomID)
+		must(t, "join without can_join after upgrade", err)
+		must(t, "set avatar after upgrade", guest.SetAvatarURL(ctx, id.ContentURI{Homeserver: s.ServerName, FileID: "x"}))
+	})
+}
+
+type guestRegistration struct {
+	UserID      string `json:"user_id"`
+	AccessToken string `json:"access_token"`
+	DeviceID    string `json:"device_id"`
+}
+
+// registerGuest registers a guest account and returns a client for it.
+func registerGuest(t *testing.T, s *server) (*mautrix.Client, guestRegistration) {
+	t.Helper()
+	status, data, _ := do(t, "POST", s.URL+"/_matrix/client/v3/register?kind=guest", "", []byte(`{}`))
+	var g guestRegistration
+	if status != 200 || json.Unmarshal(data, &g) != nil || g.AccessToken == "" {
+		t.Fatalf("guest register = %d %s", status, data)
+	}
+	cli, err := mautrix.NewClient(s.URL, id.UserID(g.UserID), g.AccessToken)
+	must(t, "NewClient", err)
+	return cli, g
 }

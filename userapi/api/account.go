@@ -23,6 +23,14 @@ type AccountAPI interface {
 	// and a new refresh token; the old pair stops working.
 	// M_UNKNOWN_TOKEN (401) for an unknown or used refresh token.
 	RefreshAccessToken(ctx context.Context, req RefreshAccessTokenRequest) (RefreshAccessTokenResponse, error)
+	// QueryAccountTypes returns the account type (AccountUser or
+	// AccountGuest) of each of UserIDs that is an account of this server;
+	// other ids are left out.
+	QueryAccountTypes(ctx context.Context, req QueryAccountTypesRequest) (QueryAccountTypesResponse, error)
+	// UpgradeGuest makes a guest account a user account with a password
+	// (the empty password: none), keeping its user id, devices and tokens.
+	// M_FORBIDDEN when UserID is not a live guest account of this server.
+	UpgradeGuest(ctx context.Context, req UpgradeGuestRequest) (UpgradeGuestResponse, error)
 }
 
 type ChangePasswordRequest struct {
@@ -81,3 +89,17 @@ type RefreshAccessTokenResponse struct {
 	RefreshToken string `json:"refresh_token"`
 	ExpiresInMS  int64  `json:"expires_in_ms"`
 }
+
+type QueryAccountTypesRequest struct {
+	UserIDs []string `json:"user_ids"`
+}
+type QueryAccountTypesResponse struct {
+	// AccountTypes maps user id to account type.
+	AccountTypes map[string]string `json:"account_types"`
+}
+
+type UpgradeGuestRequest struct {
+	UserID   string `json:"user_id"`
+	Password string `json:"password,omitempty"`
+}
+type UpgradeGuestResponse struct{}

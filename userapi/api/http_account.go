@@ -18,6 +18,8 @@ var (
 	modifyRoomTag      = rpc.NewMethod[ModifyRoomTagRequest, ModifyRoomTagResponse]("userapi.ModifyRoomTag")
 	createFilter       = rpc.NewMethod[CreateFilterRequest, CreateFilterResponse]("userapi.CreateFilter")
 	queryFilter        = rpc.NewMethod[QueryFilterRequest, QueryFilterResponse]("userapi.QueryFilter")
+	queryAccountTypes  = rpc.NewMethod[QueryAccountTypesRequest, QueryAccountTypesResponse]("userapi.QueryAccountTypes")
+	upgradeGuest       = rpc.NewMethod[UpgradeGuestRequest, UpgradeGuestResponse]("userapi.UpgradeGuest")
 )
 
 func (c Client) ChangePassword(ctx context.Context, r ChangePasswordRequest) (ChangePasswordResponse, error) {
@@ -53,6 +55,12 @@ func (c Client) CreateFilter(ctx context.Context, r CreateFilterRequest) (Create
 func (c Client) QueryFilter(ctx context.Context, r QueryFilterRequest) (QueryFilterResponse, error) {
 	return queryFilter.Call(ctx, c.C, r)
 }
+func (c Client) QueryAccountTypes(ctx context.Context, r QueryAccountTypesRequest) (QueryAccountTypesResponse, error) {
+	return queryAccountTypes.Call(ctx, c.C, r)
+}
+func (c Client) UpgradeGuest(ctx context.Context, r UpgradeGuestRequest) (UpgradeGuestResponse, error) {
+	return upgradeGuest.Call(ctx, c.C, r)
+}
 
 // serveAccount serves the AccountAPI and AccountDataAPI methods.
 func serveAccount(s *rpc.Server, impl API) {
@@ -67,4 +75,6 @@ func serveAccount(s *rpc.Server, impl API) {
 	modifyRoomTag.Handle(s, impl.ModifyRoomTag)
 	createFilter.Handle(s, impl.CreateFilter)
 	queryFilter.Handle(s, impl.QueryFilter)
+	queryAccountTypes.Handle(s, impl.QueryAccountTypes)
+	upgradeGuest.Handle(s, impl.UpgradeGuest)
 }

@@ -188,3 +188,58 @@ func (u *UserAPI) RefreshAccessToken(ctx context.Context, req api.RefreshAccessT
 	}
 	return api.RefreshAccessTokenResponse{AccessToken: token, RefreshToken: refresh, ExpiresInMS: u.tokenLife.Milliseconds()}, nil
 }
+
+// QueryAccountTypes implements api.API.
+func (u *UserAPI) QueryAccountTypes(ctx context.Context, req api.QueryAccountTypesRequest) (api.QueryAccountTypesResponse, error) {
+	ids := make(map[string]string, len(req.UserIDs)) // localpart → user id
+	locals := make([]string, 0, len(req.UserIDs))
+	for _, id := range req.UserIDs {
+		if local, ok := u.localpart(id); ok {
+			if _, dup := ids[local]; !dup {
+				locals = append(locals, local)
+			}
+			ids[local] = id
+		}
+	}
+	types, err := u.st.Accounts.SelectTypes(ctx, u.st.DB.Reader(), locals)
+	if err != nil {
+		return api.QueryAccountTypesResponse{}, err
+	}
+	out := make(map[string]string, len(types))
+	for local, typ := range types {
+		out[ids[local]] = typ
+	}
+	return api.QueryAccountTypesResponse{AccountTypes: out}, nil
+}
+
+// UpgradeGuest implements api.API.
+func (u *UserAPI) UpgradeGuest(ctx context.Context, req api.UpgradeGuestRequest) (api.UpgradeGuestResponse, error) {
+	// The token cache holds the account type of the guest's devices: it
+	// must not outlive the change (after it commits).
+	defer u.tokens.invalidate()
+	notGuest := apierr.Forbidden("%s is not a guest account of this server", req.UserID)
+	local, ok := u.localpart(req.UserID)
+	if !ok {
+		return api.UpgradeGuestResponse{}, notGuest
+	}
+	var hash string
+	if req.Password != "" {
+		// Hash outside the transaction, as CreateAccount does.
+		h, err := bcrypt.GenerateFromPassword([]byte(req.Password), u.cost)
+		if errors.Is(err, bcrypt.ErrPasswordTooLong) {
+			return api.UpgradeGuestResponse{}, apierr.InvalidParam("password longer than 72 bytes")
+		}
+		if err != nil {
+			return api.UpgradeGuestResponse{}, fmt.Errorf("hash password of %s: %w", req.UserID, err)
+		}
+		hash = string(h)
+	}
+	err := u.st.Accounts.UpgradeGuest(ctx, u.st.DB, local, hash, api.AccountGuest, api.AccountUser)
+	if isNotFound(err) {
+		return api.UpgradeGuestResponse{}, notGuest
+	}
+	if err != nil {
+		return api.UpgradeGuestResponse{}, err
+	}
+	return api.UpgradeGuestResponse{}, nil
+}

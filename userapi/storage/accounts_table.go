@@ -31,7 +31,7 @@ type Account struct {
 }
 
 // AccountsTable is userapi_accounts.
-type AccountsTable struct{}
+type AccountsTable struct{ d sqlutil.Dialect }
 
 // Insert creates an account. It reports false, without error, when the
 // localpart is taken: ON CONFLICT DO NOTHING keeps a PostgreSQL transaction
@@ -84,6 +84,45 @@ func (AccountsTable) UpdatePassword(ctx context.Context, q sqlutil.Querier, loca
 		return fmt.Errorf("update password of %s: %w", localpart, err)
 	}
 	return oneRow(res, "update password of "+localpart)
+}
+
+// SelectTypes returns the account type of each of localparts that has an
+// account (deactivated or not); the others are left out.
+func (t AccountsTable) SelectTypes(ctx context.Context, q sqlutil.Querier, localparts []string) (map[string]string, error) {
+	out := make(map[string]string, len(localparts))
+	if len(localparts) == 0 {
+		return out, nil
+	}
+	rows, err := q.QueryContext(ctx, `SELECT localpart, account_type FROM userapi_accounts WHERE `+t.d.In("localpart", 1),
+		t.d.List(localparts))
+	if err != nil {
+		return nil, fmt.Errorf("select account types: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var local, typ string
+		if err := rows.Scan(&local, &typ); err != nil {
+			return nil, fmt.Errorf("select account types: %w", err)
+		}
+		out[local] = typ
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("select account types: %w", err)
+	}
+	return out, nil
+}
+
+// UpgradeGuest makes the live guest account of localpart a user account
+// with the password hash. The condition on the type makes two concurrent
+// upgrades of one guest succeed once. It returns an error wrapping
+// ErrNotFound if there is no live guest account of localpart.
+func (AccountsTable) UpgradeGuest(ctx context.Context, q sqlutil.Querier, localpart, hash, guestType, userType string) error {
+	res, err := q.ExecContext(ctx, `UPDATE userapi_accounts SET account_type = $3, password_hash = $2
+		WHERE localpart = $1 AND account_type = $4 AND deactivated = FALSE`, localpart, hash, userType, guestType)
+	if err != nil {
+		return fmt.Errorf("upgrade guest %s: %w", localpart, err)
+	}
+	return oneRow(res, "upgrade guest "+localpart)
 }
 
 // Deactivate marks an account deactivated and clears its password. It

@@ -63,5 +63,5 @@ func Open(ctx context.Context, db *sqlutil.DB) (*Storage, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Storage{DB: db, Devices: DevicesTable{d: db.Dialect}, Push: push}, nil
+	return &Storage{DB: db, Accounts: AccountsTable{d: db.Dialect}, Devices: DevicesTable{d: db.Dialect}, Push: push}, nil
 }
