@@ -3,6 +3,7 @@ package roomserver_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -315,6 +316,25 @@ func TestAuthRulesAndForks(t *testing.T) {
 		}
 		if string(after.StateEvents[0]) != string(latest.StateEvents[0]) {
 			t.Fatalf("the merge changed the resolved name: %s vs %s", after.StateEvents[0], latest.StateEvents[0])
+		}
+		// Events on top of the merge (a message stored with a new snapshot)
+		// and of that message (stored with the snapshot it shares) are
+		// judged against the merged state: alice is a member there.
+		c.prev, c.depth = merge.EventID(), merge.Depth()
+		for i := range 2 {
+			next := c.add("m.room.message", nil, alice, map[string]any{"body": fmt.Sprint("after the merge ", i)})
+			if _, err := a.InputRoomEvents(ctx, input(c.v, next)); err != nil {
+				t.Fatalf("message %d after the merge = %v", i, err)
+			}
+		}
+		rename := c.add("m.room.name", strp(""), alice, map[string]any{"name": "merged"})
+		if _, err := a.InputRoomEvents(ctx, input(c.v, rename)); err != nil {
+			t.Fatalf("rename after the merge = %v", err)
+		}
+		final, err := a.QueryLatestEventsAndState(ctx, api.QueryLatestEventsAndStateRequest{RoomID: string(c.roomID),
+			StateToFetch: []api.StateKeyTuple{{Type: "m.room.name"}, {Type: event.TypeJoinRules}, {Type: event.TypeMember, StateKey: alice}}})
+		if err != nil || len(final.StateEvents) != 3 || len(final.LatestEvents) != 1 || final.LatestEvents[0] != string(rename.EventID()) {
+			t.Fatalf("after the rename: %+v, %v", final, err)
 		}
 	})
 }

@@ -58,10 +58,27 @@ func (r *Roomserver) processEvent(ctx context.Context, tx *sql.Tx, v *event.Room
 	if string(pdu.RoomID()) != roomID {
 		return reject("event %s is for room %s, not %s", pdu.EventID(), pdu.RoomID(), roomID)
 	}
-	if existing, err := r.st.Events.SelectByIDs(ctx, tx, []string{string(pdu.EventID())}); err != nil {
+	// The event itself and its prev events in one query (a round trip each
+	// on PostgreSQL otherwise).
+	prevIDs := make([]string, 0, len(pdu.PrevEventIDs()))
+	for _, id := range pdu.PrevEventIDs() {
+		prevIDs = append(prevIDs, string(id))
+	}
+	found, err := r.st.Events.SelectByIDs(ctx, tx, append([]string{string(pdu.EventID())}, prevIDs...))
+	if err != nil {
 		return err
-	} else if len(existing) > 0 && !existing[0].Outlier {
-		return nil // already processed: a redelivery or a retried request
+	}
+	var prevs []storage.Event
+	for _, e := range found {
+		if e.EventID == string(pdu.EventID()) {
+			if !e.Outlier {
+				return nil // already processed: a redelivery or a retried request
+			}
+			if !slices.Contains(prevIDs, e.EventID) {
+				continue
+			}
+		}
+		prevs = append(prevs, e)
 	}
 
 	isCreate := pdu.Type() == "m.room.create" && pdu.StateKeyEquals("")
@@ -89,14 +106,6 @@ func (r *Roomserver) processEvent(ctx context.Context, tx *sql.Tx, v *event.Room
 	}
 
 	// The state before the event is the state after its prev events, resolved when they diverge.
-	prevIDs := make([]string, 0, len(pdu.PrevEventIDs()))
-	for _, id := range pdu.PrevEventIDs() {
-		prevIDs = append(prevIDs, string(id))
-	}
-	prevs, err := r.st.Events.SelectByIDs(ctx, tx, prevIDs)
-	if err != nil {
-		return err
-	}
 	if len(prevs) != len(prevIDs) {
 		return reject("event %s has prev events this server does not have", pdu.EventID())
 	}
@@ -143,33 +152,44 @@ func (r *Roomserver) processEvent(ctx context.Context, tx *sql.Tx, v *event.Room
 	}
 	row := storage.Event{RoomNID: room.NID, EventID: string(pdu.EventID()), TupleNID: tupleNID, Depth: pdu.Depth(),
 		JSON: pdu.JSON(), Rejected: rejectReason != ""}
-	nid, _, err := r.st.Events.Insert(ctx, tx, row, rejectReason)
+
+	// The state after the event, stored as a snapshot only when it changed.
+	// A message event does not change it, so its snapshot is known before
+	// the row is stored and goes in with it (a statement fewer per message);
+	// a state event's snapshot holds the event's own nid and follows it.
+	var parentState storage.State
+	if parentSnapshot != 0 {
+		parentState = prevStates[0]
+	}
+	after := before
+	snapshot := parentSnapshot
+	if tupleNID == 0 && rejectReason == "" {
+		if snapshot == 0 {
+			if snapshot, err = r.st.Snapshots.Insert(ctx, tx, room.NID, 0, nil, after); err != nil {
+				return err
+			}
+		}
+		row.SnapshotNID = snapshot
+	}
+	nid, inserted, err := r.st.Events.Insert(ctx, tx, row, rejectReason)
 	if err != nil {
 		return err
 	}
 	if rejectReason != "" {
 		return reject("%s", rejectReason)
 	}
-
-	// The state after the event, stored as a snapshot only when it changed.
-	after := before
-	snapshot := parentSnapshot
 	if tupleNID != 0 {
 		after = maps.Clone(before)
 		after[tupleNID] = nid
-		snapshot = 0
-	}
-	if snapshot == 0 {
-		var parentState storage.State
-		if parentSnapshot != 0 {
-			parentState = prevStates[0]
-		}
 		if snapshot, err = r.st.Snapshots.Insert(ctx, tx, room.NID, parentSnapshot, parentState, after); err != nil {
 			return err
 		}
 	}
-	if err := r.st.Events.SetSnapshot(ctx, tx, nid, snapshot); err != nil {
-		return err
+	// An outlier stored before keeps its row (and got no snapshot from the insert).
+	if tupleNID != 0 || !inserted {
+		if err := r.st.Events.SetSnapshot(ctx, tx, nid, snapshot); err != nil {
+			return err
+		}
 	}
 
 	// Forward extremities: the event replaces the prev events it references.
@@ -179,9 +199,19 @@ func (r *Roomserver) processEvent(ctx context.Context, tx *sql.Tx, v *event.Room
 			latest = append(latest, l)
 		}
 	}
-	oldState, err := r.st.Snapshots.Load(ctx, tx, room.SnapshotNID)
-	if err != nil {
-		return err
+	// Usually the room's current state is the state after the one prev
+	// event, already loaded (states are only read from here on).
+	var oldState storage.State
+	for i, p := range prevs {
+		if p.SnapshotNID == room.SnapshotNID {
+			oldState = prevStates[i]
+			break
+		}
+	}
+	if oldState == nil {
+		if oldState, err = r.st.Snapshots.Load(ctx, tx, room.SnapshotNID); err != nil {
+			return err
+		}
 	}
 	current, currentSnapshot := after, snapshot
 	if len(latest) > 1 {

@@ -2,7 +2,6 @@ package storage
 
 import (
 	"context"
-	"database/sql"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -69,21 +68,48 @@ func (t SnapshotsTable) Insert(ctx context.Context, q sqlutil.Querier, roomNID, 
 	return nid, nil
 }
 
+// loadChain reads a snapshot and its ancestors up to a full one, nearest
+// first, in one query: a loop of one query per link cost up to
+// maxGeneration round trips per load on PostgreSQL. The depth bound only
+// stops a corrupt (cyclic) chain; Load reports a chain that does not end.
+const loadChain = `WITH RECURSIVE chain (snapshot_nid, parent_nid, entries, depth) AS (
+		SELECT snapshot_nid, parent_nid, entries, 0 FROM roomserver_state_snapshots WHERE snapshot_nid = $1
+		UNION ALL
+		SELECT s.snapshot_nid, s.parent_nid, s.entries, chain.depth + 1
+		FROM roomserver_state_snapshots s JOIN chain ON s.snapshot_nid = chain.parent_nid
+		WHERE chain.depth < $2
+	) SELECT snapshot_nid, parent_nid, entries FROM chain ORDER BY depth`
+
 // Load returns the full state of a snapshot; snapshot 0 is the empty state.
 func (t SnapshotsTable) Load(ctx context.Context, q sqlutil.Querier, nid int64) (State, error) {
+	if nid == 0 {
+		return State{}, nil
+	}
+	rows, err := q.QueryContext(ctx, loadChain, nid, 2*maxGeneration)
+	if err != nil {
+		return nil, fmt.Errorf("select snapshot %d: %w", nid, err)
+	}
+	defer rows.Close()
 	var chain [][]byte
-	for cur := nid; cur != 0; {
-		var parent int64
+	want := nid // each row must be the parent of the one before
+	for rows.Next() {
+		var cur, parent int64
 		var entries []byte
-		err := q.QueryRowContext(ctx, `SELECT parent_nid, entries FROM roomserver_state_snapshots WHERE snapshot_nid = $1`, cur).Scan(&parent, &entries)
-		if errors.Is(err, sql.ErrNoRows) {
-			return nil, fmt.Errorf("snapshot %d: %w", cur, ErrNotFound)
+		if err := rows.Scan(&cur, &parent, &entries); err != nil {
+			return nil, fmt.Errorf("select snapshot %d: %w", nid, err)
 		}
-		if err != nil {
-			return nil, fmt.Errorf("select snapshot %d: %w", cur, err)
+		if cur != want {
+			return nil, fmt.Errorf("snapshot %d: chain broken at %d (want %d)", nid, cur, want)
 		}
 		chain = append(chain, entries)
-		cur = parent
+		want = parent
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("select snapshot %d: %w", nid, err)
+	}
+	if want != 0 {
+		// The first missing link (the snapshot itself when chain is empty).
+		return nil, fmt.Errorf("snapshot %d: %w", want, ErrNotFound)
 	}
 	state := State{}
 	for i := len(chain) - 1; i >= 0; i-- {

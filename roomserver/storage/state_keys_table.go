@@ -51,15 +51,49 @@ func (t StateKeysTable) Assign(ctx context.Context, q sqlutil.Querier, tu Tuple)
 }
 
 // Lookup returns the nids of tuples that have one (absent tuples are left out).
+//
+// One query for all tuples (the auth events of an event are 4-6 of them,
+// each a round trip on PostgreSQL when asked one by one): it selects every
+// stored pair of the listed types and the listed state keys, served by the
+// (event_type, state_key) index, and keeps the pairs asked for. The extra
+// pairs are few: the types asked together are a handful.
 func (t StateKeysTable) Lookup(ctx context.Context, q sqlutil.Querier, tuples []Tuple) (map[Tuple]int64, error) {
 	out := make(map[Tuple]int64, len(tuples))
+	if len(tuples) == 0 {
+		return out, nil
+	}
+	wanted := make(map[Tuple]bool, len(tuples))
+	var types, keys []string
+	seenType, seenKey := map[string]bool{}, map[string]bool{}
 	for _, tu := range tuples {
+		wanted[tu] = true
+		if !seenType[tu.Type] {
+			seenType[tu.Type] = true
+			types = append(types, tu.Type)
+		}
+		if !seenKey[tu.StateKey] {
+			seenKey[tu.StateKey] = true
+			keys = append(keys, tu.StateKey)
+		}
+	}
+	rows, err := q.QueryContext(ctx, `SELECT tuple_nid, event_type, state_key FROM roomserver_state_keys WHERE `+
+		t.d.In("event_type", 1)+` AND `+t.d.In("state_key", 2), t.d.List(types), t.d.List(keys))
+	if err != nil {
+		return nil, fmt.Errorf("look up %d state keys: %w", len(tuples), err)
+	}
+	defer rows.Close()
+	for rows.Next() {
 		var nid int64
-		err := q.QueryRowContext(ctx, `SELECT tuple_nid FROM roomserver_state_keys WHERE event_type = $1 AND state_key = $2`,
-			tu.Type, tu.StateKey).Scan(&nid)
-		if err == nil {
+		var tu Tuple
+		if err := rows.Scan(&nid, &tu.Type, &tu.StateKey); err != nil {
+			return nil, fmt.Errorf("look up state keys: %w", err)
+		}
+		if wanted[tu] {
 			out[tu] = nid
 		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("look up state keys: %w", err)
 	}
 	return out, nil
 }

@@ -2,6 +2,7 @@ package storage
 
 import (
 	"database/sql"
+	"maps"
 	"sync"
 	"testing"
 
@@ -80,6 +81,40 @@ func TestAssignSharedTuples(t *testing.T) {
 		wg.Wait()
 		if errs[0] != nil || errs[1] != nil || nids[0] != nids[1] || nids[0] == 0 {
 			t.Fatalf("concurrent new tuple: nids %v, errors %v", nids, errs)
+		}
+	})
+}
+
+// TestLookupPairsOnly: Lookup asks for all tuples in one query by their
+// types and state keys; a stored pair made of an asked type and an asked
+// state key that was not itself asked for must not come back, and tuples
+// never assigned are left out.
+func TestLookupPairsOnly(t *testing.T) {
+	storagetest.Each(t, func(t *testing.T, db *sqlutil.DB) {
+		ctx := t.Context()
+		st, err := Open(ctx, db)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pl, member := "m.room.power_levels", "m.room.member"
+		stored := []Tuple{{Type: pl}, {Type: member, StateKey: "@a:x"}, {Type: pl, StateKey: "@a:x"}, {Type: member}, {Type: "m.room.create"}}
+		nids := map[Tuple]int64{}
+		for _, tu := range stored {
+			if nids[tu], err = st.StateKeys.Assign(ctx, db, tu); err != nil {
+				t.Fatal(err)
+			}
+		}
+		ask := []Tuple{{Type: pl}, {Type: member, StateKey: "@a:x"}, {Type: member, StateKey: "@b:x"}, {Type: "m.room.join_rules"}, {Type: pl}}
+		got, err := st.StateKeys.Lookup(ctx, db.Reader(), ask)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := map[Tuple]int64{{Type: pl}: nids[Tuple{Type: pl}], {Type: member, StateKey: "@a:x"}: nids[Tuple{Type: member, StateKey: "@a:x"}]}
+		if !maps.Equal(got, want) {
+			t.Fatalf("Lookup = %v, want %v", got, want)
+		}
+		if got, err := st.StateKeys.Lookup(ctx, db.Reader(), nil); err != nil || len(got) != 0 {
+			t.Fatalf("Lookup(nothing) = %v, %v", got, err)
 		}
 	})
 }

@@ -1,6 +1,7 @@
 package storage
 
 import (
+	"errors"
 	"maps"
 	"testing"
 
@@ -46,9 +47,23 @@ func TestSnapshotsDeltaChain(t *testing.T) {
 				t.Fatalf("Load(%d) = %v, want %v", nid, got, states[i])
 			}
 		}
+		// The empty state, and a snapshot that does not exist.
+		if got, err := st.Snapshots.Load(ctx, db.Reader(), 0); err != nil || len(got) != 0 {
+			t.Fatalf("Load(0) = %v, %v; want the empty state", got, err)
+		}
+		if _, err := st.Snapshots.Load(ctx, db.Reader(), nids[len(nids)-1]+1000); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("Load(unknown) = %v, want ErrNotFound", err)
+		}
 		var maxGen int
 		if err := db.QueryRowContext(ctx, `SELECT MAX(generation) FROM roomserver_state_snapshots`).Scan(&maxGen); err != nil || maxGen >= maxGeneration {
 			t.Fatalf("max generation = %d, %v; want < %d", maxGen, err, maxGeneration)
+		}
+		// A delta whose parent is gone cannot be loaded (the last one is a delta on the one before).
+		if _, err := db.ExecContext(ctx, `DELETE FROM roomserver_state_snapshots WHERE snapshot_nid = $1`, nids[len(nids)-2]); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := st.Snapshots.Load(ctx, db.Reader(), nids[len(nids)-1]); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("Load(broken chain) = %v, want ErrNotFound", err)
 		}
 	})
 }
