@@ -36,28 +36,31 @@ func (c *NotificationCounts) Handle(ctx context.Context, m eventlog.Msg[userapi.
 	if v.RoomID == "" || len(v.Users) == 0 {
 		return nil
 	}
-	var pos streams.Position
 	var users []string
+	var rows []storage.UserCounts
+	for _, u := range v.Users {
+		if u.UserID == "" {
+			continue
+		}
+		js, err := json.Marshal(u)
+		if err != nil {
+			return fmt.Errorf("encode counts of %s: %w", u.UserID, err)
+		}
+		rows = append(rows, storage.UserCounts{UserID: u.UserID, Counts: js})
+		users = append(users, u.UserID)
+	}
+	if len(rows) == 0 {
+		return nil
+	}
+	// The position is taken last: its row lock orders the stream's writers
+	// until the commit, so nothing else happens while it is held.
+	var pos streams.Position
 	err := c.db.InTx(ctx, func(tx *sql.Tx) error {
-		users = users[:0]
 		var err error
 		if pos, err = c.db.Positions.Next(ctx, tx, streams.Notification); err != nil {
 			return err
 		}
-		for _, u := range v.Users {
-			if u.UserID == "" {
-				continue
-			}
-			js, err := json.Marshal(u)
-			if err != nil {
-				return fmt.Errorf("encode counts of %s: %w", u.UserID, err)
-			}
-			if err := c.db.Counts.Upsert(ctx, tx, u.UserID, v.RoomID, js, pos); err != nil {
-				return err
-			}
-			users = append(users, u.UserID)
-		}
-		return nil
+		return c.db.Counts.UpsertMany(ctx, tx, v.RoomID, rows, pos)
 	})
 	if err != nil {
 		return fmt.Errorf("store notification counts of room %s: %w", v.RoomID, err)

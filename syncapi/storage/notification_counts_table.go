@@ -3,6 +3,7 @@ package storage
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	"github.com/axon-hs/axon/internal/sqlutil"
 	"github.com/axon-hs/axon/syncapi/internal/streams"
@@ -23,13 +24,50 @@ func notificationCountsSchema(sqlutil.Dialect) string {
 // counts the userapi published last for each (user, room).
 type NotificationCountsTable struct{ d sqlutil.Dialect }
 
-// Upsert stores a user's counts in a room.
-func (t NotificationCountsTable) Upsert(ctx context.Context, q sqlutil.Querier, userID, roomID string, counts []byte, pos streams.Position) error {
-	_, err := q.ExecContext(ctx, `INSERT INTO syncapi_notification_counts (user_id, room_id, counts, position)
-		VALUES ($1, $2, $3, $4) ON CONFLICT (user_id, room_id) DO UPDATE SET counts = excluded.counts, position = excluded.position`,
-		userID, roomID, string(counts), pos)
-	if err != nil {
-		return fmt.Errorf("upsert notification counts of %s in room %s: %w", userID, roomID, err)
+// UserCounts are one user's counts in a room, for UpsertMany.
+type UserCounts struct {
+	UserID string
+	Counts []byte
+}
+
+// upsertBatch bounds the rows of one statement (SQLite's variable limit).
+const upsertBatch = 500
+
+// UpsertMany stores the counts of many users in a room at one position, in
+// one statement per upsertBatch users: the notification stream's counter
+// row stays locked until the transaction ends, so one round trip per user
+// (an event notifies every member) serialised the whole stream. A user
+// listed twice keeps the last counts, as with one Upsert after the other.
+func (t NotificationCountsTable) UpsertMany(ctx context.Context, q sqlutil.Querier, roomID string, users []UserCounts, pos streams.Position) error {
+	// A statement may not update one row twice (PostgreSQL refuses): keep each user's last entry.
+	last := make(map[string]int, len(users))
+	for i, u := range users {
+		last[u.UserID] = i
+	}
+	rows := make([]UserCounts, 0, len(last))
+	for i, u := range users {
+		if last[u.UserID] == i {
+			rows = append(rows, u)
+		}
+	}
+	for len(rows) > 0 {
+		n := min(len(rows), upsertBatch)
+		var b strings.Builder
+		b.WriteString(`INSERT INTO syncapi_notification_counts (user_id, room_id, counts, position) VALUES `)
+		args := []any{roomID, pos}
+		for i, u := range rows[:n] {
+			if i > 0 {
+				b.WriteString(", ")
+			}
+			k := len(args)
+			fmt.Fprintf(&b, "($%d, $1, $%d, $2)", k+1, k+2)
+			args = append(args, u.UserID, string(u.Counts))
+		}
+		b.WriteString(` ON CONFLICT (user_id, room_id) DO UPDATE SET counts = excluded.counts, position = excluded.position`)
+		if _, err := q.ExecContext(ctx, b.String(), args...); err != nil {
+			return fmt.Errorf("upsert notification counts of %d users in room %s: %w", n, roomID, err)
+		}
+		rows = rows[n:]
 	}
 	return nil
 }

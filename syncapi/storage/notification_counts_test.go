@@ -1,0 +1,59 @@
+package storage_test
+
+import (
+	"fmt"
+	"testing"
+
+	"github.com/axon-hs/axon/internal/sqlutil"
+	"github.com/axon-hs/axon/internal/sqlutil/storagetest"
+	"github.com/axon-hs/axon/syncapi/storage"
+)
+
+// TestNotificationCountsUpsertMany: the counts of many users are stored in
+// statements of many rows; an update replaces counts and position, a user
+// listed twice keeps the last counts (PostgreSQL refuses a statement that
+// updates one row twice), and more users than one statement takes are all
+// stored.
+func TestNotificationCountsUpsertMany(t *testing.T) {
+	storagetest.Each(t, func(t *testing.T, db *sqlutil.DB) {
+		ctx := t.Context()
+		s := open(t, db)
+		first := []storage.UserCounts{{UserID: "@a:x", Counts: []byte(`{"a":1}`)}, {UserID: "@b:x", Counts: []byte(`{"b":1}`)}}
+		if err := s.Counts.UpsertMany(ctx, db, "!r:x", first, 3); err != nil {
+			t.Fatal(err)
+		}
+		again := []storage.UserCounts{{UserID: "@a:x", Counts: []byte(`{"a":2}`)}, {UserID: "@a:x", Counts: []byte(`{"a":3}`)}}
+		if err := s.Counts.UpsertMany(ctx, db, "!r:x", again, 5); err != nil {
+			t.Fatal(err)
+		}
+		check := func(user, room, counts string, pos int64) {
+			t.Helper()
+			got, err := s.Counts.ForUser(ctx, db.Reader(), user, 1<<62)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c, ok := got[room]
+			if !ok || string(c.Counts) != counts || int64(c.Position) != pos {
+				t.Fatalf("counts of %s in %s = %+v (found %v), want %s at %d", user, room, c, ok, counts, pos)
+			}
+		}
+		check("@a:x", "!r:x", `{"a":3}`, 5)
+		check("@b:x", "!r:x", `{"b":1}`, 3)
+		// More users than one statement holds.
+		var many []storage.UserCounts
+		for i := range 1203 {
+			many = append(many, storage.UserCounts{UserID: fmt.Sprintf("@u%d:x", i), Counts: []byte(fmt.Sprintf(`{"n":%d}`, i))})
+		}
+		if err := s.Counts.UpsertMany(ctx, db, "!big:x", many, 7); err != nil {
+			t.Fatal(err)
+		}
+		var n int
+		if err := db.QueryRowContext(ctx, `SELECT COUNT(*) FROM syncapi_notification_counts WHERE room_id = '!big:x' AND position = 7`).Scan(&n); err != nil || n != len(many) {
+			t.Fatalf("stored %d rows, %v; want %d", n, err, len(many))
+		}
+		check("@u1202:x", "!big:x", `{"n":1202}`, 7)
+		if err := s.Counts.UpsertMany(ctx, db, "!r:x", nil, 9); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
