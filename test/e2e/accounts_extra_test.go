@@ -159,6 +159,14 @@ func TestAccountsExtraMonolith(t *testing.T) {
 	t.Run("postgres", func(t *testing.T) { accountsExtra(t, startExtra(t, storagetest.PostgresDSN(t))) })
 }
 
+// TestAccountsExtraPolylith runs the same through the four processes: the
+// clientapi answers, the userapi keeps tokens and accounts over its
+// internal API, the syncapi checks guests.
+func TestAccountsExtraPolylith(t *testing.T) {
+	registration, _ := strings.CutPrefix(extraConfig, "registration:\n")
+	accountsExtra(t, startPolylithWith(t, registration).server)
+}
+
 // TestAccountsExtraOff: the default configuration offers none of it.
 func TestAccountsExtraOff(t *testing.T) {
 	s := startMonolith(t, "")

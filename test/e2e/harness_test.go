@@ -228,6 +228,13 @@ type polylith struct {
 
 func startPolylith(t testing.TB) *polylith {
 	t.Helper()
+	return startPolylithWith(t, "")
+}
+
+// startPolylithWith starts the polylith with more registration settings:
+// registration is YAML lines indented under the registration key.
+func startPolylithWith(t testing.TB, registration string) *polylith {
+	t.Helper()
 	natsBin := os.Getenv("AXON_TEST_NATS_SERVER")
 	if natsBin == "" {
 		t.Fatal("AXON_TEST_NATS_SERVER is not set: run the tests with ./scripts/test, which builds nats-server")
@@ -245,8 +252,8 @@ func startPolylith(t testing.TB) *polylith {
 
 	dsn := storagetest.PostgresDSN(t)
 	internal := map[string]string{"userapi": freeAddr(t), "roomserver": freeAddr(t), "syncapi": freeAddr(t), "clientapi": freeAddr(t)}
-	cfg := fmt.Sprintf("server_name: poly.test\ndatabase: %q\nlog:\n  nats_url: nats://%s\nregistration:\n  open: true\n  shared_secret: %s\nrate_limits:\n  enabled: false\ninternal:\n",
-		dsn, natsAddr, sharedSecret)
+	cfg := fmt.Sprintf("server_name: poly.test\ndatabase: %q\nlog:\n  nats_url: nats://%s\nregistration:\n  open: true\n  shared_secret: %s\n%srate_limits:\n  enabled: false\ninternal:\n",
+		dsn, natsAddr, sharedSecret, registration)
 	for k, v := range internal {
 		cfg += fmt.Sprintf("  %s: %s\n", k, v)
 	}
