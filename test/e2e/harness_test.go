@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/http/httputil"
@@ -16,6 +17,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -66,13 +68,36 @@ func binary(t testing.TB, name string) string {
 // freeAddr returns a loopback address with a port free right now.
 func freeAddr(t testing.TB) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	// Not port 0: the kernel hands those out from the ephemeral range,
+	// where every outgoing connection of a busy test run also takes its
+	// port, so one could take ours before the server binds it (a polylith
+	// failed with "address already in use"). Below the range only other
+	// listeners compete, and handedOut keeps this binary from reusing one.
+	for range 1000 {
+		port := 10000 + rand.IntN(22000) // 10000-31999, below 32768
+		handedOutMu.Lock()
+		taken := handedOut[port]
+		handedOut[port] = true
+		handedOutMu.Unlock()
+		if taken {
+			continue
+		}
+		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			continue
+		}
+		ln.Close()
+		return addr
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	t.Fatal("no free port below the ephemeral range")
+	return ""
 }
+
+var (
+	handedOutMu sync.Mutex
+	handedOut   = map[int]bool{}
+)
 
 // waitFor polls f until it returns nil or the deadline passes.
 func waitFor(t testing.TB, d time.Duration, f func() error) {
