@@ -14,37 +14,31 @@ import (
 // per room) and an incremental sync with nothing new (the long-poll check).
 func BenchmarkSync(b *testing.B) {
 	const benchRooms, benchEvents = 20, 200
-	engines := []struct {
-		name string
-		open func(testing.TB) *sqlutil.DB
-	}{{"sqlite", storagetest.SQLite}, {"postgres", storagetest.Postgres}}
-	for _, eng := range engines {
-		b.Run(eng.name, func(b *testing.B) {
-			s := newServer(b, eng.open(b))
-			for r := range benchRooms {
-				rid := fmt.Sprintf("!bench%d:x", r)
-				s.createRoom(rid, alice1.UserID)
-				for i := range benchEvents {
-					s.message(rid, fmt.Sprintf("$b%d_%d", r, i), alice1, "")
+	storagetest.EachBench(b, func(b *testing.B, db *sqlutil.DB) {
+		s := newServer(b, db)
+		for r := range benchRooms {
+			rid := fmt.Sprintf("!bench%d:x", r)
+			s.createRoom(rid, alice1.UserID)
+			for i := range benchEvents {
+				s.message(rid, fmt.Sprintf("$b%d_%d", r, i), alice1, "")
+			}
+		}
+		last := fmt.Sprintf("$b%d_%d", benchRooms-1, benchEvents-1)
+		r := s.syncUntil("alice1", nil, hasTimelineEvent(fmt.Sprintf("!bench%d:x", benchRooms-1), last))
+		b.Run("initial", func(b *testing.B) {
+			for b.Loop() {
+				if code, body := s.get("alice1", "/_matrix/client/v3/sync"); code != http.StatusOK {
+					b.Fatalf("status %d: %s", code, body)
 				}
 			}
-			last := fmt.Sprintf("$b%d_%d", benchRooms-1, benchEvents-1)
-			r := s.syncUntil("alice1", nil, hasTimelineEvent(fmt.Sprintf("!bench%d:x", benchRooms-1), last))
-			b.Run("initial", func(b *testing.B) {
-				for b.Loop() {
-					if code, body := s.get("alice1", "/_matrix/client/v3/sync"); code != http.StatusOK {
-						b.Fatalf("status %d: %s", code, body)
-					}
-				}
-			})
-			b.Run("incremental-empty", func(b *testing.B) {
-				path := "/_matrix/client/v3/sync?since=" + r.NextBatch
-				for b.Loop() {
-					if code, body := s.get("alice1", path); code != http.StatusOK {
-						b.Fatalf("status %d: %s", code, body)
-					}
-				}
-			})
 		})
-	}
+		b.Run("incremental-empty", func(b *testing.B) {
+			path := "/_matrix/client/v3/sync?since=" + r.NextBatch
+			for b.Loop() {
+				if code, body := s.get("alice1", path); code != http.StatusOK {
+					b.Fatalf("status %d: %s", code, body)
+				}
+			}
+		})
+	})
 }

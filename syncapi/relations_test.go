@@ -427,6 +427,8 @@ func TestSearchEndpoint(t *testing.T) {
 		s.state(late, "$bjoinlate", "m.room.member", bob.UserID, bob.UserID, `{"membership":"join"}`)
 		s.send(late, "$seen", alice1.UserID, "m.room.message", `{"body":"pineapple seen"}`)
 		s.syncUntil("bob", nil, hasTimelineEvent(late, "$seen"))
+		// The secret room is consumed apart from the others too.
+		s.syncUntil("alice1", nil, hasTimelineEvent("!secret:x", "$secret"))
 
 		r := s.search("bob", "", searchBody("Pineapple", `,"order_by":"recent"`), http.StatusOK)
 		re := r.SearchCategories.RoomEvents

@@ -21,62 +21,56 @@ func BenchmarkSearch(b *testing.B) {
 	words := []string{"apple", "banana", "cherry", "damson", "elder", "fig", "grape", "hazel", "iris", "juniper",
 		"kiwi", "lemon", "mango", "nectar", "olive", "peach", "quince", "rowan", "sloe", "tamarind",
 		"ugli", "vanilla", "walnut", "yam", "zest"}
-	engines := []struct {
-		name string
-		open func(testing.TB) *sqlutil.DB
-	}{{"sqlite", storagetest.SQLite}, {"postgres", storagetest.Postgres}}
-	for _, eng := range engines {
-		b.Run(eng.name, func(b *testing.B) {
-			s := newServer(b, eng.open(b))
-			for r := range rooms {
-				s.createRoom(fmt.Sprintf("!search%d:x", r), alice1.UserID)
-			}
-			for i := range searchMessages {
-				rid := fmt.Sprintf("!search%d:x", i%rooms)
-				body := fmt.Sprintf("message %d about %s and %s, nothing else", i, words[i%len(words)], words[(i/len(words))%len(words)])
-				content, _ := json.Marshal(map[string]string{"msgtype": "m.text", "body": body})
-				s.publish(rsapi.OutputEvent{RoomID: rid, RoomVersion: "10", EventID: fmt.Sprintf("$s%d", i),
-					Event: s.pdu(rid, "m.room.message", alice1.UserID, nil, string(content))})
-			}
-			// Rooms are consumed concurrently: wait for the last message of each.
-			for r := range rooms {
-				last := fmt.Sprintf("$s%d", searchMessages-rooms+r)
-				waitFor(b, 5*time.Minute, func() error {
-					code, body := s.get("alice1", fmt.Sprintf("/_matrix/client/v1/rooms/!search%d:x/relations/%s", r, last))
+	storagetest.EachBench(b, func(b *testing.B, db *sqlutil.DB) {
+		s := newServer(b, db)
+		for r := range rooms {
+			s.createRoom(fmt.Sprintf("!search%d:x", r), alice1.UserID)
+		}
+		for i := range searchMessages {
+			rid := fmt.Sprintf("!search%d:x", i%rooms)
+			body := fmt.Sprintf("message %d about %s and %s, nothing else", i, words[i%len(words)], words[(i/len(words))%len(words)])
+			content, _ := json.Marshal(map[string]string{"msgtype": "m.text", "body": body})
+			s.publish(rsapi.OutputEvent{RoomID: rid, RoomVersion: "10", EventID: fmt.Sprintf("$s%d", i),
+				Event: s.pdu(rid, "m.room.message", alice1.UserID, nil, string(content))})
+		}
+		// Rooms are consumed concurrently: wait for the last message of each.
+		for r := range rooms {
+			last := fmt.Sprintf("$s%d", searchMessages-rooms+r)
+			waitFor(b, 5*time.Minute, func() error {
+				code, body := s.get("alice1", fmt.Sprintf("/_matrix/client/v1/rooms/!search%d:x/relations/%s", r, last))
+				if code != http.StatusOK {
+					return fmt.Errorf("%s not stored yet: %d %s", last, code, body)
+				}
+				return nil
+			})
+		}
+		for _, bc := range []struct{ name, body string }{
+			{"one-word-rank", `{"search_categories":{"room_events":{"search_term":"apple"}}}`},
+			{"one-word-recent", `{"search_categories":{"room_events":{"search_term":"apple","order_by":"recent"}}}`},
+			{"two-words-rank", `{"search_categories":{"room_events":{"search_term":"apple banana"}}}`},
+		} {
+			b.Run(bc.name, func(b *testing.B) {
+				var n int
+				for b.Loop() {
+					code, resp := s.do(http.MethodPost, "alice1", "/_matrix/client/v3/search", bc.body)
 					if code != http.StatusOK {
-						return fmt.Errorf("%s not stored yet: %d %s", last, code, body)
+						b.Fatalf("status %d: %s", code, resp)
 					}
-					return nil
-				})
-			}
-			for _, bc := range []struct{ name, body string }{
-				{"one-word-rank", `{"search_categories":{"room_events":{"search_term":"apple"}}}`},
-				{"one-word-recent", `{"search_categories":{"room_events":{"search_term":"apple","order_by":"recent"}}}`},
-				{"two-words-rank", `{"search_categories":{"room_events":{"search_term":"apple banana"}}}`},
-			} {
-				b.Run(bc.name, func(b *testing.B) {
-					var n int
-					for b.Loop() {
-						code, resp := s.do(http.MethodPost, "alice1", "/_matrix/client/v3/search", bc.body)
-						if code != http.StatusOK {
-							b.Fatalf("status %d: %s", code, resp)
-						}
-						var r struct {
-							SearchCategories struct {
-								RoomEvents struct {
-									Count   int   `json:"count"`
-									Results []any `json:"results"`
-								} `json:"room_events"`
-							} `json:"search_categories"`
-						}
-						_ = json.Unmarshal(resp, &r)
-						if n = r.SearchCategories.RoomEvents.Count; len(r.SearchCategories.RoomEvents.Results) == 0 {
-							b.Fatalf("no results: %s", resp)
-						}
+					var r struct {
+						SearchCategories struct {
+							RoomEvents struct {
+								Count   int   `json:"count"`
+								Results []any `json:"results"`
+							} `json:"room_events"`
+						} `json:"search_categories"`
 					}
-					b.ReportMetric(float64(n), "matches")
-				})
-			}
-		})
-	}
+					_ = json.Unmarshal(resp, &r)
+					if n = r.SearchCategories.RoomEvents.Count; len(r.SearchCategories.RoomEvents.Results) == 0 {
+						b.Fatalf("no results: %s", resp)
+					}
+				}
+				b.ReportMetric(float64(n), "matches")
+			})
+		}
+	})
 }

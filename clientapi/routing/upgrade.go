@@ -2,6 +2,7 @@ package routing
 
 import (
 	"encoding/json"
+	"maps"
 	"net/http"
 	"slices"
 
@@ -57,14 +58,19 @@ func (rt *Routes) upgradeRoom(w http.ResponseWriter, r *http.Request, dev userap
 			extraCreators = append(extraCreators, s)
 		}
 	}
-	if _, err := rt.knownRoom(ctx, oldID, dev.UserID); err != nil {
-		return err
-	}
-	ok, err = rt.mayChangeState(r, dev.UserID, oldID, "m.room.tombstone")
+	m, err := rt.knownRoom(ctx, oldID, dev.UserID)
 	if err != nil {
 		return err
 	}
-	if !ok {
+	// The old room's create and power levels decide both the tombstone (step
+	// 1) and whether the upgrader may restrict the old room (step 6).
+	sender := matrix.UserID(dev.UserID)
+	oldCreate, oldPL, err := rt.createAndPowerLevels(r, oldID)
+	if err != nil {
+		return err
+	}
+	if m.Membership != rsapi.MembershipJoin ||
+		authrules.PowerLevel(sender, oldCreate, oldPL) < authrules.RequiredPowerLevel("m.room.tombstone", true, oldPL) {
 		return apierr.Forbidden("you may not send m.room.tombstone in room %s", oldID)
 	}
 
@@ -125,7 +131,10 @@ func (rt *Routes) upgradeRoom(w http.ResponseWriter, r *http.Request, dev userap
 		pl = map[string]any{}
 	}
 	users, _ := pl["users"].(map[string]any)
-	users = copyMap(users)
+	users = maps.Clone(users)
+	if users == nil {
+		users = map[string]any{}
+	}
 	if v.PrivilegedCreators {
 		// Creators have infinite power in room v12 and must not be listed.
 		for _, c := range creators {
@@ -136,7 +145,7 @@ func (rt *Routes) upgradeRoom(w http.ResponseWriter, r *http.Request, dev userap
 		// room's power levels name (room v12 creators had it unlisted).
 		users[dev.UserID] = maxLevel(pl)
 	}
-	newPL := copyMap(pl)
+	newPL := maps.Clone(pl)
 	newPL["users"] = users
 	steps = append(steps, event.Proto{Type: event.TypePowerLevels, StateKey: strp(""), Content: newPL})
 	for _, t := range transferredState {
@@ -191,16 +200,14 @@ func (rt *Routes) upgradeRoom(w http.ResponseWriter, r *http.Request, dev userap
 	}
 
 	// 5. The tombstone.
-	sender := matrix.UserID(dev.UserID)
 	if _, err := rt.sendEvent(ctx, event.Proto{Type: "m.room.tombstone", StateKey: strp(""), Sender: sender, RoomID: oldID,
 		Content: map[string]string{"body": "This room has been replaced", "replacement_room": string(newID)}}); err != nil {
 		return err
 	}
 	// 6. Restrict the old room, where the upgrader may: sending and inviting
 	// need more than an ordinary user has.
-	if create, oldPL, err := rt.createAndPowerLevels(r, oldID); err == nil &&
-		authrules.PowerLevel(sender, create, oldPL) >= authrules.RequiredPowerLevel(event.TypePowerLevels, true, oldPL) {
-		restricted := copyMap(pl)
+	if authrules.PowerLevel(sender, oldCreate, oldPL) >= authrules.RequiredPowerLevel(event.TypePowerLevels, true, oldPL) {
+		restricted := maps.Clone(pl)
 		usersDefault, _ := pl["users_default"].(float64)
 		level := max(50, usersDefault+1)
 		restricted["events_default"], restricted["invite"] = level, level
@@ -210,14 +217,6 @@ func (rt *Routes) upgradeRoom(w http.ResponseWriter, r *http.Request, dev userap
 		}
 	}
 	return httputil.JSON(w, map[string]string{"replacement_room": string(newID)})
-}
-
-func copyMap(m map[string]any) map[string]any {
-	out := make(map[string]any, len(m))
-	for k, v := range m {
-		out[k] = v
-	}
-	return out
 }
 
 // maxLevel is the greatest level power levels content requires for

@@ -74,6 +74,8 @@ func (r *Roomserver) processEvent(ctx context.Context, tx *sql.Tx, v *event.Room
 			if !e.Outlier {
 				return nil // already processed: a redelivery or a retried request
 			}
+			// A stored outlier is processed now; it is one of its own prev
+			// events only if it lists itself.
 			if !slices.Contains(prevIDs, e.EventID) {
 				continue
 			}

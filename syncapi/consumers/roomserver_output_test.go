@@ -189,27 +189,20 @@ func TestRoomServerOutputPoison(t *testing.T) {
 // BenchmarkRoomServerOutput measures storing message events (one
 // transaction each) without the broker.
 func BenchmarkRoomServerOutput(b *testing.B) {
-	engines := []struct {
-		name string
-		open func(testing.TB) *sqlutil.DB
-	}{{"sqlite", storagetest.SQLite}, {"postgres", storagetest.Postgres}}
-	for _, eng := range engines {
-		b.Run(eng.name, func(b *testing.B) {
-			db := eng.open(b)
-			s, err := storage.Open(b.Context(), db)
-			if err != nil {
+	storagetest.EachBench(b, func(b *testing.B, db *sqlutil.DB) {
+		s, err := storage.Open(b.Context(), db)
+		if err != nil {
+			b.Fatal(err)
+		}
+		h := consumers.NewRoomServerOutput(s, notifier.New(streams.Token{}, nil), slog.New(slog.DiscardHandler))
+		body := event("m.room.message", "@a:x", nil, `{"body":"hello"}`)
+		var seq uint64
+		for b.Loop() {
+			seq++
+			ev := rsapi.OutputEvent{RoomID: room, RoomVersion: "10", EventID: fmt.Sprintf("$bench%d", seq), Event: body}
+			if err := h.Handle(b.Context(), eventlog.Msg[rsapi.OutputEvent]{Stream: rsapi.OutputTopic.Name, Seq: seq, Key: room, Value: ev}); err != nil {
 				b.Fatal(err)
 			}
-			h := consumers.NewRoomServerOutput(s, notifier.New(streams.Token{}, nil), slog.New(slog.DiscardHandler))
-			body := event("m.room.message", "@a:x", nil, `{"body":"hello"}`)
-			var seq uint64
-			for b.Loop() {
-				seq++
-				ev := rsapi.OutputEvent{RoomID: room, RoomVersion: "10", EventID: fmt.Sprintf("$bench%d", seq), Event: body}
-				if err := h.Handle(b.Context(), eventlog.Msg[rsapi.OutputEvent]{Stream: rsapi.OutputTopic.Name, Seq: seq, Key: room, Value: ev}); err != nil {
-					b.Fatal(err)
-				}
-			}
-		})
-	}
+		}
+	})
 }

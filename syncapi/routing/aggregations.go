@@ -136,12 +136,8 @@ func (b *builder) aggregateUpTo(ctx context.Context, byID map[string]storage.Eve
 	}
 	var summaries []storage.ThreadSummary
 	if len(threaded) > 0 {
-		ignored, err := loadIgnored(ctx, b.db, b.q, b.dev.UserID)
-		if err != nil {
-			return err
-		}
 		var ign []string
-		for u := range ignored {
+		for u := range b.ignored {
 			ign = append(ign, u)
 		}
 		if summaries, err = b.db.Relations.Threads(ctx, b.q, threaded, b.dev.UserID, ign, upTo); err != nil {

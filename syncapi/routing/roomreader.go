@@ -48,11 +48,10 @@ func (s *Sync) openRoom(ctx context.Context, dev userapi.Device, roomID string, 
 	if len(v.membership) == 0 && !slices.ContainsFunc(v.history, func(c change) bool { return c.value == worldReadable }) {
 		return nil, apierr.New(apierr.CodeForbidden, "you are not a member of room %s and it is not world readable", roomID)
 	}
-	ignored, err := s.ignoredUsers(ctx, dev.UserID)
-	if err != nil {
+	if b.ignored, err = s.ignoredUsers(ctx, dev.UserID); err != nil {
 		return nil, err
 	}
-	return &roomReader{b: b, roomID: roomID, upTo: upTo, vis: v, ignored: ignored}, nil
+	return &roomReader{b: b, roomID: roomID, upTo: upTo, vis: v, ignored: b.ignored}, nil
 }
 
 // keep returns the test an event passes to be served: the filter, history

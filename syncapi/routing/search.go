@@ -336,7 +336,8 @@ func (s *Sync) searchRoomEvents(ctx context.Context, dev userapi.Device, c *Room
 	for i, h := range hits {
 		evs[i] = h.Event
 	}
-	b := &builder{db: s.db, q: s.db.DB.Reader(), dev: dev, cur: cur, now: s.now()}
+	// Every reader loaded the same ignore list; the aggregations need it.
+	b := &builder{db: s.db, q: s.db.DB.Reader(), dev: dev, cur: cur, now: s.now(), ignored: readers[hits[0].Event.RoomID].ignored}
 	rendered, err := b.render(ctx, evs)
 	if err != nil {
 		return nil, err

@@ -154,7 +154,7 @@ func TestRelations(t *testing.T) {
 
 		// A room's threads, latest reply first; participated.
 		root2 := ix.add(room, "m.room.message", "@d:x", nil, 500, `{"body":"root2"}`)
-		r2 := ix.add(room, "m.room.message", "@d:x", nil, 501, rel("m.thread", root2, ""))
+		ix.add(room, "m.room.message", "@d:x", nil, 501, rel("m.thread", root2, "")) // the latest event
 		threads := func(rq storage.RoomThreadsQuery) []string {
 			t.Helper()
 			rq.RoomID, rq.UpTo = room, 100
@@ -177,8 +177,7 @@ func TestRelations(t *testing.T) {
 		if got := threads(storage.RoomThreadsQuery{UserID: "@z:x", Limit: 1}); !slices.Equal(got, []string{root2}) {
 			t.Fatalf("first thread = %v", got)
 		}
-		r2pos := ix.pos // r2 is the latest event
-		_ = r2
+		r2pos := ix.pos
 		if got := threads(storage.RoomThreadsQuery{UserID: "@z:x", Before: r2pos - 1}); !slices.Equal(got, []string{root}) {
 			t.Fatalf("threads before %d = %v, want [%s]", r2pos-1, got, root)
 		}

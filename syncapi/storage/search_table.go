@@ -69,10 +69,7 @@ func (t SearchTable) Insert(ctx context.Context, q sqlutil.Querier, e Event, tex
 
 // Delete drops an event from the index (it was redacted).
 func (t SearchTable) Delete(ctx context.Context, q sqlutil.Querier, eventID string) error {
-	col := "rowid"
-	if t.d.Engine == sqlutil.Postgres {
-		col = "position"
-	}
+	col, _, _ := t.parts()
 	_, err := q.ExecContext(ctx, `DELETE FROM syncapi_search WHERE `+col+` IN
 		(SELECT position FROM syncapi_output_room_events WHERE event_id = $1)`, eventID)
 	if err != nil {

@@ -65,10 +65,7 @@ func waitUnread(t *testing.T, cli *mautrix.Client, since string, room id.RoomID,
 func unreadAndProfile(t *testing.T, s *server) {
 	ctx := t.Context()
 	alice, bob := userClient(t, s, "alice"), userClient(t, s, "bob")
-	room, err := alice.CreateRoom(ctx, &mautrix.ReqCreateRoom{Preset: "public_chat"})
-	must(t, "CreateRoom", err)
-	_, err = bob.JoinRoomByID(ctx, room.RoomID)
-	must(t, "JoinRoom", err)
+	room := publicRoom(t, alice, bob)
 
 	send := func(content map[string]any) id.EventID {
 		t.Helper()

@@ -24,6 +24,8 @@ import (
 	"testing"
 	"time"
 
+	"maunium.net/go/mautrix"
+
 	"github.com/axon-hs/axon/internal/sqlutil/storagetest"
 )
 
@@ -386,4 +388,16 @@ func isRoomPath(p, name string, n int) bool {
 func onBothEngines(t *testing.T, scenario func(*testing.T, *server)) {
 	t.Run("sqlite", func(t *testing.T) { scenario(t, startMonolith(t, "")) })
 	t.Run("postgres", func(t *testing.T) { scenario(t, startMonolith(t, storagetest.PostgresDSN(t))) })
+}
+
+// publicRoom creates a public room as owner and joins members to it.
+func publicRoom(t *testing.T, owner *mautrix.Client, members ...*mautrix.Client) *mautrix.RespCreateRoom {
+	t.Helper()
+	room, err := owner.CreateRoom(t.Context(), &mautrix.ReqCreateRoom{Preset: "public_chat"})
+	must(t, "CreateRoom", err)
+	for _, m := range members {
+		_, err := m.JoinRoomByID(t.Context(), room.RoomID)
+		must(t, "JoinRoomByID", err)
+	}
+	return room
 }

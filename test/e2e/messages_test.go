@@ -90,12 +90,7 @@ func waitMessages(t *testing.T, cli *mautrix.Client, room id.RoomID, want ...id.
 func messagesScenario(t *testing.T, s *server, full bool) {
 	ctx := t.Context()
 	alice, bob, carol := userClient(t, s, "alice"), userClient(t, s, "bob"), userClient(t, s, "carol")
-	room, err := alice.CreateRoom(ctx, &mautrix.ReqCreateRoom{Preset: "public_chat"})
-	must(t, "CreateRoom", err)
-	for _, c := range []*mautrix.Client{bob, carol} {
-		_, err := c.JoinRoomByID(ctx, room.RoomID)
-		must(t, "JoinRoomByID", err)
-	}
+	room := publicRoom(t, alice, bob, carol)
 
 	// Three senders at once, ten messages each.
 	const perSender = 10

@@ -40,10 +40,7 @@ func syncUntil(t *testing.T, cli *mautrix.Client, since string, cond func(*mautr
 func readingScenario(t *testing.T, s *server) {
 	ctx := t.Context()
 	alice, bob := userClient(t, s, "alice"), userClient(t, s, "bob")
-	room, err := alice.CreateRoom(ctx, &mautrix.ReqCreateRoom{Preset: "public_chat"})
-	must(t, "CreateRoom", err)
-	_, err = bob.JoinRoomByID(ctx, room.RoomID)
-	must(t, "JoinRoomByID", err)
+	room := publicRoom(t, alice, bob)
 	sent, err := alice.SendText(ctx, room.RoomID, "hello")
 	must(t, "SendText", err)
 	start := syncUntil(t, bob, "", func(r *mautrix.RespSync) error {

@@ -48,10 +48,7 @@ func eventIDs(evs []*event.Event) []id.EventID {
 func relationsScenario(t *testing.T, s *server) {
 	ctx := t.Context()
 	alice, bob := userClient(t, s, "alice"), userClient(t, s, "bob")
-	room, err := alice.CreateRoom(ctx, &mautrix.ReqCreateRoom{Preset: "public_chat"})
-	must(t, "CreateRoom", err)
-	_, err = bob.JoinRoomByID(ctx, room.RoomID)
-	must(t, "JoinRoomByID", err)
+	room := publicRoom(t, alice, bob)
 	secret, err := alice.CreateRoom(ctx, &mautrix.ReqCreateRoom{Preset: "private_chat"})
 	must(t, "CreateRoom(secret)", err)
 	hidden := sendContent(t, alice, secret.RoomID, map[string]any{"msgtype": "m.text", "body": "pineapple in secret"})

@@ -903,10 +903,7 @@ func replaceBob(s string, bob id.UserID) string { return strings.ReplaceAll(s, "
 func membersScenario(t *testing.T, s *server) {
 	ctx := t.Context()
 	alice, bob, carol := newUser(t, s, "mma"), newUser(t, s, "mmb"), newUser(t, s, "mmc")
-	room, err := alice.CreateRoom(ctx, &mautrix.ReqCreateRoom{Preset: "public_chat"})
-	must(t, "CreateRoom", err)
-	_, err = bob.JoinRoomByID(ctx, room.RoomID)
-	must(t, "bob joins", err)
+	room := publicRoom(t, alice, bob)
 	// The sync token after bob's join: /members at it shows alice and bob joined.
 	first := syncUntil(t, alice, "", func(r *mautrix.RespSync) error {
 		for _, e := range r.Rooms.Join[room.RoomID].Timeline.Events {
@@ -916,7 +913,7 @@ func membersScenario(t *testing.T, s *server) {
 		}
 		return fmt.Errorf("bob's join not synced yet")
 	})
-	_, err = alice.InviteUser(ctx, room.RoomID, &mautrix.ReqInviteUser{UserID: carol.UserID})
+	_, err := alice.InviteUser(ctx, room.RoomID, &mautrix.ReqInviteUser{UserID: carol.UserID})
 	must(t, "invite carol", err)
 	_, err = bob.LeaveRoom(ctx, room.RoomID)
 	must(t, "bob leaves", err)

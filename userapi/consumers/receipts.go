@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strings"
 	"time"
 
 	"github.com/axon-hs/axon/internal/eventlog"
@@ -52,7 +51,7 @@ func (c *Receipts) Handle(ctx context.Context, m eventlog.Msg[syncapi.OutputRece
 	if r.Type != "m.read" && r.Type != "m.read.private" {
 		return nil
 	}
-	localpart, ok := c.local(r.UserID)
+	localpart, ok := localpartOf(r.UserID, c.serverName)
 	if !ok || r.RoomID == "" || r.EventID == "" {
 		return nil // not ours to count: only local users have counts here
 	}
@@ -88,11 +87,4 @@ func (c *Receipts) Handle(ctx context.Context, m eventlog.Msg[syncapi.OutputRece
 	// Published after commit, absolute counts: a repeat publishes the same.
 	// A failure is retried with the message (marking read again is a no-op).
 	return c.publish(ctx, r.RoomID, []string{localpart})
-}
-
-func (c *Receipts) local(userID string) (string, bool) {
-	if !strings.HasPrefix(userID, "@") || !strings.HasSuffix(userID, ":"+c.serverName) {
-		return "", false
-	}
-	return strings.TrimSuffix(userID[1:], ":"+c.serverName), true
 }

@@ -425,7 +425,16 @@ func threadOf(h header) string {
 }
 
 func (c *RoomServerOutput) isLocal(userID string) bool {
-	return strings.HasSuffix(userID, ":"+c.serverName) && strings.HasPrefix(userID, "@")
+	_, ok := localpartOf(userID, c.serverName)
+	return ok
+}
+
+// localpartOf is the localpart of userID if it is a user of serverName.
+func localpartOf(userID, serverName string) (string, bool) {
+	if !strings.HasPrefix(userID, "@") || !strings.HasSuffix(userID, ":"+serverName) {
+		return "", false
+	}
+	return strings.TrimSuffix(userID[1:], ":"+serverName), true
 }
 
 func (c *RoomServerOutput) localpart(userID string) string {

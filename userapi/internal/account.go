@@ -37,8 +37,7 @@ func passErr(err error, notFound, what string) error {
 
 // ChangePassword implements api.API.
 func (u *UserAPI) ChangePassword(ctx context.Context, req api.ChangePasswordRequest) (api.ChangePasswordResponse, error) {
-	// The token cache must not outlive the change (after it commits).
-	defer u.tokens.invalidate()
+	defer u.tokens.invalidate(req.UserID)
 	local, err := u.ownLocalpart(req.UserID)
 	if err != nil {
 		return api.ChangePasswordResponse{}, err
@@ -72,8 +71,7 @@ func (u *UserAPI) ChangePassword(ctx context.Context, req api.ChangePasswordRequ
 
 // DeactivateAccount implements api.API.
 func (u *UserAPI) DeactivateAccount(ctx context.Context, req api.DeactivateAccountRequest) (api.DeactivateAccountResponse, error) {
-	// The token cache must not outlive the change (after it commits).
-	defer u.tokens.invalidate()
+	defer u.tokens.invalidate(req.UserID)
 	local, err := u.ownLocalpart(req.UserID)
 	if err != nil {
 		return api.DeactivateAccountResponse{}, err
@@ -117,8 +115,7 @@ func (u *UserAPI) QueryDevices(ctx context.Context, req api.QueryDevicesRequest)
 
 // UpdateDevice implements api.API.
 func (u *UserAPI) UpdateDevice(ctx context.Context, req api.UpdateDeviceRequest) (api.UpdateDeviceResponse, error) {
-	// The token cache must not outlive the change (after it commits).
-	defer u.tokens.invalidate()
+	defer u.tokens.invalidate(req.UserID)
 	local, err := u.ownLocalpart(req.UserID)
 	if err != nil {
 		return api.UpdateDeviceResponse{}, err
@@ -170,8 +167,7 @@ func (u *UserAPI) SetProfile(ctx context.Context, req api.SetProfileRequest) (ap
 
 // RefreshAccessToken implements api.API.
 func (u *UserAPI) RefreshAccessToken(ctx context.Context, req api.RefreshAccessTokenRequest) (api.RefreshAccessTokenResponse, error) {
-	// The token cache must not outlive the change (after it commits).
-	defer u.tokens.invalidate()
+	defer u.tokens.invalidate("")
 	unknown := apierr.New(apierr.CodeUnknownToken, "unknown refresh token")
 	if !strings.HasPrefix(req.RefreshToken, refreshPrefix) {
 		return api.RefreshAccessTokenResponse{}, unknown
@@ -216,7 +212,7 @@ func (u *UserAPI) QueryAccountTypes(ctx context.Context, req api.QueryAccountTyp
 func (u *UserAPI) UpgradeGuest(ctx context.Context, req api.UpgradeGuestRequest) (api.UpgradeGuestResponse, error) {
 	// The token cache holds the account type of the guest's devices: it
 	// must not outlive the change (after it commits).
-	defer u.tokens.invalidate()
+	defer u.tokens.invalidate(req.UserID)
 	notGuest := apierr.Forbidden("%s is not a guest account of this server", req.UserID)
 	local, ok := u.localpart(req.UserID)
 	if !ok {

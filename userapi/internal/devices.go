@@ -49,8 +49,7 @@ func newDeviceID() string {
 // CreateDevice implements api.API. The user must have a live account of this
 // server; M_NOT_FOUND otherwise.
 func (u *UserAPI) CreateDevice(ctx context.Context, req api.CreateDeviceRequest) (api.CreateDeviceResponse, error) {
-	// The token cache must not outlive the change (after it commits).
-	defer u.tokens.invalidate()
+	defer u.tokens.invalidate(req.UserID)
 	local, ok := u.localpart(req.UserID)
 	if !ok {
 		return api.CreateDeviceResponse{}, apierr.NotFound("no such user")
@@ -135,8 +134,7 @@ func (u *UserAPI) QueryAccessToken(ctx context.Context, req api.QueryAccessToken
 // user, whatever DeviceIDs holds. A user of another server has no devices
 // here, so there is nothing to delete.
 func (u *UserAPI) DeleteDevices(ctx context.Context, req api.DeleteDevicesRequest) (api.DeleteDevicesResponse, error) {
-	// The token cache must not outlive the change (after it commits).
-	defer u.tokens.invalidate()
+	defer u.tokens.invalidate(req.UserID)
 	local, ok := u.localpart(req.UserID)
 	if !ok {
 		return api.DeleteDevicesResponse{}, nil

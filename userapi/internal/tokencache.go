@@ -69,11 +69,23 @@ func (c *tokenCache) put(gen uint64, hash [32]byte, e tokenCacheEntry) {
 	c.entries[hash] = e
 }
 
-// invalidate forgets everything. Callers run it after a change to devices
-// or accounts has committed.
-func (c *tokenCache) invalidate() {
+// invalidate forgets the tokens of userID ("" for everyone's). Every
+// method changing devices or accounts starts with
+// `defer u.tokens.invalidate(...)`, so it runs after the change has
+// committed. Only that user's entries go (a login must not empty the cache
+// of a busy server), but the generation moves for all: a lookup racing the
+// change cannot store what it read before it.
+func (c *tokenCache) invalidate(userID string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.gen++
-	clear(c.entries)
+	if userID == "" {
+		clear(c.entries)
+		return
+	}
+	for h, e := range c.entries {
+		if e.device.UserID == userID {
+			delete(c.entries, h)
+		}
+	}
 }

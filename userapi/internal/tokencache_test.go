@@ -105,7 +105,7 @@ func TestTokenCacheRace(t *testing.T) {
 	var h [32]byte
 	now := time.Unix(1_700_000_000, 0)
 	gen := c.generation()
-	c.invalidate() // a change commits while the lookup reads the old row
+	c.invalidate("") // a change commits while the lookup reads the old row
 	c.put(gen, h, tokenCacheEntry{device: api.Device{DeviceID: "OLD"}, cachedAt: now})
 	if _, ok := c.get(h, now); ok {
 		t.Fatal("stale lookup was cached")
@@ -116,5 +116,16 @@ func TestTokenCacheRace(t *testing.T) {
 	}
 	if _, ok := c.get(h, now.Add(tokenCacheTTL)); ok {
 		t.Fatal("entry outlived its lifetime")
+	}
+	// A change of one user's devices forgets only that user's tokens.
+	other := [32]byte{1}
+	c.put(c.generation(), h, tokenCacheEntry{device: api.Device{UserID: "@a:x"}, cachedAt: now})
+	c.put(c.generation(), other, tokenCacheEntry{device: api.Device{UserID: "@b:x"}, cachedAt: now})
+	c.invalidate("@a:x")
+	if _, ok := c.get(h, now); ok {
+		t.Fatal("@a:x's token survived a change of @a:x's devices")
+	}
+	if _, ok := c.get(other, now); !ok {
+		t.Fatal("@b:x's token was forgotten by a change of @a:x's devices")
 	}
 }

@@ -29,6 +29,13 @@ func Each(t *testing.T, f func(t *testing.T, db *sqlutil.DB)) {
 	t.Run("postgres", func(t *testing.T) { f(t, Postgres(t)) })
 }
 
+// EachBench runs f once per engine with a fresh, empty database.
+func EachBench(b *testing.B, f func(b *testing.B, db *sqlutil.DB)) {
+	b.Helper()
+	b.Run("sqlite", func(b *testing.B) { f(b, SQLite(b)) })
+	b.Run("postgres", func(b *testing.B) { f(b, Postgres(b)) })
+}
+
 // SQLite opens a fresh SQLite database in t.TempDir().
 func SQLite(t testing.TB) *sqlutil.DB {
 	t.Helper()
