@@ -31,7 +31,10 @@ type State map[int64]int64
 const maxGeneration = 16
 
 // SnapshotsTable is roomserver_state_snapshots.
-type SnapshotsTable struct{ d sqlutil.Dialect }
+type SnapshotsTable struct {
+	d sqlutil.Dialect
+	c *caches // nil: no cache
+}
 
 // Insert stores state as a delta on parent (or as a full snapshot when the
 // chain is long or there is no parent) and returns the new snapshot nid.
@@ -81,9 +84,15 @@ const loadChain = `WITH RECURSIVE chain (snapshot_nid, parent_nid, entries, dept
 	) SELECT snapshot_nid, parent_nid, entries FROM chain ORDER BY depth`
 
 // Load returns the full state of a snapshot; snapshot 0 is the empty state.
+// The State may be shared with other callers: it must not be modified.
 func (t SnapshotsTable) Load(ctx context.Context, q sqlutil.Querier, nid int64) (State, error) {
 	if nid == 0 {
 		return State{}, nil
+	}
+	if t.c != nil {
+		if s, ok := t.c.snapshots.get(nid); ok {
+			return s, nil
+		}
 	}
 	rows, err := q.QueryContext(ctx, loadChain, nid, 2*maxGeneration)
 	if err != nil {
@@ -116,6 +125,9 @@ func (t SnapshotsTable) Load(ctx context.Context, q sqlutil.Querier, nid int64) 
 		if err := decodeInto(chain[i], state); err != nil {
 			return nil, fmt.Errorf("decode snapshot %d: %w", nid, err)
 		}
+	}
+	if t.c != nil && committed(q) {
+		t.c.snapshots.put(nid, state)
 	}
 	return state, nil
 }

@@ -23,7 +23,10 @@ type Tuple struct{ Type, StateKey string }
 
 // StateKeysTable is roomserver_state_keys: numeric ids for (type,
 // state_key) pairs, shared by every room, so snapshots store numbers.
-type StateKeysTable struct{ d sqlutil.Dialect }
+type StateKeysTable struct {
+	d sqlutil.Dialect
+	c *caches // nil: no cache
+}
 
 // Assign returns the nid of a tuple, creating it if needed.
 //
@@ -34,6 +37,11 @@ type StateKeysTable struct{ d sqlutil.Dialect }
 // first and inserts only a tuple never seen; a concurrent insert of the
 // same one makes the insert return nothing, and the read is repeated.
 func (t StateKeysTable) Assign(ctx context.Context, q sqlutil.Querier, tu Tuple) (int64, error) {
+	if t.c != nil {
+		if nid, ok := t.c.tuples.get(tu); ok {
+			return nid, nil
+		}
+	}
 	const sel = `SELECT tuple_nid FROM roomserver_state_keys WHERE event_type = $1 AND state_key = $2`
 	var nid int64
 	err := q.QueryRowContext(ctx, sel, tu.Type, tu.StateKey).Scan(&nid)
@@ -47,6 +55,9 @@ func (t StateKeysTable) Assign(ctx context.Context, q sqlutil.Querier, tu Tuple)
 	if err != nil {
 		return 0, fmt.Errorf("assign state key (%s, %s): %w", tu.Type, tu.StateKey, err)
 	}
+	if t.c != nil && committed(q) {
+		t.c.tuples.put(tu, nid)
+	}
 	return nid, nil
 }
 
@@ -59,9 +70,21 @@ func (t StateKeysTable) Assign(ctx context.Context, q sqlutil.Querier, tu Tuple)
 // pairs are few: the types asked together are a handful.
 func (t StateKeysTable) Lookup(ctx context.Context, q sqlutil.Querier, tuples []Tuple) (map[Tuple]int64, error) {
 	out := make(map[Tuple]int64, len(tuples))
+	if t.c != nil {
+		missing := tuples[:0:0]
+		for _, tu := range tuples {
+			if nid, ok := t.c.tuples.get(tu); ok {
+				out[tu] = nid
+			} else {
+				missing = append(missing, tu)
+			}
+		}
+		tuples = missing
+	}
 	if len(tuples) == 0 {
 		return out, nil
 	}
+	cache := t.c != nil && committed(q)
 	wanted := make(map[Tuple]bool, len(tuples))
 	var types, keys []string
 	seenType, seenKey := map[string]bool{}, map[string]bool{}
@@ -90,6 +113,9 @@ func (t StateKeysTable) Lookup(ctx context.Context, q sqlutil.Querier, tuples []
 		}
 		if wanted[tu] {
 			out[tu] = nid
+			if cache {
+				t.c.tuples.put(tu, nid)
+			}
 		}
 	}
 	if err := rows.Err(); err != nil {

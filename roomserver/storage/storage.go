@@ -41,8 +41,8 @@ func Open(ctx context.Context, db *sqlutil.DB) (*Storage, error) {
 	if err := sqlutil.Migrate(ctx, db, "roomserver", migrations); err != nil {
 		return nil, err
 	}
-	d := db.Dialect
-	return &Storage{DB: db, Rooms: RoomsTable{d}, Events: EventsTable{d}, StateKeys: StateKeysTable{d}, Snapshots: SnapshotsTable{d},
+	d, c := db.Dialect, newCaches()
+	return &Storage{DB: db, Rooms: RoomsTable{d}, Events: EventsTable{d}, StateKeys: StateKeysTable{d, c}, Snapshots: SnapshotsTable{d, c},
 		Members: MembershipTable{d}, Redacts: RedactionsTable{d}, Aliases: AliasesTable{d}, Published: PublishedTable{d}, Reports: ReportsTable{d}}, nil
 }
 
@@ -82,7 +82,7 @@ func migrateRoomsArea(ctx context.Context, tx *sql.Tx, d sqlutil.Dialect) error 
 	}
 	ev, mt := EventsTable{d}, MembershipTable{d}
 	for _, r := range rooms {
-		state, err := SnapshotsTable{d}.Load(ctx, tx, r.snapshot)
+		state, err := SnapshotsTable{d: d}.Load(ctx, tx, r.snapshot)
 		if err != nil {
 			return err
 		}

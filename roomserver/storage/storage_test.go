@@ -1,6 +1,7 @@
 package storage
 
 import (
+	"database/sql"
 	"errors"
 	"maps"
 	"testing"
@@ -58,14 +59,102 @@ func TestSnapshotsDeltaChain(t *testing.T) {
 		if err := db.QueryRowContext(ctx, `SELECT MAX(generation) FROM roomserver_state_snapshots`).Scan(&maxGen); err != nil || maxGen >= maxGeneration {
 			t.Fatalf("max generation = %d, %v; want < %d", maxGen, err, maxGeneration)
 		}
-		// A delta whose parent is gone cannot be loaded (the last one is a delta on the one before).
+		// A delta whose parent is gone cannot be loaded (the last one is a
+		// delta on the one before). Snapshots are never deleted, so the
+		// cache would still answer: read without it.
 		if _, err := db.ExecContext(ctx, `DELETE FROM roomserver_state_snapshots WHERE snapshot_nid = $1`, nids[len(nids)-2]); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := st.Snapshots.Load(ctx, db.Reader(), nids[len(nids)-1]); !errors.Is(err, ErrNotFound) {
+		if _, err := (SnapshotsTable{d: db.Dialect}).Load(ctx, db.Reader(), nids[len(nids)-1]); !errors.Is(err, ErrNotFound) {
 			t.Fatalf("Load(broken chain) = %v, want ErrNotFound", err)
 		}
 	})
+}
+
+// A snapshot or tuple read inside a transaction that then rolls back must
+// not stay cached: SQLite gives its number to the next row inserted.
+func TestCachesKeepOnlyCommittedRows(t *testing.T) {
+	storagetest.Each(t, func(t *testing.T, db *sqlutil.DB) {
+		ctx := t.Context()
+		st, err := Open(ctx, db)
+		if err != nil {
+			t.Fatal(err)
+		}
+		room, err := st.Rooms.Insert(ctx, db, "!r:x", "12")
+		if err != nil {
+			t.Fatal(err)
+		}
+		errRollback := errors.New("roll back")
+		var lostSnap, lostTuple int64
+		err = db.InTx(ctx, func(tx *sql.Tx) error {
+			if lostSnap, err = st.Snapshots.Insert(ctx, tx, room, 0, nil, State{1: 100}); err != nil {
+				return err
+			}
+			if _, err := st.Snapshots.Load(ctx, tx, lostSnap); err != nil {
+				return err
+			}
+			if lostTuple, err = st.StateKeys.Assign(ctx, tx, Tuple{Type: "m.lost", StateKey: ""}); err != nil {
+				return err
+			}
+			if _, err := st.StateKeys.Lookup(ctx, tx, []Tuple{{Type: "m.lost"}}); err != nil {
+				return err
+			}
+			return errRollback
+		})
+		if !errors.Is(err, errRollback) {
+			t.Fatalf("InTx = %v", err)
+		}
+		snap, err := st.Snapshots.Insert(ctx, db, room, 0, nil, State{2: 200})
+		if err != nil {
+			t.Fatal(err)
+		}
+		tuple, err := st.StateKeys.Assign(ctx, db, Tuple{Type: "m.kept", StateKey: ""})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, err := st.Snapshots.Load(ctx, db.Reader(), snap); err != nil || !maps.Equal(got, State{2: 200}) {
+			t.Fatalf("Load(%d) = %v, %v; want {2:200} (rolled back snapshot was %d)", snap, got, err, lostSnap)
+		}
+		got, err := st.StateKeys.Lookup(ctx, db.Reader(), []Tuple{{Type: "m.kept"}, {Type: "m.lost"}})
+		if err != nil || len(got) != 1 || got[Tuple{Type: "m.kept"}] != tuple {
+			t.Fatalf("Lookup = %v, %v; want only m.kept = %d (rolled back tuple was %d)", got, err, tuple, lostTuple)
+		}
+		// Cached now: a second read answers the same without the database.
+		if _, err := db.ExecContext(ctx, `DELETE FROM roomserver_state_snapshots WHERE snapshot_nid = $1`, snap); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := st.Snapshots.Load(ctx, db.Reader(), snap); err != nil || !maps.Equal(got, State{2: 200}) {
+			t.Fatalf("cached Load(%d) = %v, %v", snap, got, err)
+		}
+	})
+}
+
+func TestBoundedCacheEvicts(t *testing.T) {
+	c := boundedCache[int, State]{max: 100, cost: func(s State) int { return len(s) + 1 }}
+	for i := range 1000 {
+		c.put(i, State{1: int64(i)})
+		if c.used > c.max {
+			t.Fatalf("after %d puts the cache holds %d, more than %d", i+1, c.used, c.max)
+		}
+	}
+	if v, ok := c.get(999); !ok || v[1] != 999 {
+		t.Fatalf("the last value put is gone: %v %v", v, ok)
+	}
+	big := State{}
+	for i := range 30 {
+		big[int64(i)] = 1
+	}
+	c.put(-1, big) // more than a quarter of the budget: not kept
+	if _, ok := c.get(-1); ok {
+		t.Fatal("an oversized value was cached")
+	}
+	var sum int
+	for _, v := range c.m {
+		sum += c.cost(v)
+	}
+	if sum != c.used {
+		t.Fatalf("used = %d, but the entries cost %d", c.used, sum)
+	}
 }
 
 func TestEventsIdempotentInsert(t *testing.T) {
