@@ -43,7 +43,7 @@ func (rt *Routes) redact(w http.ResponseWriter, r *http.Request, dev userapi.Dev
 	txn := storage.Txn{UserID: dev.UserID, DeviceID: dev.DeviceID, Scope: "redact:" + string(roomID), TxnID: r.PathValue("txnId")}
 	unlock := rt.txnMu.Lock(txn.UserID + "\x00" + txn.DeviceID + "\x00" + txn.Scope + "\x00" + txn.TxnID)
 	defer unlock()
-	if id, err := rt.db.Txns.Select(ctx, rt.db.DB, txn); err != nil {
+	if id, err := rt.db.Txns.Select(ctx, rt.db.DB.Reader(), txn); err != nil {
 		return err
 	} else if id != "" {
 		return httputil.JSON(w, map[string]string{"event_id": id})
@@ -96,7 +96,7 @@ func (rt *Routes) redact(w http.ResponseWriter, r *http.Request, dev userapi.Dev
 		// removeGuests checks what the current state says now.
 		rt.removeGuests(ctx, roomID)
 	}
-	if err := rt.db.Txns.Insert(ctx, rt.db.DB, txn, string(red.EventID()), rt.now().UnixMilli()); err != nil {
+	if err := rt.rememberTxn(ctx, txn, string(red.EventID())); err != nil {
 		return err
 	}
 	return httputil.JSON(w, map[string]json.RawMessage{"event_id": mustJSON(string(red.EventID()))})

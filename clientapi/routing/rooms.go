@@ -3,6 +3,7 @@ package routing
 import (
 	"context"
 	"crypto/rand"
+	"database/sql"
 	"encoding/json"
 	"maps"
 	"net/http"
@@ -315,7 +316,7 @@ func (rt *Routes) send(w http.ResponseWriter, r *http.Request, dev userapi.Devic
 	txn := storage.Txn{UserID: dev.UserID, DeviceID: dev.DeviceID, Scope: "send:" + string(roomID), TxnID: r.PathValue("txnId")}
 	unlock := rt.txnMu.Lock(txn.UserID + "\x00" + txn.DeviceID + "\x00" + txn.Scope + "\x00" + txn.TxnID)
 	defer unlock()
-	if id, err := rt.db.Txns.Select(ctx, rt.db.DB, txn); err != nil {
+	if id, err := rt.db.Txns.Select(ctx, rt.db.DB.Reader(), txn); err != nil {
 		return err
 	} else if id != "" {
 		return httputil.JSON(w, map[string]string{"event_id": id})
@@ -333,10 +334,19 @@ func (rt *Routes) send(w http.ResponseWriter, r *http.Request, dev userapi.Devic
 	if _, err := rt.rs.InputRoomEvents(ctx, req); err != nil {
 		return err
 	}
-	if err := rt.db.Txns.Insert(ctx, rt.db.DB, txn, string(e.EventID()), rt.now().UnixMilli()); err != nil {
+	if err := rt.rememberTxn(ctx, txn, string(e.EventID())); err != nil {
 		return err
 	}
 	return httputil.JSON(w, map[string]string{"event_id": string(e.EventID())})
+}
+
+// rememberTxn stores the event a transaction id produced. It goes through
+// a write transaction, not a lone statement, so that on SQLite it shares
+// the commit of whatever else is being written at the same moment.
+func (rt *Routes) rememberTxn(ctx context.Context, txn storage.Txn, eventID string) error {
+	return rt.db.DB.InTx(ctx, func(tx *sql.Tx) error {
+		return rt.db.Txns.Insert(ctx, tx, txn, eventID, rt.now().UnixMilli())
+	})
 }
 
 // checkThreadRoot refuses a thread started off an event that itself relates
