@@ -216,6 +216,77 @@ func TestInputAndQueries(t *testing.T) {
 	})
 }
 
+// TestAtomicInput: an atomic request with a rejected event stores none of
+// its events and announces none; the same events without Atomic keep those
+// before the rejected one.
+func TestAtomicInput(t *testing.T) {
+	eachTransport(t, func(t *testing.T, a api.API, out *outputs) {
+		ctx := t.Context()
+		alice, mallory := "@alice:"+string(origin), "@mallory:"+string(origin)
+		build := func() (*chain, []*event.PDU) {
+			c := newChain(t, event.DefaultRoomVersion)
+			create := c.add(event.TypeCreate, strp(""), alice, map[string]any{"room_version": c.v.ID})
+			join := c.add(event.TypeMember, strp(alice), alice, map[string]any{"membership": "join"})
+			// Mallory never joined: her topic is refused by the auth rules.
+			topic := c.add("m.room.topic", strp(""), mallory, map[string]any{"topic": "mine"})
+			return c, []*event.PDU{create, join, topic}
+		}
+
+		c, evs := build()
+		req := input(c.v, evs...)
+		req.Atomic = true
+		if _, err := a.InputRoomEvents(ctx, req); !apierr.HasCode(err, apierr.CodeForbidden) {
+			t.Fatalf("atomic InputRoomEvents = %v, want M_FORBIDDEN", err)
+		}
+		res, err := a.QueryLatestEventsAndState(ctx, api.QueryLatestEventsAndStateRequest{RoomID: string(c.roomID)})
+		if err != nil || res.RoomExists {
+			t.Fatalf("after a refused atomic input the room exists: %+v, %v", res, err)
+		}
+
+		// The same shape without Atomic: create and join stay.
+		c2, evs2 := build()
+		if _, err := a.InputRoomEvents(ctx, input(c2.v, evs2...)); !apierr.HasCode(err, apierr.CodeForbidden) {
+			t.Fatalf("InputRoomEvents = %v, want M_FORBIDDEN", err)
+		}
+		res, err = a.QueryLatestEventsAndState(ctx, api.QueryLatestEventsAndStateRequest{RoomID: string(c2.roomID)})
+		if err != nil || !res.RoomExists || len(res.LatestEvents) != 1 || res.LatestEvents[0] != string(evs2[1].EventID()) {
+			t.Fatalf("non-atomic: %+v, %v; want the room with the join latest", res, err)
+		}
+
+		// An atomic request that passes stores every event.
+		c3, evs3 := build()
+		req = input(c3.v, evs3[:2]...)
+		req.Atomic = true
+		if _, err := a.InputRoomEvents(ctx, req); err != nil {
+			t.Fatalf("atomic InputRoomEvents = %v", err)
+		}
+
+		// Outputs, in order per room (rooms may interleave): the second and
+		// third rooms' create and join; nothing of the first room, whose
+		// input was published before theirs.
+		want := map[string][]string{
+			string(c2.roomID): {string(evs2[0].EventID()), string(evs2[1].EventID())},
+			string(c3.roomID): {string(evs3[0].EventID()), string(evs3[1].EventID())},
+		}
+		byRoom := func() map[string][]string {
+			out.mu.Lock()
+			defer out.mu.Unlock()
+			got := map[string][]string{}
+			for _, e := range out.evs {
+				got[e.RoomID] = append(got[e.RoomID], e.EventID)
+			}
+			return got
+		}
+		deadline := time.Now().Add(10 * time.Second)
+		for len(out.ids()) < 4 && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+		}
+		if got := byRoom(); !reflect.DeepEqual(got, want) {
+			t.Fatalf("output events = %v, want %v", got, want)
+		}
+	})
+}
+
 // TestLatestEventHashes: for room versions 1 and 2, whose events reference
 // others by [id, hashes], the roomserver reports the latest events'
 // reference hashes; later versions need none.

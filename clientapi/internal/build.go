@@ -160,9 +160,10 @@ func (c *Chain) Add(p event.Proto) (*event.PDU, error) {
 	return e, nil
 }
 
-// Input returns the chain as roomserver input.
+// Input returns the chain as roomserver input, stored all or nothing: a
+// refused event must not leave half a room.
 func (c *Chain) Input() rsapi.InputRoomEventsRequest {
-	req := rsapi.InputRoomEventsRequest{RoomID: string(c.RoomID), RoomVersion: c.v.ID}
+	req := rsapi.InputRoomEventsRequest{RoomID: string(c.RoomID), RoomVersion: c.v.ID, Atomic: true}
 	for _, e := range c.Events {
 		req.Events = append(req.Events, rsapi.InputEvent{Kind: rsapi.KindNew, Event: json.RawMessage(e.JSON())})
 	}

@@ -14,7 +14,6 @@ import (
 	"github.com/axon-hs/axon/internal/apierr"
 	"github.com/axon-hs/axon/internal/httputil"
 	"github.com/axon-hs/axon/matrix"
-	"github.com/axon-hs/axon/matrix/authrules"
 	"github.com/axon-hs/axon/matrix/event"
 	rsapi "github.com/axon-hs/axon/roomserver/api"
 	userapi "github.com/axon-hs/axon/userapi/api"
@@ -215,11 +214,6 @@ func (rt *Routes) createRoom(w http.ResponseWriter, r *http.Request, dev userapi
 			return err
 		}
 	}
-	// The roomserver keeps the events before a rejected one: checking the
-	// chain first means a refused createRoom leaves no half-made room.
-	if err := checkChain(chain.Events); err != nil {
-		return apierr.New(apierr.CodeInvalidRoomState, "the requested initial state is not allowed: %v", err)
-	}
 	if _, err := rt.rs.InputRoomEvents(ctx, chain.Input()); err != nil {
 		if e, ok := apierr.As(err); ok && e.Code == apierr.CodeForbidden {
 			return apierr.New(apierr.CodeInvalidRoomState, "the requested initial state is not allowed: %s", e.Msg)
@@ -230,21 +224,6 @@ func (rt *Routes) createRoom(w http.ResponseWriter, r *http.Request, dev userapi
 		return err
 	}
 	return httputil.JSON(w, map[string]string{"room_id": string(chain.RoomID)})
-}
-
-// checkChain runs the auth rules over a new room's events in order, each
-// against the state the ones before it made.
-func checkChain(evs []*event.PDU) error {
-	state := map[event.StateKeyTuple]*event.PDU{}
-	for _, e := range evs {
-		if err := authrules.Check(e, slices.Collect(maps.Values(state))); err != nil {
-			return err
-		}
-		if sk := e.StateKey(); sk != nil {
-			state[event.StateKeyTuple{Type: e.Type(), StateKey: *sk}] = e
-		}
-	}
-	return nil
 }
 
 // topicContent is m.room.topic content with the m.topic text block (spec 1.15).

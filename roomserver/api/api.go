@@ -105,6 +105,11 @@ type InputRoomEventsRequest struct {
 	RoomID      string       `json:"room_id"`
 	RoomVersion string       `json:"room_version"`
 	Events      []InputEvent `json:"events"`
+	// Atomic: every event is stored, or none is. A rejected event rolls
+	// back the whole request (a new room's events: a refused createRoom or
+	// upgrade must not leave half a room). Otherwise each event is stored
+	// on its own and the events before a rejected one stay.
+	Atomic bool `json:"atomic,omitempty"`
 }
 type InputRoomEventsResponse struct{}
 

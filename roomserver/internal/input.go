@@ -34,11 +34,42 @@ func (r *Roomserver) HandleInput(ctx context.Context, m eventlog.Msg[api.InputMe
 		r.reply(m.Value.ReplyTo, apierr.New(apierr.CodeUnsupportedRoomVer, "unsupported room version %q", req.RoomVersion))
 		return nil
 	}
-	for _, in := range req.Events {
-		err := r.st.InTx(ctx, func(tx *sql.Tx) error { return r.processEvent(ctx, tx, v, req.RoomID, in) })
+	// The outputs are published inside the transaction, after the events
+	// they describe: if the commit then fails, the input is redelivered and
+	// published again, which consumers ignore; publishing after the commit
+	// could lose the output in a crash. An atomic request publishes only
+	// once every event passed, so that nobody hears of a room that was
+	// rolled back.
+	process := func(tx *sql.Tx, evs []api.InputEvent) error {
+		outs := make([]api.OutputEvent, 0, len(evs))
+		for _, in := range evs {
+			out, err := r.processEvent(ctx, tx, v, req.RoomID, in)
+			if err != nil {
+				return err
+			}
+			if out != nil {
+				outs = append(outs, *out)
+			}
+		}
+		for _, out := range outs {
+			if _, err := eventlog.Publish(ctx, r.log, api.OutputTopic, req.RoomID, out); err != nil {
+				return fmt.Errorf("publish output event %s: %w", out.EventID, err)
+			}
+		}
+		return nil
+	}
+	batches := [][]api.InputEvent{req.Events}
+	if !req.Atomic {
+		batches = make([][]api.InputEvent, len(req.Events))
+		for i := range req.Events {
+			batches[i] = req.Events[i : i+1]
+		}
+	}
+	for _, evs := range batches {
+		err := r.st.InTx(ctx, func(tx *sql.Tx) error { return process(tx, evs) })
 		var rej rejection
 		if errors.As(err, &rej) {
-			r.logger.InfoContext(ctx, "event rejected", "room_id", req.RoomID, "err", rej.err.Msg)
+			r.logger.InfoContext(ctx, "event rejected", "room_id", req.RoomID, "atomic", req.Atomic, "err", rej.err.Msg)
 			r.reply(m.Value.ReplyTo, rej.err)
 			return nil
 		}
@@ -50,13 +81,15 @@ func (r *Roomserver) HandleInput(ctx context.Context, m eventlog.Msg[api.InputMe
 	return nil
 }
 
-func (r *Roomserver) processEvent(ctx context.Context, tx *sql.Tx, v *event.RoomVersion, roomID string, in api.InputEvent) error {
+// processEvent checks and stores one event in tx and returns the output
+// that announces it (nil when it was stored before).
+func (r *Roomserver) processEvent(ctx context.Context, tx *sql.Tx, v *event.RoomVersion, roomID string, in api.InputEvent) (*api.OutputEvent, error) {
 	pdu, err := event.Parse(in.Event, v)
 	if err != nil {
-		return rejection{apierr.BadJSON("invalid event: %v", err)}
+		return nil, rejection{apierr.BadJSON("invalid event: %v", err)}
 	}
 	if string(pdu.RoomID()) != roomID {
-		return reject("event %s is for room %s, not %s", pdu.EventID(), pdu.RoomID(), roomID)
+		return nil, reject("event %s is for room %s, not %s", pdu.EventID(), pdu.RoomID(), roomID)
 	}
 	// The event itself and its prev events in one query (a round trip each
 	// on PostgreSQL otherwise).
@@ -66,13 +99,13 @@ func (r *Roomserver) processEvent(ctx context.Context, tx *sql.Tx, v *event.Room
 	}
 	found, err := r.st.Events.SelectByIDs(ctx, tx, append([]string{string(pdu.EventID())}, prevIDs...))
 	if err != nil {
-		return err
+		return nil, err
 	}
 	var prevs []storage.Event
 	for _, e := range found {
 		if e.EventID == string(pdu.EventID()) {
 			if !e.Outlier {
-				return nil // already processed: a redelivery or a retried request
+				return nil, nil // already processed: a redelivery or a retried request
 			}
 			// A stored outlier is processed now; it is one of its own prev
 			// events only if it lists itself.
@@ -88,39 +121,39 @@ func (r *Roomserver) processEvent(ctx context.Context, tx *sql.Tx, v *event.Room
 	if isCreate {
 		nid, err := r.st.Rooms.Insert(ctx, tx, roomID, v.ID)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		room = storage.Room{NID: nid, RoomID: roomID, Version: v.ID}
 		if len(pdu.PrevEventIDs()) != 0 {
-			return reject("create event must not have prev_events")
+			return nil, reject("create event must not have prev_events")
 		}
 	} else {
 		room, err = r.st.Rooms.Select(ctx, tx, roomID)
 		if errors.Is(err, storage.ErrNotFound) {
-			return rejection{apierr.NotFound("unknown room %s", roomID)}
+			return nil, rejection{apierr.NotFound("unknown room %s", roomID)}
 		}
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if room.Version != v.ID {
-			return reject("room %s is version %s, not %s", roomID, room.Version, v.ID)
+			return nil, reject("room %s is version %s, not %s", roomID, room.Version, v.ID)
 		}
 	}
 
 	// The state before the event is the state after its prev events, resolved when they diverge.
 	if len(prevs) != len(prevIDs) {
-		return reject("event %s has prev events this server does not have", pdu.EventID())
+		return nil, reject("event %s has prev events this server does not have", pdu.EventID())
 	}
 	var prevNIDs []int64
 	var prevStates []storage.State
 	parentSnapshot := int64(0)
 	for _, p := range prevs {
 		if p.Rejected || p.Outlier {
-			return reject("event %s references unusable prev event %s", pdu.EventID(), p.EventID)
+			return nil, reject("event %s references unusable prev event %s", pdu.EventID(), p.EventID)
 		}
 		st, err := r.st.Snapshots.Load(ctx, tx, p.SnapshotNID)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		prevNIDs = append(prevNIDs, p.NID)
 		prevStates = append(prevStates, st)
@@ -128,7 +161,7 @@ func (r *Roomserver) processEvent(ctx context.Context, tx *sql.Tx, v *event.Room
 	}
 	before, err := r.resolve(ctx, tx, v, prevStates)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if len(prevs) != 1 {
 		parentSnapshot = 0
@@ -137,7 +170,7 @@ func (r *Roomserver) processEvent(ctx context.Context, tx *sql.Tx, v *event.Room
 	// Auth rules against the state before the event.
 	authEvents, err := r.authEventsFor(ctx, tx, pdu, v, before)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	var rejectReason string
 	if r.auth != nil {
@@ -149,7 +182,7 @@ func (r *Roomserver) processEvent(ctx context.Context, tx *sql.Tx, v *event.Room
 	var tupleNID int64
 	if sk := pdu.StateKey(); sk != nil {
 		if tupleNID, err = r.st.StateKeys.Assign(ctx, tx, storage.Tuple{Type: pdu.Type(), StateKey: *sk}); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	row := storage.Event{RoomNID: room.NID, EventID: string(pdu.EventID()), TupleNID: tupleNID, Depth: pdu.Depth(),
@@ -168,29 +201,29 @@ func (r *Roomserver) processEvent(ctx context.Context, tx *sql.Tx, v *event.Room
 	if tupleNID == 0 && rejectReason == "" {
 		if snapshot == 0 {
 			if snapshot, err = r.st.Snapshots.Insert(ctx, tx, room.NID, 0, nil, after); err != nil {
-				return err
+				return nil, err
 			}
 		}
 		row.SnapshotNID = snapshot
 	}
 	nid, inserted, err := r.st.Events.Insert(ctx, tx, row, rejectReason)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if rejectReason != "" {
-		return reject("%s", rejectReason)
+		return nil, reject("%s", rejectReason)
 	}
 	if tupleNID != 0 {
 		after = maps.Clone(before)
 		after[tupleNID] = nid
 		if snapshot, err = r.st.Snapshots.Insert(ctx, tx, room.NID, parentSnapshot, parentState, after); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	// An outlier stored before keeps its row (and got no snapshot from the insert).
 	if tupleNID != 0 || !inserted {
 		if err := r.st.Events.SetSnapshot(ctx, tx, nid, snapshot); err != nil {
-			return err
+			return nil, err
 		}
 	}
 
@@ -212,7 +245,7 @@ func (r *Roomserver) processEvent(ctx context.Context, tx *sql.Tx, v *event.Room
 	}
 	if oldState == nil {
 		if oldState, err = r.st.Snapshots.Load(ctx, tx, room.SnapshotNID); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	current, currentSnapshot := after, snapshot
@@ -221,47 +254,41 @@ func (r *Roomserver) processEvent(ctx context.Context, tx *sql.Tx, v *event.Room
 		states := []storage.State{after}
 		others, err := r.st.Events.SelectByNIDs(ctx, tx, latest[1:])
 		if err != nil {
-			return err
+			return nil, err
 		}
 		for _, o := range others {
 			st, err := r.st.Snapshots.Load(ctx, tx, o.SnapshotNID)
 			if err != nil {
-				return err
+				return nil, err
 			}
 			states = append(states, st)
 		}
 		if current, err = r.resolve(ctx, tx, v, states); err != nil {
-			return err
+			return nil, err
 		}
 		if !maps.Equal(current, after) {
 			if currentSnapshot, err = r.st.Snapshots.Insert(ctx, tx, room.NID, snapshot, after, current); err != nil {
-				return err
+				return nil, err
 			}
 		}
 	}
 	depth := max(room.Depth, pdu.Depth())
 	if err := r.st.Rooms.UpdateLatest(ctx, tx, room.NID, latest, currentSnapshot, depth); err != nil {
-		return err
+		return nil, err
 	}
 
-	// Publish inside the transaction: if the commit then fails, the input is
-	// redelivered and published again, which consumers ignore; publishing
-	// after commit could lose the output in a crash.
 	adds, removes, err := r.stateDelta(ctx, tx, room.NID, oldState, current)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	out := api.OutputEvent{RoomID: roomID, RoomVersion: v.ID, Event: pdu.JSON(), EventID: string(pdu.EventID()),
 		AddsState: adds, RemovesState: removes, TxnID: in.TxnID}
 	if pdu.Type() == event.TypeRedaction {
 		if out.RedactedEventID, out.RedactedEvent, err = r.applyRedaction(ctx, tx, v, room.NID, pdu, before); err != nil {
-			return err
+			return nil, err
 		}
 	}
-	if _, err := eventlog.Publish(ctx, r.log, api.OutputTopic, roomID, out); err != nil {
-		return fmt.Errorf("publish output event %s: %w", pdu.EventID(), err)
-	}
-	return nil
+	return &out, nil
 }
 
 // stateDelta lists the event ids added to and removed from the current
