@@ -3,7 +3,6 @@ package routing
 import (
 	"context"
 	"crypto/rand"
-	"database/sql"
 	"encoding/json"
 	"maps"
 	"net/http"
@@ -319,13 +318,9 @@ func (rt *Routes) send(w http.ResponseWriter, r *http.Request, dev userapi.Devic
 	return httputil.JSON(w, map[string]string{"event_id": string(e.EventID())})
 }
 
-// rememberTxn stores the event a transaction id produced. It goes through
-// a write transaction, not a lone statement, so that on SQLite it shares
-// the commit of whatever else is being written at the same moment.
+// rememberTxn stores the event a transaction id produced.
 func (rt *Routes) rememberTxn(ctx context.Context, txn storage.Txn, eventID string) error {
-	return rt.db.DB.InTx(ctx, func(tx *sql.Tx) error {
-		return rt.db.Txns.Insert(ctx, tx, txn, eventID, rt.now().UnixMilli())
-	})
+	return rt.db.Txns.Insert(ctx, rt.db.DB, txn, eventID, rt.now().UnixMilli())
 }
 
 // checkThreadRoot refuses a thread started off an event that itself relates

@@ -90,6 +90,60 @@ func TestGroupCommitIsolatesFailures(t *testing.T) {
 	}
 }
 
+// TestExecJoinsGroup: lone statements share the group commit with
+// transactions on SQLite, and each still gets its own result or error.
+func TestExecJoinsGroup(t *testing.T) {
+	db := openKV(t)
+	ctx := t.Context()
+	if _, err := db.ExecContext(ctx, `INSERT INTO kv (k, v) VALUES (-1, 'taken')`); err != nil {
+		t.Fatal(err)
+	}
+	const n = 200
+	errs := make([]error, n)
+	affected := make([]int64, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			if i%2 == 0 {
+				errs[i] = db.InTx(ctx, func(tx *sql.Tx) error {
+					_, err := tx.ExecContext(ctx, `INSERT INTO kv (k, v) VALUES ($1, 'tx')`, i)
+					return err
+				})
+				return
+			}
+			k := i
+			if i%10 == 1 {
+				k = -1 // taken: this one fails alone
+			}
+			res, err := db.ExecContext(ctx, `INSERT INTO kv (k, v) VALUES ($1, 'exec')`, k)
+			if errs[i] = err; err == nil {
+				affected[i], errs[i] = res.RowsAffected()
+			}
+		})
+	}
+	wg.Wait()
+	for i := range n {
+		var rows int
+		if err := db.QueryRowContext(ctx, `SELECT COUNT(*) FROM kv WHERE k = $1`, i).Scan(&rows); err != nil {
+			t.Fatal(err)
+		}
+		switch {
+		case i%10 == 1:
+			if !sqlutil.IsUniqueViolation(errs[i]) || rows != 0 {
+				t.Errorf("exec %d: err %v, %d rows; want a unique violation and nothing written", i, errs[i], rows)
+			}
+		case i%2 == 1:
+			if errs[i] != nil || affected[i] != 1 || rows != 1 {
+				t.Errorf("exec %d: err %v, %d affected, %d rows; want 1 and 1", i, errs[i], affected[i], rows)
+			}
+		default:
+			if errs[i] != nil || rows != 1 {
+				t.Errorf("tx %d: err %v, %d rows", i, errs[i], rows)
+			}
+		}
+	}
+}
+
 // TestGroupCommitCancelledCaller: a caller whose context ended before its
 // turn runs nothing and gets the context's error.
 func TestGroupCommitCancelledCaller(t *testing.T) {

@@ -193,10 +193,18 @@ func (db *DB) Close() error {
 // writes of transactions still open on the writer.
 func (db *DB) Reader() Querier { return timed{db.reader, db, "read"} }
 
-// ExecContext runs a write statement.
-func (db *DB) ExecContext(ctx context.Context, q string, args ...any) (sql.Result, error) {
+// ExecContext runs a write statement. On SQLite it joins the group
+// commit: alone it would take the writer for a commit of its own.
+func (db *DB) ExecContext(ctx context.Context, q string, args ...any) (res sql.Result, err error) {
 	defer db.observe("exec", time.Now())
-	return db.writer.ExecContext(ctx, q, args...)
+	if db.group == nil {
+		return db.writer.ExecContext(ctx, q, args...)
+	}
+	err = db.group.do(ctx, func(tx *sql.Tx) error {
+		res, err = tx.ExecContext(ctx, q, args...)
+		return err
+	})
+	return res, err
 }
 
 // QueryContext runs a query on the writer (for read-your-writes).
