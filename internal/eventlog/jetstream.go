@@ -38,6 +38,10 @@ const DefaultMaxAge = 7 * 24 * time.Hour
 // be large. An external server's limit is its operator's choice.
 const embeddedMaxPayload = 8 << 20
 
+// maxMsgsPerSubject is the per-subject limit of a stream: high enough never
+// to drop a message, set only for the block size it brings (ensureStream).
+const maxMsgsPerSubject = 1 << 62
+
 // jsLog is the JetStream implementation of Log.
 type jsLog struct {
 	nc       *nats.Conn
@@ -205,6 +209,14 @@ func (l *jsLog) ensureStream(ctx context.Context, topic string) (string, error) 
 		Replicas:    l.cfg.Replicas,
 		MaxAge:      l.cfg.MaxAge,
 		Discard:     jetstream.DiscardOld,
+		// Never reached (so retention is still by age alone): setting it
+		// makes the server pick 4 MB file blocks instead of the 8 MB it
+		// gives a limits stream with no limit set. Each stream holds its
+		// last block in memory while writing it, growing a buffer to the
+		// block size, so the monolith carried 8 MB per busy topic plus the
+		// blocks consumers were still reading; StreamConfig has no block
+		// size of its own (nats-server 2.15 sizes blocks from the limits).
+		MaxMsgsPerSubject: maxMsgsPerSubject,
 	})
 	if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
 		// Created before (by us or another process): keep its settings, but

@@ -152,7 +152,15 @@ func openSQLite(ctx context.Context, dsn string, opt Options) (*DB, error) {
 	base := "file:" + (&url.URL{Path: path}).EscapedPath() +
 		"?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)" +
 		"&_pragma=foreign_keys(1)&_pragma=temp_store(MEMORY)&_time_format=sqlite"
-	writer, err := sql.Open(cachingDriverName, base+"&_txlock=immediate")
+	// Page caches are per connection and SQLite's default is 2 MB: with a
+	// writer and a reader pool per database they were a third of the
+	// monolith's memory under load. A reader's cache buys little anyway: in
+	// WAL mode a read transaction that finds the database changed since its
+	// last one drops its whole cache, which under writes is nearly every
+	// time, so its pages come from the OS page cache regardless. The
+	// writer's cache stays valid (its own writes are the changes) and holds
+	// the hot index pages of inserts. Measured: no CPU difference.
+	writer, err := sql.Open(cachingDriverName, base+"&_txlock=immediate&_pragma=cache_size("+writerCacheKiB+")")
 	if err != nil {
 		return nil, fmt.Errorf("open sqlite %s: %w", path, err)
 	}
@@ -162,7 +170,7 @@ func openSQLite(ctx context.Context, dsn string, opt Options) (*DB, error) {
 		writer.Close()
 		return nil, fmt.Errorf("open sqlite %s: %w", path, err)
 	}
-	reader, err := sql.Open(cachingDriverName, base+"&_pragma=query_only(1)")
+	reader, err := sql.Open(cachingDriverName, base+"&_pragma=query_only(1)&_pragma=cache_size("+readerCacheKiB+")")
 	if err != nil {
 		writer.Close()
 		return nil, fmt.Errorf("open sqlite readers %s: %w", path, err)
@@ -176,6 +184,13 @@ func openSQLite(ctx context.Context, dsn string, opt Options) (*DB, error) {
 	return &DB{Dialect: Dialect{SQLite}, writer: writer, reader: reader, metrics: opt.Metrics, name: opt.Name,
 		group: newGroupCommitter(writer)}, nil
 }
+
+// SQLite page cache sizes per connection (negative: KiB, SQLite's
+// convention); see openSQLite.
+const (
+	writerCacheKiB = "-1024"
+	readerCacheKiB = "-256"
+)
 
 // Close closes both pools.
 func (db *DB) Close() error {

@@ -3,6 +3,7 @@ package sqlutil_test
 import (
 	"context"
 	"database/sql"
+	"path/filepath"
 	"testing"
 
 	"github.com/axon-hs/axon/internal/sqlutil"
@@ -84,4 +85,29 @@ func TestInTxRollsBack(t *testing.T) {
 			t.Fatalf("upsert: v = %q, err %v", v, err)
 		}
 	})
+}
+
+// TestSQLitePageCacheSizes: every connection gets its bounded page cache
+// (SQLite's 2 MB default per connection was a third of the monolith's
+// memory under load).
+func TestSQLitePageCacheSizes(t *testing.T) {
+	ctx := t.Context()
+	db, err := sqlutil.Open(ctx, filepath.Join(t.TempDir(), "c.db"), sqlutil.Options{Name: "test", Readers: 2})
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	defer db.Close()
+	for _, c := range []struct {
+		name string
+		q    sqlutil.Querier
+		want int
+	}{{"writer", db, -1024}, {"reader", db.Reader(), -256}} {
+		var got int
+		if err := c.q.QueryRowContext(ctx, `PRAGMA cache_size`).Scan(&got); err != nil {
+			t.Fatalf("%s: PRAGMA cache_size: %v", c.name, err)
+		}
+		if got != c.want {
+			t.Errorf("%s: cache_size = %d, want %d", c.name, got, c.want)
+		}
+	}
 }
