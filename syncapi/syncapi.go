@@ -91,10 +91,18 @@ func New(ctx context.Context, d Deps) (*Component, error) {
 	// them in Close, not to the start-up context.
 	cctx := context.WithoutCancel(ctx)
 	opts := eventlog.ConsumeOptions{Ordered: true, Metrics: evMetrics, Logger: log}
+	// A batch consumer runs one batch at a time: its transactions take the
+	// same counter row's lock, so a second one would only wait for it, with
+	// a smaller batch, while the messages arriving meanwhile make the next
+	// batch of a single worker larger.
+	batchOpts := opts
+	batchOpts.Parallelism = 1
 	// Ordered per room: the state a message changes depends on the ones
-	// before it in the room, and the notifier's membership view too.
-	sub, err := eventlog.Consume(cctx, d.EventLog, rsapi.OutputTopic, ConsumerGroup, opts,
-		consumers.NewRoomServerOutput(db, n, log).Handle)
+	// before it in the room, and the notifier's membership view too. In
+	// batches: every stream write locks its counter row until the commit,
+	// so one transaction per message would serialise the stream on commits.
+	sub, err := eventlog.ConsumeBatch(cctx, d.EventLog, rsapi.OutputTopic, ConsumerGroup, batchOpts,
+		consumers.NewRoomServerOutput(db, n, log).HandleBatch)
 	if err != nil {
 		return nil, fmt.Errorf("syncapi: consume %s: %w", rsapi.OutputTopic.Name, err)
 	}
@@ -109,8 +117,8 @@ func New(ctx context.Context, d Deps) (*Component, error) {
 	}
 	c.subs = append(c.subs, sub)
 	// Ordered per room: the latest counts of a (user, room) win.
-	sub, err = eventlog.Consume(cctx, d.EventLog, userapi.NotificationCountsTopic, ConsumerGroup, opts,
-		consumers.NewNotificationCounts(db, n, log).Handle)
+	sub, err = eventlog.ConsumeBatch(cctx, d.EventLog, userapi.NotificationCountsTopic, ConsumerGroup, batchOpts,
+		consumers.NewNotificationCounts(db, n, log).HandleBatch)
 	if err != nil {
 		c.Close()
 		return nil, fmt.Errorf("syncapi: consume %s: %w", userapi.NotificationCountsTopic.Name, err)

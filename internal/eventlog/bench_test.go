@@ -58,22 +58,34 @@ func BenchmarkPublish(b *testing.B) {
 	})
 }
 
-// BenchmarkRoundTrip measures publish to handled-and-acked through an ordered
-// group: 16 publishers over 100 keys, 16 handlers.
+// BenchmarkRoundTrip measures publish to handled-and-acked through a group:
+// 16 publishers over 100 keys, 16 handlers of one message or 1 of batches.
 func BenchmarkRoundTrip(b *testing.B) {
 	benchBackends(b, func(b *testing.B, be *backend) {
-		for _, ordered := range []bool{true, false} {
-			b.Run(fmt.Sprintf("ordered=%v", ordered), func(b *testing.B) {
+		for _, tc := range []struct{ ordered, batch bool }{{true, false}, {false, false}, {true, true}} {
+			b.Run(fmt.Sprintf("ordered=%v/batch=%v", tc.ordered, tc.batch), func(b *testing.B) {
 				l := be.open(b)
-				topic := fmt.Sprintf("bench.roundtrip.%v", ordered)
-				var handled atomic.Int64
+				topic := fmt.Sprintf("bench.roundtrip.%v.%v", tc.ordered, tc.batch)
+				var handled, calls atomic.Int64
 				done := make(chan struct{})
-				sub, err := l.Subscribe(b.Context(), topic, "bench", ConsumeOptions{Ordered: ordered, StartAtNew: true}, func(context.Context, RawMsg) error {
-					if handled.Add(1) == int64(b.N) {
+				h := func(_ context.Context, msgs []RawMsg) error {
+					calls.Add(1)
+					if handled.Add(int64(len(msgs))) == int64(b.N) {
 						close(done)
 					}
 					return nil
-				})
+				}
+				opts := ConsumeOptions{Ordered: tc.ordered, StartAtNew: true}
+				var sub Subscription
+				var err error
+				if tc.batch {
+					opts.Parallelism = 1
+					sub, err = l.(BatchLog).SubscribeBatch(b.Context(), topic, "bench", opts, h)
+				} else {
+					sub, err = l.Subscribe(b.Context(), topic, "bench", opts, func(ctx context.Context, m RawMsg) error {
+						return h(ctx, []RawMsg{m})
+					})
+				}
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -99,6 +111,7 @@ func BenchmarkRoundTrip(b *testing.B) {
 					b.Fatalf("handled %d of %d", handled.Load(), b.N)
 				}
 				b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
+				b.ReportMetric(float64(b.N)/float64(calls.Load()), "msgs/call")
 			})
 		}
 	})

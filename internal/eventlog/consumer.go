@@ -27,8 +27,10 @@ type subscription struct {
 	consumerName string
 	partition    string // lag label: "" or "i/n"
 	opts         ConsumeOptions
-	handler      func(ctx context.Context, m RawMsg) error
-	logger       *slog.Logger
+	// handler gets up to opts.HandlerBatch messages (1 for a per-message
+	// handler, which Subscribe wraps).
+	handler func(ctx context.Context, msgs []RawMsg) error
+	logger  *slog.Logger
 
 	mu       sync.Mutex
 	cond     *sync.Cond // workers: s.ready, s.paused or s.stopping changed
@@ -60,7 +62,7 @@ type subscription struct {
 	stopped    chan struct{}  // closed when Stop completed
 }
 
-func newSubscription(l *jsLog, stream, topic, group string, opts ConsumeOptions, handler func(context.Context, RawMsg) error) *subscription {
+func newSubscription(l *jsLog, stream, topic, group string, opts ConsumeOptions, handler func(context.Context, []RawMsg) error) *subscription {
 	logger := opts.Logger
 	if logger == nil {
 		logger = l.logger

@@ -5,7 +5,8 @@
 // [Topic] next to the type it carries, publish with [Publish] and consume with
 // [Consume]; the handler is a function from one message to an error, and this
 // package owns fetching, acking, retrying with backoff, redelivery and
-// shutdown. [OpenJetStream] gives the NATS JetStream implementation of [Log],
+// shutdown. [ConsumeBatch] gives a handler many messages at once (see
+// Batches). [OpenJetStream] gives the NATS JetStream implementation of [Log],
 // either on a server embedded in the process (the monolith) or on an external
 // server or cluster (the polylith). A Kafka implementation must fit the same
 // [Log] interface.
@@ -28,6 +29,23 @@
 // a time in stream order, and different keys run in parallel (up to
 // Parallelism handlers at once). A failing message for key K blocks the later
 // messages for K, and only those: other keys keep flowing.
+//
+// # Batches
+//
+// [ConsumeBatch] hands the handler every message a worker can take at once
+// (up to ConsumeOptions.HandlerBatch), for handlers that pay per
+// transaction: one commit for many messages. The batch holds the first
+// ready key and every other ready key (with Ordered, each key's queued
+// messages in stream order, and a key is never in two batches at once).
+// The contract is all or nothing: nil acks every message of the batch; an
+// error means none was applied (the handler rolled its one transaction
+// back). Then the messages of the batch are handled one per call, each as
+// a per-message handler would be (backoff, Permanent), until each has
+// succeeded or been dropped; then the keys batch again. So a poison
+// message costs one failed batch and is dropped alone, and a key's order
+// holds across the failure. Everything else (heartbeats, redelivery,
+// rewinds, Stop) treats the messages of a batch as it treats one. Metrics
+// count messages; the latency histogram observes handler calls.
 //
 // # How the JetStream implementation works
 //

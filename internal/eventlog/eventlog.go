@@ -59,6 +59,19 @@ type Log interface {
 	Close() error
 }
 
+// BatchLog is a Log that can hand a handler every message it has ready at
+// once; see [ConsumeBatch]. The JetStream Log is one.
+type BatchLog interface {
+	Log
+	// SubscribeBatch is Subscribe with a handler of several messages: up to
+	// ConsumeOptions.HandlerBatch, of any keys, each key's in stream order.
+	// A nil return acks them all; an error acks none (the handler must have
+	// applied none of them: one transaction), and the messages are then
+	// handled one per call until each succeeded or was dropped, so that the
+	// one at fault is found and retried or dropped on its own.
+	SubscribeBatch(ctx context.Context, topic, group string, opts ConsumeOptions, handler func(ctx context.Context, msgs []RawMsg) error) (Subscription, error)
+}
+
 // Subscription is a running consumer.
 type Subscription interface {
 	// Stop stops fetching, waits for in-flight handlers to finish (acking
@@ -94,6 +107,9 @@ type ConsumeOptions struct {
 	Partition  int
 	// LagInterval is how often the lag gauge is refreshed; default 10s.
 	LagInterval time.Duration
+	// HandlerBatch bounds the messages given to one call of a batch handler
+	// ([ConsumeBatch]); default 256. Per-message handlers ignore it.
+	HandlerBatch int
 }
 
 // Defaults for ConsumeOptions.
@@ -103,6 +119,8 @@ const (
 	DefaultAckWait     = 30 * time.Second
 	DefaultMaxPending  = 4096
 	DefaultLagInterval = 10 * time.Second
+	// DefaultHandlerBatch is the default of ConsumeOptions.HandlerBatch.
+	DefaultHandlerBatch = 256
 )
 
 // withDefaults fills in zero fields and checks the rest.
@@ -123,6 +141,9 @@ func (o ConsumeOptions) withDefaults() (ConsumeOptions, error) {
 	o.MaxPending = max(o.MaxPending, o.MaxBatch)
 	if o.LagInterval <= 0 {
 		o.LagInterval = DefaultLagInterval
+	}
+	if o.HandlerBatch <= 0 {
+		o.HandlerBatch = DefaultHandlerBatch
 	}
 	if o.Partitions > 1 {
 		if o.Partitions > buckets {
@@ -150,18 +171,55 @@ func Publish[T any](ctx context.Context, l Log, t Topic[T], key string, v T) (ui
 // message that does not decode into T is dropped as a Permanent error.
 func Consume[T any](ctx context.Context, l Log, t Topic[T], group string, opts ConsumeOptions, h func(ctx context.Context, m Msg[T]) error) (Subscription, error) {
 	return l.Subscribe(ctx, t.Name, group, opts, func(ctx context.Context, raw RawMsg) error {
-		m := Msg[T]{
-			Stream:      raw.Stream,
-			Seq:         raw.Seq,
-			Key:         raw.Key,
-			Time:        raw.Time,
-			Redelivered: raw.Redelivered,
-		}
-		if err := json.Unmarshal(raw.Data, &m.Value); err != nil {
-			return Permanent(fmt.Errorf("decode %s message %d: %w", raw.Stream, raw.Seq, err))
+		m, err := decode[T](raw)
+		if err != nil {
+			return Permanent(err)
 		}
 		return h(ctx, m)
 	})
+}
+
+// ConsumeBatch is [Consume] with a handler of several messages, for handlers
+// that do per transaction what they would do per message (see
+// [BatchLog.SubscribeBatch]). msgs is never empty; a key's messages are in
+// stream order and no key is in two calls at once (with Ordered). A message
+// that does not decode fails the batch, and is dropped as Permanent when
+// tried alone. On a Log that is not a BatchLog, each call gets one message.
+func ConsumeBatch[T any](ctx context.Context, l Log, t Topic[T], group string, opts ConsumeOptions, h func(ctx context.Context, msgs []Msg[T]) error) (Subscription, error) {
+	handler := func(ctx context.Context, raws []RawMsg) error {
+		msgs := make([]Msg[T], len(raws))
+		for i, raw := range raws {
+			m, err := decode[T](raw)
+			if err != nil {
+				if len(raws) > 1 {
+					return err // found and dropped when tried alone
+				}
+				return Permanent(err)
+			}
+			msgs[i] = m
+		}
+		return h(ctx, msgs)
+	}
+	if bl, ok := l.(BatchLog); ok {
+		return bl.SubscribeBatch(ctx, t.Name, group, opts, handler)
+	}
+	return l.Subscribe(ctx, t.Name, group, opts, func(ctx context.Context, raw RawMsg) error {
+		return handler(ctx, []RawMsg{raw})
+	})
+}
+
+func decode[T any](raw RawMsg) (Msg[T], error) {
+	m := Msg[T]{
+		Stream:      raw.Stream,
+		Seq:         raw.Seq,
+		Key:         raw.Key,
+		Time:        raw.Time,
+		Redelivered: raw.Redelivered,
+	}
+	if err := json.Unmarshal(raw.Data, &m.Value); err != nil {
+		return m, fmt.Errorf("decode %s message %d: %w", raw.Stream, raw.Seq, err)
+	}
+	return m, nil
 }
 
 // permanentError marks an error that retrying cannot fix.

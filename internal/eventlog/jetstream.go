@@ -238,11 +238,26 @@ func (l *jsLog) ensureStream(ctx context.Context, topic string) (string, error) 
 
 // Subscribe implements Log.
 func (l *jsLog) Subscribe(ctx context.Context, topic, group string, opts ConsumeOptions, handler func(ctx context.Context, m RawMsg) error) (Subscription, error) {
-	if group == "" {
-		return nil, fmt.Errorf("subscribe to %s: empty group", topic)
-	}
 	if handler == nil {
 		return nil, fmt.Errorf("subscribe %s to %s: nil handler", group, topic)
+	}
+	opts.HandlerBatch = 1
+	return l.subscribe(ctx, topic, group, opts, func(ctx context.Context, msgs []RawMsg) error {
+		return handler(ctx, msgs[0])
+	})
+}
+
+// SubscribeBatch implements BatchLog.
+func (l *jsLog) SubscribeBatch(ctx context.Context, topic, group string, opts ConsumeOptions, handler func(ctx context.Context, msgs []RawMsg) error) (Subscription, error) {
+	if handler == nil {
+		return nil, fmt.Errorf("subscribe %s to %s: nil handler", group, topic)
+	}
+	return l.subscribe(ctx, topic, group, opts, handler)
+}
+
+func (l *jsLog) subscribe(ctx context.Context, topic, group string, opts ConsumeOptions, handler func(ctx context.Context, msgs []RawMsg) error) (Subscription, error) {
+	if group == "" {
+		return nil, fmt.Errorf("subscribe to %s: empty group", topic)
 	}
 	opts, err := opts.withDefaults()
 	if err != nil {

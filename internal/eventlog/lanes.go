@@ -41,6 +41,10 @@ type lane struct {
 	key      string
 	msgs     []*held // msgs[0] is the next to handle
 	state    laneState
+	inFlight int // running: msgs[:inFlight] are with the handler
+	// solo counts messages still to be handled one per call because a
+	// batch holding them failed: the one at fault must be found.
+	solo     int
 	failures int // consecutive failures of msgs[0]
 	timer    *time.Timer
 	dead     bool // dropped by a resync: its timer must not bring it back
@@ -117,8 +121,11 @@ func (s *subscription) dispatch(m jetstream.Msg) bool {
 	// redeliveries of messages another process of the group held, which
 	// must still go before the later ones waiting here.
 	lo := 0
-	if ln.state != laneReady {
-		lo = 1 // msgs[0] is being handled or retried
+	switch ln.state {
+	case laneRunning:
+		lo = ln.inFlight // being handled
+	case laneBackoff:
+		lo = 1 // msgs[0] is retried
 	}
 	i := len(ln.msgs)
 	for i > lo && ln.msgs[i-1].raw.Seq > h.raw.Seq {
@@ -162,18 +169,25 @@ func (s *subscription) work(ctx context.Context) {
 			s.mu.Unlock()
 			return
 		}
-		ln := s.ready[0]
-		s.ready[0] = nil
-		s.ready = s.ready[1:]
-		ln.state = laneRunning
-		h := ln.msgs[0]
-		raw := h.raw
-		raw.Redelivered = raw.Redelivered || ln.failures > 0
+		lanes := s.take()
+		first := lanes[0].msgs[0]
+		var raws []RawMsg
+		for _, ln := range lanes {
+			for _, h := range ln.msgs[:ln.inFlight] {
+				raw := h.raw
+				raw.Redelivered = raw.Redelivered || ln.failures > 0 || ln.solo > 0
+				raws = append(raws, raw)
+			}
+		}
 		s.running++
 		s.mu.Unlock()
 
-		err := s.call(ctx, raw)
-		s.finish(ln, h, err)
+		err := s.call(ctx, raws)
+		if len(raws) == 1 {
+			s.finish(lanes[0], first, err)
+		} else {
+			s.finishBatch(lanes, len(raws), err)
+		}
 
 		s.mu.Lock()
 		s.running--
@@ -184,9 +198,47 @@ func (s *subscription) work(ctx context.Context) {
 	}
 }
 
+// take removes the first ready lane from the queue and, for a batch handler,
+// every other ready lane too, up to HandlerBatch messages in all: each
+// lane's whole FIFO (in order), or what fits. A lane retrying messages of a
+// failed batch goes alone, one message at a time. s.mu is held.
+func (s *subscription) take() []*lane {
+	first := s.ready[0]
+	s.ready[0] = nil
+	s.ready = s.ready[1:]
+	limit := s.opts.HandlerBatch
+	if first.solo > 0 {
+		limit = 1
+	}
+	n := s.claim(first, limit)
+	lanes := []*lane{first}
+	if n >= limit {
+		return lanes
+	}
+	rest := s.ready[:0]
+	for _, ln := range s.ready {
+		if n < limit && ln.solo == 0 {
+			n += s.claim(ln, limit-n)
+			lanes = append(lanes, ln)
+		} else {
+			rest = append(rest, ln)
+		}
+	}
+	clear(s.ready[len(rest):])
+	s.ready = rest
+	return lanes
+}
+
+// claim marks up to room messages at the head of ln as being handled.
+func (s *subscription) claim(ln *lane, room int) int {
+	ln.state = laneRunning
+	ln.inFlight = min(len(ln.msgs), room)
+	return ln.inFlight
+}
+
 // call runs the handler, turning a panic into an error so that one bad
 // message cannot take the process down.
-func (s *subscription) call(ctx context.Context, raw RawMsg) (err error) {
+func (s *subscription) call(ctx context.Context, raws []RawMsg) (err error) {
 	start := time.Now()
 	defer func() {
 		if r := recover(); r != nil {
@@ -196,7 +248,7 @@ func (s *subscription) call(ctx context.Context, raw RawMsg) (err error) {
 			s.opts.Metrics.latency.WithLabelValues(s.topic, s.group).Observe(time.Since(start).Seconds())
 		}
 	}()
-	return s.handler(ctx, raw)
+	return s.handler(ctx, raws)
 }
 
 // finish acks, retries or drops h, the head of ln, after its handler
@@ -219,7 +271,11 @@ func (s *subscription) finish(ln *lane, h *held, err error) {
 	m := h.msg
 	ln.msgs[0] = nil
 	ln.msgs = ln.msgs[1:]
+	ln.inFlight = 0
 	ln.failures = 0
+	if ln.solo > 0 {
+		ln.solo--
+	}
 	if len(ln.msgs) > 0 {
 		s.push(ln)
 	} else if s.opts.Ordered {
@@ -229,6 +285,63 @@ func (s *subscription) finish(ln *lane, h *held, err error) {
 	if err := m.Ack(); err != nil {
 		// The server will redeliver it; handlers are idempotent.
 		s.logger.Warn("ack failed", "seq", seq, "err", err)
+	}
+}
+
+// finishBatch acks the n messages of a batch after the handler returned
+// nil, or makes their lanes retry them one at a time after an error: the
+// handler applied none of them, and handling them alone finds the one at
+// fault, which then backs off or is dropped as a single message would be.
+func (s *subscription) finishBatch(lanes []*lane, n int, err error) {
+	if err != nil {
+		for range n {
+			s.count(resultError)
+		}
+		s.logger.Warn("batch handler failed; retrying its messages one at a time", "messages", n, "err", err)
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		for _, ln := range lanes {
+			ln.solo = max(ln.solo, ln.inFlight)
+			ln.inFlight = 0
+			if s.stopping {
+				ln.state = laneBackoff // nak'ed by Stop
+				continue
+			}
+			s.push(ln)
+		}
+		return
+	}
+	for range n {
+		s.count(resultOK)
+	}
+	acks := make([]*held, 0, n)
+	s.mu.Lock()
+	for _, ln := range lanes {
+		for _, h := range ln.msgs[:ln.inFlight] {
+			delete(s.held, h.raw.Seq)
+			acks = append(acks, h)
+		}
+		clear(ln.msgs[:ln.inFlight])
+		ln.msgs = ln.msgs[ln.inFlight:]
+		ln.inFlight = 0
+		ln.failures = 0
+		if len(ln.msgs) > 0 {
+			s.push(ln)
+		} else if s.opts.Ordered {
+			delete(s.lanes, ln.key)
+		}
+	}
+	// Read under s.mu: a redelivery merged meanwhile replaced h.msg.
+	ms := make([]jetstream.Msg, len(acks))
+	for i, h := range acks {
+		ms[i] = h.msg
+	}
+	s.mu.Unlock()
+	for i, m := range ms {
+		if err := m.Ack(); err != nil {
+			// The server will redeliver it; handlers are idempotent.
+			s.logger.Warn("ack failed", "seq", acks[i].raw.Seq, "err", err)
+		}
 	}
 }
 

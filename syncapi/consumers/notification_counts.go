@@ -28,42 +28,65 @@ func NewNotificationCounts(db *storage.Storage, n *notifier.Notifier, log *slog.
 	return &NotificationCounts{db: db, notifier: n, log: log}
 }
 
-// Handle stores the counts of every user in the message. The counts are
-// absolute, so a repeat stores the same values again (at a new position,
-// which only makes /sync report them once more).
+// Handle stores the counts of one message; see HandleBatch.
 func (c *NotificationCounts) Handle(ctx context.Context, m eventlog.Msg[userapi.NotificationCounts]) error {
-	v := m.Value
-	if v.RoomID == "" || len(v.Users) == 0 {
-		return nil
-	}
+	return c.HandleBatch(ctx, []eventlog.Msg[userapi.NotificationCounts]{m})
+}
+
+// HandleBatch stores the counts of every user in the messages, in one
+// transaction at one position: the counts are absolute and a later
+// message's counts of a (user, room) replace an earlier one's, so the batch
+// commits what the messages one after the other would have left. A repeat
+// stores the same values again (at a new position, which only makes /sync
+// report them once more).
+func (c *NotificationCounts) HandleBatch(ctx context.Context, msgs []eventlog.Msg[userapi.NotificationCounts]) error {
+	var rooms []string                          // in first-seen order
+	byRoom := map[string][]storage.UserCounts{} // in message order: the last of a user wins
 	var users []string
-	var rows []storage.UserCounts
-	for _, u := range v.Users {
-		if u.UserID == "" {
+	seen := map[string]bool{}
+	for _, m := range msgs {
+		v := m.Value
+		if v.RoomID == "" {
 			continue
 		}
-		js, err := json.Marshal(u)
-		if err != nil {
-			return fmt.Errorf("encode counts of %s: %w", u.UserID, err)
+		for _, u := range v.Users {
+			if u.UserID == "" {
+				continue
+			}
+			js, err := json.Marshal(u)
+			if err != nil {
+				return fmt.Errorf("encode counts of %s: %w", u.UserID, err)
+			}
+			if _, ok := byRoom[v.RoomID]; !ok {
+				rooms = append(rooms, v.RoomID)
+			}
+			byRoom[v.RoomID] = append(byRoom[v.RoomID], storage.UserCounts{UserID: u.UserID, Counts: js})
+			if !seen[u.UserID] {
+				seen[u.UserID] = true
+				users = append(users, u.UserID)
+			}
 		}
-		rows = append(rows, storage.UserCounts{UserID: u.UserID, Counts: js})
-		users = append(users, u.UserID)
 	}
-	if len(rows) == 0 {
+	if len(rooms) == 0 {
 		return nil
 	}
-	// The position is taken last: its row lock orders the stream's writers
-	// until the commit, so nothing else happens while it is held.
+	// The position is taken first, once: its row lock orders the stream's
+	// writers until the commit, whatever the batch holds.
 	var pos streams.Position
 	err := c.db.InTx(ctx, func(tx *sql.Tx) error {
 		var err error
 		if pos, err = c.db.Positions.Next(ctx, tx, streams.Notification); err != nil {
 			return err
 		}
-		return c.db.Counts.UpsertMany(ctx, tx, v.RoomID, rows, pos)
+		for _, roomID := range rooms {
+			if err := c.db.Counts.UpsertMany(ctx, tx, roomID, byRoom[roomID], pos); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("store notification counts of room %s: %w", v.RoomID, err)
+		return fmt.Errorf("store notification counts of %d rooms: %w", len(rooms), err)
 	}
 	c.notifier.OnUsers(streams.Notification, pos, users...)
 	return nil

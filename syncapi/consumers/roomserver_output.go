@@ -72,53 +72,111 @@ type applied struct {
 	unknown  []string // state event ids the syncapi has never seen
 }
 
-// Handle stores one roomserver output event. The event, its position and
-// its state changes commit in one transaction; waiters are woken after the
-// commit. A message whose event is already stored is a no-op, so a
-// redelivery neither adds a second timeline entry nor takes a position.
+// Handle stores one roomserver output event; see HandleBatch.
 func (c *RoomServerOutput) Handle(ctx context.Context, m eventlog.Msg[rsapi.OutputEvent]) error {
-	ev := m.Value
-	if ev.EventID == "" || ev.RoomID == "" {
-		return eventlog.Permanent(fmt.Errorf("output message %d: no event id or room id", m.Seq))
+	return c.HandleBatch(ctx, []eventlog.Msg[rsapi.OutputEvent]{m})
+}
+
+// outputItem is one message of a batch on its way through HandleBatch.
+type outputItem struct {
+	ev  rsapi.OutputEvent
+	h   header
+	res applied
+}
+
+// HandleBatch stores roomserver output events, in the order given, in one
+// transaction: the events, their positions and their state changes commit
+// together, and waiters are woken after the commit. One transaction takes
+// the PDU counter row's lock once, however many events it holds, so writers
+// no longer queue behind it one event per commit. A message whose event is
+// already stored is a no-op, so a batch redelivered wholly or in part
+// neither adds a second timeline entry nor takes a position. An error
+// stores nothing (the eventlog then retries the messages one by one).
+func (c *RoomServerOutput) HandleBatch(ctx context.Context, msgs []eventlog.Msg[rsapi.OutputEvent]) error {
+	items := make([]outputItem, len(msgs))
+	for i, m := range msgs {
+		ev := m.Value
+		if ev.EventID == "" || ev.RoomID == "" {
+			return eventlog.Permanent(fmt.Errorf("output message %d: no event id or room id", m.Seq))
+		}
+		h, err := parseHeader(ev.Event)
+		if err != nil {
+			return eventlog.Permanent(fmt.Errorf("output event %s: %w", ev.EventID, err))
+		}
+		items[i] = outputItem{ev: ev, h: h}
 	}
-	h, err := parseHeader(ev.Event)
-	if err != nil {
-		return eventlog.Permanent(fmt.Errorf("output event %s: %w", ev.EventID, err))
-	}
-	var res applied
-	err = c.db.InTx(ctx, func(tx *sql.Tx) error {
-		res = applied{}
-		return c.apply(ctx, tx, ev, h, &res)
+	err := c.db.InTx(ctx, func(tx *sql.Tx) error {
+		return c.applyAll(ctx, tx, items)
 	})
-	if errors.Is(err, errDuplicate) {
+	if errors.Is(err, errDuplicate) && len(items) == 1 {
+		// In a batch it fails the batch: one by one, the copy that lost is a no-op.
 		return nil
 	}
 	if err != nil {
-		return fmt.Errorf("store output event %s of room %s: %w", ev.EventID, ev.RoomID, err)
+		if len(items) == 1 {
+			return fmt.Errorf("store output event %s of room %s: %w", items[0].ev.EventID, items[0].ev.RoomID, err)
+		}
+		return fmt.Errorf("store %d output events: %w", len(items), err)
 	}
-	if !res.stored {
-		c.log.DebugContext(ctx, "output event already stored", "event_id", ev.EventID, "room_id", ev.RoomID)
-		return nil
+	for i := range items {
+		it := &items[i]
+		if !it.res.stored {
+			c.log.DebugContext(ctx, "output event already stored", "event_id", it.ev.EventID, "room_id", it.ev.RoomID)
+			continue
+		}
+		if len(it.res.unknown) > 0 {
+			// The output carries state as event ids; an id the syncapi never received as
+			// an output event (e.g. state of a room joined over federation) cannot be served.
+			c.log.WarnContext(ctx, "state event ids unknown to the syncapi", "event_id", it.ev.EventID, "room_id", it.ev.RoomID,
+				"unknown", it.res.unknown)
+		}
+		c.notifier.OnRoomEvent(it.ev.RoomID, it.res.position, it.res.changes)
 	}
-	if len(res.unknown) > 0 {
-		// The output carries state as event ids; an id the syncapi never received as
-		// an output event (e.g. state of a room joined over federation) cannot be served.
-		c.log.WarnContext(ctx, "state event ids unknown to the syncapi", "event_id", ev.EventID, "room_id", ev.RoomID,
-			"unknown", res.unknown)
-	}
-	c.notifier.OnRoomEvent(ev.RoomID, res.position, res.changes)
 	return nil
 }
 
-func (c *RoomServerOutput) apply(ctx context.Context, tx *sql.Tx, ev rsapi.OutputEvent, h header, res *applied) error {
-	exists, err := c.db.Events.Exists(ctx, tx, ev.EventID)
-	if err != nil || exists {
-		return err
+// applyAll stores the events of items that are not stored yet, in order,
+// at consecutive positions. Round trips are what a batch costs on
+// PostgreSQL, so the lookup of stored ids and the positions take one each.
+func (c *RoomServerOutput) applyAll(ctx context.Context, tx *sql.Tx, items []outputItem) error {
+	ids := make([]string, len(items))
+	for i := range items {
+		items[i].res = applied{}
+		ids[i] = items[i].ev.EventID
 	}
-	pos, err := c.db.Positions.Next(ctx, tx, streams.PDU)
+	stored, err := c.db.Events.StoredIDs(ctx, tx, ids)
 	if err != nil {
 		return err
 	}
+	var fresh []*outputItem
+	for i := range items {
+		if id := items[i].ev.EventID; !stored[id] {
+			stored[id] = true // a second copy in the batch is a no-op too
+			fresh = append(fresh, &items[i])
+		}
+	}
+	if len(fresh) == 0 {
+		return nil
+	}
+	last, err := c.db.Positions.NextN(ctx, tx, streams.PDU, len(fresh))
+	if err != nil {
+		return err
+	}
+	pos := last - streams.Position(len(fresh)) + 1
+	for _, it := range fresh {
+		if err := c.apply(ctx, tx, it.ev, it.h, pos, &it.res); err != nil {
+			if len(items) > 1 {
+				return fmt.Errorf("output event %s of room %s: %w", it.ev.EventID, it.ev.RoomID, err)
+			}
+			return err
+		}
+		pos++
+	}
+	return nil
+}
+
+// apply stores one event, not stored yet, at pos.
+func (c *RoomServerOutput) apply(ctx context.Context, tx *sql.Tx, ev rsapi.OutputEvent, h header, pos streams.Position, res *applied) error {
 	row := storage.Event{
 		Position:    pos,
 		EventID:     ev.EventID,

@@ -91,6 +91,30 @@ func (t OutputRoomEventsTable) Exists(ctx context.Context, q sqlutil.Querier, ev
 	return n > 0, nil
 }
 
+// StoredIDs returns which of ids are stored: one round trip for a batch.
+func (t OutputRoomEventsTable) StoredIDs(ctx context.Context, q sqlutil.Querier, ids []string) (map[string]bool, error) {
+	out := map[string]bool{}
+	if len(ids) == 0 {
+		return out, nil
+	}
+	rows, err := q.QueryContext(ctx, `SELECT event_id FROM syncapi_output_room_events WHERE `+t.d.In("event_id", 1), t.d.List(ids))
+	if err != nil {
+		return nil, fmt.Errorf("look up %d event ids: %w", len(ids), err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, fmt.Errorf("scan event id: %w", err)
+		}
+		out[id] = true
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read event ids: %w", err)
+	}
+	return out, nil
+}
+
 const eventColumns = `position, event_id, room_id, room_version, type, sender, state_key, event_json, replaces_event_id,
 	txn_user_id, txn_device_id, txn_id`
 

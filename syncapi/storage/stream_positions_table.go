@@ -37,6 +37,20 @@ func (t StreamPositionsTable) Next(ctx context.Context, q sqlutil.Querier, k str
 	return p, nil
 }
 
+// NextN allocates the next n (> 0) positions of stream k in one statement
+// and returns the last; they are last-n+1 .. last. As with Next, the
+// counter row stays locked until the transaction ends.
+func (t StreamPositionsTable) NextN(ctx context.Context, q sqlutil.Querier, k streams.Kind, n int) (streams.Position, error) {
+	var p streams.Position
+	err := q.QueryRowContext(ctx, `INSERT INTO syncapi_stream_positions (stream, position) VALUES ($1, $2)
+		ON CONFLICT (stream) DO UPDATE SET position = syncapi_stream_positions.position + $2 RETURNING position`,
+		k.String(), n).Scan(&p)
+	if err != nil {
+		return 0, fmt.Errorf("next %d positions of stream %s: %w", n, k, err)
+	}
+	return p, nil
+}
+
 // Current returns the last committed position of stream k (0 when empty).
 func (t StreamPositionsTable) Current(ctx context.Context, q sqlutil.Querier, k streams.Kind) (streams.Position, error) {
 	var p streams.Position
