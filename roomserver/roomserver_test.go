@@ -223,9 +223,11 @@ func TestAtomicInput(t *testing.T) {
 	eachTransport(t, func(t *testing.T, a api.API, out *outputs) {
 		ctx := t.Context()
 		alice, mallory := "@alice:"+string(origin), "@mallory:"+string(origin)
+		rooms := 0
 		build := func() (*chain, []*event.PDU) {
 			c := newChain(t, event.DefaultRoomVersion)
-			create := c.add(event.TypeCreate, strp(""), alice, map[string]any{"room_version": c.v.ID})
+			rooms++ // distinct rooms even when created in the same millisecond
+			create := c.add(event.TypeCreate, strp(""), alice, map[string]any{"room_version": c.v.ID, "nonce": rooms})
 			join := c.add(event.TypeMember, strp(alice), alice, map[string]any{"membership": "join"})
 			// Mallory never joined: her topic is refused by the auth rules.
 			topic := c.add("m.room.topic", strp(""), mallory, map[string]any{"topic": "mine"})
@@ -283,6 +285,108 @@ func TestAtomicInput(t *testing.T) {
 		}
 		if got := byRoom(); !reflect.DeepEqual(got, want) {
 			t.Fatalf("output events = %v, want %v", got, want)
+		}
+	})
+}
+
+// TestInputBatch: input messages that are all waiting when the consumer
+// starts are handled together; each refused event or atomic request is
+// undone alone and the rest is stored and announced in order per room.
+func TestInputBatch(t *testing.T) {
+	storagetest.Each(t, func(t *testing.T, db *sqlutil.DB) {
+		ctx := t.Context()
+		log := slog.New(slog.DiscardHandler)
+		l, err := eventlog.OpenJetStream(ctx, eventlog.JetStreamConfig{DataDir: t.TempDir()}, log)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { l.Close() })
+		alice, mallory := "@alice:"+string(origin), "@mallory:"+string(origin)
+		publish := func(req api.InputRoomEventsRequest) {
+			t.Helper()
+			if _, err := eventlog.Publish(ctx, l, api.InputTopic, req.RoomID, api.InputMessage{Request: req}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		rooms := 0
+		newRoom := func() (*chain, *event.PDU, *event.PDU) {
+			c := newChain(t, event.DefaultRoomVersion)
+			// The room id is the create event's hash: two rooms created in
+			// the same millisecond need different contents.
+			rooms++
+			create := c.add(event.TypeCreate, strp(""), alice, map[string]any{"room_version": c.v.ID, "nonce": rooms})
+			join := c.add(event.TypeMember, strp(alice), alice, map[string]any{"membership": "join"})
+			return c, create, join
+		}
+		// Room A: created atomically, a message, a refused message, a message.
+		a, aCreate, aJoin := newRoom()
+		req := input(a.v, aCreate, aJoin)
+		req.Atomic = true
+		publish(req)
+		msg1 := a.add("m.room.message", nil, alice, map[string]any{"body": "1"})
+		publish(input(a.v, msg1))
+		prev, depth := a.prev, a.depth
+		publish(input(a.v, a.add("m.room.message", nil, mallory, map[string]any{"body": "intruder"})))
+		a.prev, a.depth = prev, depth
+		msg2 := a.add("m.room.message", nil, alice, map[string]any{"body": "2"})
+		publish(input(a.v, msg2))
+		// Room B: not atomic, its third event refused: the first two stay.
+		b, bCreate, bJoin := newRoom()
+		publish(input(b.v, bCreate, bJoin, b.add("m.room.topic", strp(""), mallory, map[string]any{"topic": "x"})))
+		// Room C: atomic with a refused event: nothing stays.
+		c, cCreate, cJoin := newRoom()
+		req = input(c.v, cCreate, cJoin, c.add("m.room.topic", strp(""), mallory, map[string]any{"topic": "x"}))
+		req.Atomic = true
+		publish(req)
+
+		comp, err := roomserver.New(ctx, roomserver.Deps{Log: log, DB: db, EventLog: l})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(comp.Close)
+		out := &outputs{}
+		sub, err := eventlog.Consume(ctx, l, api.OutputTopic, "test", eventlog.ConsumeOptions{Ordered: true},
+			func(_ context.Context, m eventlog.Msg[api.OutputEvent]) error {
+				out.mu.Lock()
+				out.evs = append(out.evs, m.Value)
+				out.mu.Unlock()
+				return nil
+			})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(sub.Stop)
+
+		want := map[string][]string{
+			string(a.roomID): {string(aCreate.EventID()), string(aJoin.EventID()), string(msg1.EventID()), string(msg2.EventID())},
+			string(b.roomID): {string(bCreate.EventID()), string(bJoin.EventID())},
+		}
+		byRoom := func() map[string][]string {
+			out.mu.Lock()
+			defer out.mu.Unlock()
+			got := map[string][]string{}
+			for _, e := range out.evs {
+				got[e.RoomID] = append(got[e.RoomID], e.EventID)
+			}
+			return got
+		}
+		deadline := time.Now().Add(10 * time.Second)
+		for len(out.ids()) < 6 && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+		}
+		time.Sleep(100 * time.Millisecond) // anything wrongly published comes too
+		if got := byRoom(); !reflect.DeepEqual(got, want) {
+			t.Fatalf("output events = %v, want %v", got, want)
+		}
+		rs := comp.API()
+		for room, latest := range map[matrix.RoomID]string{a.roomID: string(msg2.EventID()), b.roomID: string(bJoin.EventID())} {
+			res, err := rs.QueryLatestEventsAndState(ctx, api.QueryLatestEventsAndStateRequest{RoomID: string(room)})
+			if err != nil || !res.RoomExists || len(res.LatestEvents) != 1 || res.LatestEvents[0] != latest {
+				t.Errorf("room %s: %+v, %v; want latest %s", room, res, err, latest)
+			}
+		}
+		if res, err := rs.QueryLatestEventsAndState(ctx, api.QueryLatestEventsAndStateRequest{RoomID: string(c.roomID)}); err != nil || res.RoomExists {
+			t.Errorf("room C exists after a refused atomic request: %+v, %v", res, err)
 		}
 	})
 }

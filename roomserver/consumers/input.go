@@ -12,11 +12,16 @@ import (
 // InputGroup is the consumer group of room input.
 const InputGroup = "roomserver"
 
+// inputBatch bounds the messages handled in one transaction: every caller
+// in a batch waits for its commit.
+const inputBatch = 64
+
 // StartInput consumes room input in order per room (the key is the room
-// id), in parallel across rooms, with handle doing the work.
+// id), in parallel across rooms, with handle doing the work on every
+// message ready at once.
 func StartInput(ctx context.Context, log eventlog.Log, logger *slog.Logger, m *eventlog.Metrics,
-	handle func(context.Context, eventlog.Msg[api.InputMessage]) error) (eventlog.Subscription, error) {
-	return eventlog.Consume(ctx, log, api.InputTopic, InputGroup, eventlog.ConsumeOptions{
-		Ordered: true, Logger: logger, Metrics: m,
+	handle func(context.Context, []eventlog.Msg[api.InputMessage]) error) (eventlog.Subscription, error) {
+	return eventlog.ConsumeBatch(ctx, log, api.InputTopic, InputGroup, eventlog.ConsumeOptions{
+		Ordered: true, Logger: logger, Metrics: m, HandlerBatch: inputBatch,
 	}, handle)
 }

@@ -23,61 +23,121 @@ func (r rejection) Error() string { return r.err.Error() }
 
 func reject(format string, args ...any) error { return rejection{apierr.Forbidden(format, args...)} }
 
-// HandleInput processes one room input message. The log delivers a room's
-// messages one at a time in order, so nothing else writes the room meanwhile.
-// A transient failure returns an error and the message is redelivered; an
-// event already stored is skipped, which makes redelivery harmless.
-func (r *Roomserver) HandleInput(ctx context.Context, m eventlog.Msg[api.InputMessage]) error {
-	req := m.Value.Request
-	v, ok := event.Version(req.RoomVersion)
-	if !ok {
-		r.reply(m.Value.ReplyTo, apierr.New(apierr.CodeUnsupportedRoomVer, "unsupported room version %q", req.RoomVersion))
-		return nil
+// HandleInput processes room input messages, every one the log has ready,
+// in one transaction: under load a commit per message was what bounded a
+// room's input on PostgreSQL. The log delivers each room's messages in
+// order and none of a room in two calls at once, so nothing else writes a
+// room meanwhile. A transient failure returns an error: nothing of the
+// batch was stored, and the log hands the messages over again, one per
+// call. An event already stored is skipped, which makes redelivery
+// harmless. Callers are answered only after the commit.
+func (r *Roomserver) HandleInput(ctx context.Context, msgs []eventlog.Msg[api.InputMessage]) error {
+	type answer struct {
+		to  string
+		err error
 	}
+	var answers []answer
 	// The outputs are published inside the transaction, after the events
 	// they describe: if the commit then fails, the input is redelivered and
 	// published again, which consumers ignore; publishing after the commit
-	// could lose the output in a crash. An atomic request publishes only
-	// once every event passed, so that nobody hears of a room that was
-	// rolled back.
-	process := func(tx *sql.Tx, evs []api.InputEvent) error {
-		outs := make([]api.OutputEvent, 0, len(evs))
-		for _, in := range evs {
-			out, err := r.processEvent(ctx, tx, v, req.RoomID, in)
-			if err != nil {
-				return err
-			}
-			if out != nil {
-				outs = append(outs, *out)
-			}
+	// could lose the output in a crash.
+	type output struct {
+		roomID string
+		out    api.OutputEvent
+	}
+	units := 0
+	for _, m := range msgs {
+		if m.Value.Request.Atomic {
+			units++
+		} else {
+			units += len(m.Value.Request.Events)
 		}
-		for _, out := range outs {
-			if _, err := eventlog.Publish(ctx, r.log, api.OutputTopic, req.RoomID, out); err != nil {
-				return fmt.Errorf("publish output event %s: %w", out.EventID, err)
+	}
+	// Each unit (an event, or an atomic request) is stored or refused on
+	// its own: with several in the transaction a savepoint undoes a refused
+	// one. Alone, a refusal rolls back the transaction.
+	savepoints := units > 1
+	err := r.st.InTx(ctx, func(tx *sql.Tx) error {
+		answers = answers[:0]
+		var outs []output
+		for _, m := range msgs {
+			req := m.Value.Request
+			v, ok := event.Version(req.RoomVersion)
+			if !ok {
+				answers = append(answers, answer{m.Value.ReplyTo, apierr.New(apierr.CodeUnsupportedRoomVer, "unsupported room version %q", req.RoomVersion)})
+				continue
+			}
+			batches := [][]api.InputEvent{req.Events}
+			if !req.Atomic {
+				batches = make([][]api.InputEvent, len(req.Events))
+				for i := range req.Events {
+					batches[i] = req.Events[i : i+1]
+				}
+			}
+			var refused error
+			for _, evs := range batches {
+				if savepoints {
+					if _, err := tx.ExecContext(ctx, `SAVEPOINT axon_input`); err != nil {
+						return fmt.Errorf("savepoint: %w", err)
+					}
+				}
+				var unit []output
+				var err error
+				for _, in := range evs {
+					var out *api.OutputEvent
+					if out, err = r.processEvent(ctx, tx, v, req.RoomID, in); err != nil {
+						break
+					}
+					if out != nil {
+						unit = append(unit, output{req.RoomID, *out})
+					}
+				}
+				var rej rejection
+				if !errors.As(err, &rej) && err != nil {
+					return err
+				}
+				if rej.err != nil {
+					r.logger.InfoContext(ctx, "event rejected", "room_id", req.RoomID, "atomic", req.Atomic, "err", rej.err.Msg)
+					if !savepoints {
+						return rej
+					}
+					if _, err := tx.ExecContext(ctx, `ROLLBACK TO SAVEPOINT axon_input`); err != nil {
+						return fmt.Errorf("roll back to savepoint: %w", err)
+					}
+					refused = rej.err
+				} else {
+					outs = append(outs, unit...)
+				}
+				if savepoints {
+					if _, err := tx.ExecContext(ctx, `RELEASE SAVEPOINT axon_input`); err != nil {
+						return fmt.Errorf("release savepoint: %w", err)
+					}
+				}
+				if refused != nil {
+					break // the request's later events are not tried
+				}
+			}
+			answers = append(answers, answer{m.Value.ReplyTo, refused})
+		}
+		for _, o := range outs {
+			if _, err := eventlog.Publish(ctx, r.log, api.OutputTopic, o.roomID, o.out); err != nil {
+				return fmt.Errorf("publish output event %s: %w", o.out.EventID, err)
 			}
 		}
 		return nil
+	})
+	var rej rejection
+	if errors.As(err, &rej) {
+		// A lone unit, refused: nothing to store.
+		r.reply(msgs[0].Value.ReplyTo, rej.err)
+		return nil
 	}
-	batches := [][]api.InputEvent{req.Events}
-	if !req.Atomic {
-		batches = make([][]api.InputEvent, len(req.Events))
-		for i := range req.Events {
-			batches[i] = req.Events[i : i+1]
-		}
+	if err != nil {
+		return err
 	}
-	for _, evs := range batches {
-		err := r.st.InTx(ctx, func(tx *sql.Tx) error { return process(tx, evs) })
-		var rej rejection
-		if errors.As(err, &rej) {
-			r.logger.InfoContext(ctx, "event rejected", "room_id", req.RoomID, "atomic", req.Atomic, "err", rej.err.Msg)
-			r.reply(m.Value.ReplyTo, rej.err)
-			return nil
-		}
-		if err != nil {
-			return err
-		}
+	for _, a := range answers {
+		r.reply(a.to, a.err)
 	}
-	r.reply(m.Value.ReplyTo, nil)
 	return nil
 }
 
