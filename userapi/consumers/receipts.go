@@ -79,7 +79,7 @@ func (c *Receipts) Handle(ctx context.Context, m eventlog.Msg[syncapi.OutputRece
 		if err := c.st.Push.Notifs.MarkRead(ctx, tx, localpart, r.RoomID, seq, thread); err != nil {
 			return err
 		}
-		return c.st.Push.Counts.Recount(ctx, tx, localpart, r.RoomID)
+		return c.st.Push.Counts.Recount(ctx, tx, localpart, r.RoomID, seq, thread)
 	})
 	if err != nil {
 		return fmt.Errorf("apply receipt of %s in %s: %w", r.UserID, r.RoomID, err)

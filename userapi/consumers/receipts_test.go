@@ -31,25 +31,28 @@ func TestReceiptsClearCounts(t *testing.T) {
 		}
 		evs := []ev{{"$1", "", false}, {"$2", "", true}, {"$3", "", false}, {"$4", "$3", false}}
 		err = db.InTx(ctx, func(tx *sql.Tx) error {
+			roomNID, err := st.Push.Rooms.NID(ctx, tx, room)
+			if err != nil {
+				return err
+			}
+			actions, err := st.Push.Actions.NID(ctx, tx, `["notify"]`)
+			if err != nil {
+				return err
+			}
 			for i, e := range evs {
 				if _, err := st.Push.Events.Insert(ctx, tx, e.id, room, int64(10+i), []byte(`{}`)); err != nil {
 					return err
 				}
-				row := storage.NotificationRow{Localpart: "bob", RoomID: room, EventID: e.id, ThreadID: e.thread, Seq: int64(10 + i),
-					TS: 1, Highlight: e.highlight, Actions: `["notify"]`}
-				if err := st.Push.Notifs.InsertBatch(ctx, tx, []storage.NotificationRow{row}); err != nil {
+				row := storage.NewNotification{Localpart: "bob", Highlight: e.highlight, ActionsNID: actions}
+				if err := st.Push.Notifs.InsertBatch(ctx, tx, int64(10+i), roomNID, e.thread, []storage.NewNotification{row}); err != nil {
 					return err
 				}
-				inc := storage.CountRow{Localpart: "bob", ThreadID: e.thread, Notification: 1}
-				if e.highlight {
-					inc.Highlight = 1
-				}
-				if err := st.Push.Counts.Add(ctx, tx, room, []storage.CountRow{inc}); err != nil {
+				if _, err := st.Push.Counts.Add(ctx, tx, room, int64(10+i), e.thread, []storage.NewNotification{row}); err != nil {
 					return err
 				}
 			}
 			// An event nobody was notified of still has a sequence.
-			_, err := st.Push.Events.Insert(ctx, tx, "$quiet", room, 9, nil)
+			_, err = st.Push.Events.Insert(ctx, tx, "$quiet", room, 9, nil)
 			return err
 		})
 		if err != nil {

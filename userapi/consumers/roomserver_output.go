@@ -7,6 +7,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
+	"hash/fnv"
 	"log/slog"
 	"math"
 	"strings"
@@ -42,6 +43,8 @@ type Push struct {
 	Event     json.RawMessage
 	Actions   []pushrules.Action
 	Outcome   pushrules.Outcome
+	// actions is Actions as JSON.
+	actions string
 }
 
 // RoomServerOutput evaluates every room event against the push rules of
@@ -57,16 +60,54 @@ type RoomServerOutput struct {
 
 	mu    sync.Mutex
 	rooms map[string]*roomState // by room id; the consumer is ordered per room
-	rules map[string]cachedRules
+	rules map[string]*cachedRules
+	// actionNIDs numbers the actions lists (storage.PushActionsTable).
+	actionNIDs map[string]int64
+	roomLocks  [256]sync.Mutex
 }
 
+// rulesRecheck bounds how long compiled rules are used without rereading
+// their version. Changes made in this process are seen at once (the table's
+// Generation); this is for those made by another userapi process.
+const rulesRecheck = 5 * time.Second
+
+// cachedRules is a member's compiled rules, immutable once cached.
 type cachedRules struct {
 	version int64
 	eval    *pushrules.Evaluator
+	// actions is the JSON of each rule's actions by rule id (ids used by
+	// two kinds with different actions are left out).
+	actions map[string]string
+	// gen and checked are the rules table generation and the time when
+	// version was last read.
+	gen     uint64
+	checked time.Time
+}
+
+func compileRules(ur pushrules.UserRules, userID string, version int64) *cachedRules {
+	rs := ur.Merge(userID)
+	cr := &cachedRules{version: version, eval: pushrules.Compile(rs), actions: map[string]string{}}
+	ambiguous := map[string]bool{}
+	for _, k := range pushrules.Kinds {
+		for _, r := range *rs.List(k) {
+			js, err := json.Marshal(r.Actions)
+			if err != nil || ambiguous[r.RuleID] {
+				continue
+			}
+			if old, ok := cr.actions[r.RuleID]; ok && old != string(js) {
+				delete(cr.actions, r.RuleID)
+				ambiguous[r.RuleID] = true
+				continue
+			}
+			cr.actions[r.RuleID] = string(js)
+		}
+	}
+	return cr
 }
 
 // roomState is the part of a room's current state push needs.
 type roomState struct {
+	nid     int64 // storage.PushRoomsTable number
 	version *event.RoomVersion
 	joined  map[string]string // user id → display name
 	create  *event.PDU
@@ -76,7 +117,7 @@ type roomState struct {
 // NewRoomServerOutput returns the handler.
 func NewRoomServerOutput(st *storage.Storage, rs RoomState, evlog eventlog.Log, d Delivery, serverName string, log *slog.Logger) *RoomServerOutput {
 	return &RoomServerOutput{st: st, rs: rs, evlog: evlog, delivery: d, serverName: serverName, log: log, now: time.Now,
-		rooms: map[string]*roomState{}, rules: map[string]cachedRules{}}
+		rooms: map[string]*roomState{}, rules: map[string]*cachedRules{}, actionNIDs: map[string]int64{}}
 }
 
 // header is what push reads of an event besides the rules' own lookups.
@@ -84,7 +125,6 @@ type header struct {
 	Type     string  `json:"type"`
 	Sender   string  `json:"sender"`
 	StateKey *string `json:"state_key"`
-	TS       int64   `json:"origin_server_ts"`
 	Content  struct {
 		Membership  any `json:"membership"`
 		DisplayName any `json:"displayname"`
@@ -142,29 +182,30 @@ func (c *RoomServerOutput) Handle(ctx context.Context, m eventlog.Msg[rsapi.Outp
 			return err
 		}
 	}
-	var notifs []storage.NotificationRow
-	incs := map[[2]string]*storage.CountRow{}
 	thread := threadOf(h)
+	notifs := make([]storage.NewNotification, 0, len(pushes))
 	for _, p := range pushes {
-		actions, _ := json.Marshal(p.Actions)
-		notifs = append(notifs, storage.NotificationRow{Localpart: p.Localpart, RoomID: ev.RoomID, EventID: ev.EventID,
-			ThreadID: thread, Seq: int64(m.Seq), TS: h.TS, Highlight: p.Outcome.Highlight, Actions: string(actions)})
-		k := [2]string{p.Localpart, thread}
-		inc := incs[k]
-		if inc == nil {
-			inc = &storage.CountRow{Localpart: p.Localpart, ThreadID: thread}
-			incs[k] = inc
+		nid, err := c.actionsNID(ctx, p.actions)
+		if err != nil {
+			return err
 		}
-		inc.Notification++
-		if p.Outcome.Highlight {
-			inc.Highlight++
-		}
+		notifs = append(notifs, storage.NewNotification{Localpart: p.Localpart, Highlight: p.Outcome.Highlight, ActionsNID: nid})
 	}
 	stored := []byte(nil)
 	if len(notifs) > 0 {
 		stored = ev.Event
 	}
+	locals := make([]string, 0, len(pushes))
+	for _, p := range pushes {
+		locals = append(locals, p.Localpart)
+	}
+	// Held until the counts read in the transaction are published, so that
+	// counts a receipt recounts meanwhile are published after them.
+	lock := c.roomLock(ev.RoomID)
+	lock.Lock()
+	defer lock.Unlock()
 	var fresh bool
+	var counts []storage.CountRow
 	err = c.st.DB.InTx(ctx, func(tx *sql.Tx) error {
 		var err error
 		if fresh, err = c.st.Push.Events.Insert(ctx, tx, ev.EventID, ev.RoomID, int64(m.Seq), stored); err != nil || !fresh {
@@ -173,14 +214,22 @@ func (c *RoomServerOutput) Handle(ctx context.Context, m eventlog.Msg[rsapi.Outp
 		if len(notifs) == 0 {
 			return nil
 		}
-		if err := c.st.Push.Notifs.InsertBatch(ctx, tx, notifs); err != nil {
+		if err := c.st.Push.Notifs.InsertBatch(ctx, tx, int64(m.Seq), room.nid, thread, notifs); err != nil {
 			return err
 		}
-		rows := make([]storage.CountRow, 0, len(incs))
-		for _, inc := range incs {
-			rows = append(rows, *inc)
+		// The published counts are each user's rows in the room: the
+		// changed ones come back from Add; for a main timeline event the
+		// others can only be thread rows, which are rare.
+		if counts, err = c.st.Push.Counts.Add(ctx, tx, ev.RoomID, int64(m.Seq), thread, notifs); err != nil {
+			return err
 		}
-		return c.st.Push.Counts.Add(ctx, tx, ev.RoomID, rows)
+		if thread != "" {
+			counts, err = c.st.Push.Counts.Select(ctx, tx, ev.RoomID, locals)
+			return err
+		}
+		threads, err := c.st.Push.Counts.SelectThreads(ctx, tx, ev.RoomID)
+		counts = append(counts, threads...)
+		return err
 	})
 	if err != nil {
 		return fmt.Errorf("store push results of %s: %w", ev.EventID, err)
@@ -188,11 +237,7 @@ func (c *RoomServerOutput) Handle(ctx context.Context, m eventlog.Msg[rsapi.Outp
 	if !fresh || len(pushes) == 0 {
 		return nil
 	}
-	locals := make([]string, 0, len(pushes))
-	for _, p := range pushes {
-		locals = append(locals, p.Localpart)
-	}
-	if err := c.PublishCounts(ctx, ev.RoomID, locals); err != nil {
+	if err := c.publishCounts(ctx, ev.RoomID, locals, counts); err != nil {
 		// The notifications are committed; the counts reach /sync with the
 		// next change in the room.
 		c.log.WarnContext(ctx, "publishing notification counts failed", "room_id", ev.RoomID, "err", err)
@@ -210,10 +255,26 @@ func (c *RoomServerOutput) Handle(ctx context.Context, m eventlog.Msg[rsapi.Outp
 // PublishCounts publishes the current counts of the listed local users in
 // a room on api.NotificationCountsTopic.
 func (c *RoomServerOutput) PublishCounts(ctx context.Context, roomID string, localparts []string) error {
+	lock := c.roomLock(roomID)
+	lock.Lock()
+	defer lock.Unlock()
 	rows, err := c.st.Push.Counts.Select(ctx, c.st.DB, roomID, localparts)
 	if err != nil {
 		return err
 	}
+	return c.publishCounts(ctx, roomID, localparts, rows)
+}
+
+// roomLock orders the publishing of a room's counts in this process.
+func (c *RoomServerOutput) roomLock(roomID string) *sync.Mutex {
+	h := fnv.New32a()
+	h.Write([]byte(roomID))
+	return &c.roomLocks[h.Sum32()%uint32(len(c.roomLocks))]
+}
+
+// publishCounts publishes rows, the count rows of the listed users in a
+// room (rows of other users are left out).
+func (c *RoomServerOutput) publishCounts(ctx context.Context, roomID string, localparts []string, rows []storage.CountRow) error {
 	msg := api.NotificationCounts{RoomID: roomID}
 	index := map[string]int{}
 	for _, l := range localparts {
@@ -252,7 +313,7 @@ func (c *RoomServerOutput) PublishCounts(ctx context.Context, roomID string, loc
 // evaluate runs every member's rules on the event; it returns the members
 // to notify (or with any tweak).
 func (c *RoomServerOutput) evaluate(ctx context.Context, ev rsapi.OutputEvent, h header, members []string, room *roomState, r *pushrules.Room) ([]Push, error) {
-	evals, err := c.evaluators(ctx, members)
+	rules, err := c.evaluators(ctx, members)
 	if err != nil {
 		return nil, err
 	}
@@ -262,7 +323,7 @@ func (c *RoomServerOutput) evaluate(ctx context.Context, ev rsapi.OutputEvent, h
 	}
 	var out []Push
 	for i, u := range members {
-		_, actions, ok := evals[i].Evaluate(pe, r, room.joined[u])
+		ruleID, actions, ok := rules[i].eval.Evaluate(pe, r, room.joined[u])
 		if !ok {
 			continue
 		}
@@ -270,30 +331,59 @@ func (c *RoomServerOutput) evaluate(ctx context.Context, ev rsapi.OutputEvent, h
 		if !o.Notify {
 			continue
 		}
-		out = append(out, Push{Localpart: c.localpart(u), UserID: u, RoomID: ev.RoomID, EventID: ev.EventID, Event: ev.Event, Actions: actions, Outcome: o})
+		js, ok := rules[i].actions[ruleID]
+		if !ok {
+			b, err := json.Marshal(actions)
+			if err != nil {
+				return nil, fmt.Errorf("encode push actions of %s: %w", u, err)
+			}
+			js = string(b)
+		}
+		out = append(out, Push{Localpart: c.localpart(u), UserID: u, RoomID: ev.RoomID, EventID: ev.EventID, Event: ev.Event,
+			Actions: actions, Outcome: o, actions: js})
 	}
 	return out, nil
 }
 
-// evaluators returns the compiled rules of members, recompiling only those
-// whose stored version changed (one query for all of them).
-func (c *RoomServerOutput) evaluators(ctx context.Context, members []string) ([]*pushrules.Evaluator, error) {
-	locals := make([]string, len(members))
+// evaluators returns the compiled rules of members. Their versions are
+// reread (one query for all who need it) only after a change in this
+// process or rulesRecheck, and rules are recompiled only when their
+// version changed.
+func (c *RoomServerOutput) evaluators(ctx context.Context, members []string) ([]*cachedRules, error) {
+	// Read before the versions: a change after this leaves the entries
+	// stamped with an older generation, so they are checked again.
+	gen := c.st.Push.Rules.Generation()
+	now := c.now()
+	out := make([]*cachedRules, len(members))
+	var stale []int
+	c.mu.Lock()
 	for i, u := range members {
-		locals[i] = c.localpart(u)
+		cr := c.rules[u]
+		if cr == nil || cr.gen != gen || now.Sub(cr.checked) >= rulesRecheck {
+			stale = append(stale, i)
+		}
+		out[i] = cr
+	}
+	c.mu.Unlock()
+	if len(stale) == 0 {
+		return out, nil
+	}
+	locals := make([]string, len(stale))
+	for j, i := range stale {
+		locals[j] = c.localpart(members[i])
 	}
 	versions, err := c.st.Push.Rules.SelectVersions(ctx, c.st.DB.Reader(), c.st.DB.Dialect, locals)
 	if err != nil {
 		return nil, err
 	}
-	out := make([]*pushrules.Evaluator, len(members))
-	for i, u := range members {
-		v := versions[locals[i]]
-		c.mu.Lock()
-		cr, ok := c.rules[u]
-		c.mu.Unlock()
-		if !ok || cr.version != v {
-			raw, ver, err := c.st.Push.Rules.Select(ctx, c.st.DB.Reader(), locals[i])
+	for j, i := range stale {
+		u, v, old := members[i], versions[locals[j]], out[i]
+		var cr *cachedRules
+		if old != nil && old.version == v {
+			fresh := *old
+			cr = &fresh
+		} else {
+			raw, ver, err := c.st.Push.Rules.Select(ctx, c.st.DB.Reader(), locals[j])
 			if err != nil {
 				return nil, err
 			}
@@ -303,14 +393,38 @@ func (c *RoomServerOutput) evaluators(ctx context.Context, members []string) ([]
 					return nil, fmt.Errorf("decode push rules of %s: %w", u, err)
 				}
 			}
-			cr = cachedRules{version: ver, eval: pushrules.Compile(ur.Merge(u))}
-			c.mu.Lock()
-			c.rules[u] = cr
-			c.mu.Unlock()
+			cr = compileRules(ur, u, ver)
 		}
-		out[i] = cr.eval
+		cr.gen, cr.checked = gen, now
+		c.mu.Lock()
+		c.rules[u] = cr
+		c.mu.Unlock()
+		out[i] = cr
 	}
 	return out, nil
+}
+
+// actionsNID returns the number of an actions list, stored the first time
+// it is seen (in its own statement: a number from a transaction that rolls
+// back must not be cached).
+func (c *RoomServerOutput) actionsNID(ctx context.Context, actions string) (int64, error) {
+	c.mu.Lock()
+	nid, ok := c.actionNIDs[actions]
+	c.mu.Unlock()
+	if ok {
+		return nid, nil
+	}
+	nid, err := c.st.Push.Actions.NID(ctx, c.st.DB, actions)
+	if err != nil {
+		return 0, err
+	}
+	c.mu.Lock()
+	if len(c.actionNIDs) >= 10_000 { // only a runaway set of rules gets here
+		clear(c.actionNIDs)
+	}
+	c.actionNIDs[actions] = nid
+	c.mu.Unlock()
+	return nid, nil
 }
 
 // room returns the cached state of a room, loading it from the roomserver
@@ -331,7 +445,11 @@ func (c *RoomServerOutput) room(ctx context.Context, roomID string) (*roomState,
 	if !ok {
 		return nil, eventlog.Permanent(fmt.Errorf("room %s has unknown version %q", roomID, res.RoomVersion))
 	}
-	rs = &roomState{version: v, joined: map[string]string{}}
+	nid, err := c.st.Push.Rooms.NID(ctx, c.st.DB, roomID)
+	if err != nil {
+		return nil, err
+	}
+	rs = &roomState{nid: nid, version: v, joined: map[string]string{}}
 	for _, raw := range res.StateEvents {
 		var h header
 		if json.Unmarshal(raw, &h) != nil {

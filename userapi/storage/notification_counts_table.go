@@ -2,7 +2,9 @@ package storage
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
+	"strconv"
 	"strings"
 
 	"github.com/axon-hs/axon/internal/sqlutil"
@@ -20,7 +22,18 @@ const notificationCountsSchema = `CREATE TABLE userapi_notification_counts (
 	PRIMARY KEY (room_id, localpart, thread_id)
 )`
 
-// CountRow is a row of userapi_notification_counts (or an increment).
+// notificationCountsAddFirstSeq (push migration 2): first_seq is at most
+// the stream sequence of the first unread notification counted by the row
+// (rows carried over start at 0), so that a receipt scans the user's
+// notifications from there on only.
+const notificationCountsAddFirstSeq = `ALTER TABLE userapi_notification_counts ADD COLUMN first_seq BIGINT NOT NULL DEFAULT 0`
+
+// notificationCountsThreadsIndex (push migration 2) finds a room's thread
+// rows, usually none, without reading its main timeline rows.
+const notificationCountsThreadsIndex = `CREATE INDEX userapi_notification_counts_threads
+	ON userapi_notification_counts (room_id, localpart) WHERE thread_id <> ''`
+
+// CountRow is a row of userapi_notification_counts.
 type CountRow struct {
 	Localpart    string
 	ThreadID     string
@@ -31,30 +44,78 @@ type CountRow struct {
 // NotificationCountsTable is userapi_notification_counts.
 type NotificationCountsTable struct{ d sqlutil.Dialect }
 
-// Add adds increments to the counts of a room, in statements of many rows.
-func (NotificationCountsTable) Add(ctx context.Context, q sqlutil.Querier, roomID string, incs []CountRow) error {
-	for len(incs) > 0 {
-		n := min(len(incs), notifBatch)
+// Add counts the event at stream sequence seq in thread (empty for the main
+// timeline) for each notified user, in statements of many rows, and returns
+// the new counts of the rows it changed.
+func (NotificationCountsTable) Add(ctx context.Context, q sqlutil.Querier, roomID string, seq int64, thread string, notified []NewNotification) ([]CountRow, error) {
+	out := make([]CountRow, 0, len(notified))
+	for len(notified) > 0 {
+		n := min(len(notified), notifBatch)
 		var b strings.Builder
-		b.WriteString(`INSERT INTO userapi_notification_counts (room_id, localpart, thread_id, notification_count, highlight_count) VALUES `)
-		args := []any{roomID}
-		for i, r := range incs[:n] {
+		b.Grow(400 + n*24)
+		b.WriteString(`INSERT INTO userapi_notification_counts (room_id, first_seq, thread_id, localpart, notification_count, highlight_count) VALUES `)
+		// Two parameters a row: the driver's cost of binding grows with
+		// the square of their number.
+		args := make([]any, 3, 3+2*n)
+		args[0], args[1], args[2] = roomID, seq, thread
+		for i, r := range notified[:n] {
 			if i > 0 {
 				b.WriteString(", ")
 			}
 			k := len(args)
-			fmt.Fprintf(&b, "($1, $%d, $%d, $%d, $%d)", k+1, k+2, k+3, k+4)
-			args = append(args, r.Localpart, r.ThreadID, r.Notification, r.Highlight)
+			b.WriteString("($1, $2, $3, $")
+			b.WriteString(strconv.Itoa(k + 1))
+			b.WriteString(", 1, $")
+			b.WriteString(strconv.Itoa(k + 2))
+			b.WriteString(")")
+			h := 0
+			if r.Highlight {
+				h = 1
+			}
+			args = append(args, r.Localpart, h)
 		}
+		// first_seq stays: the row's first unread notification is older.
 		b.WriteString(` ON CONFLICT (room_id, localpart, thread_id) DO UPDATE SET
 			notification_count = userapi_notification_counts.notification_count + excluded.notification_count,
-			highlight_count = userapi_notification_counts.highlight_count + excluded.highlight_count`)
-		if _, err := q.ExecContext(ctx, b.String(), args...); err != nil {
-			return fmt.Errorf("add %d notification counts in %s: %w", n, roomID, err)
+			highlight_count = userapi_notification_counts.highlight_count + excluded.highlight_count
+			RETURNING localpart, thread_id, notification_count, highlight_count`)
+		rows, err := q.QueryContext(ctx, b.String(), args...)
+		if err != nil {
+			return nil, fmt.Errorf("add %d notification counts in %s: %w", n, roomID, err)
 		}
-		incs = incs[n:]
+		if out, err = scanCounts(rows, out); err != nil {
+			return nil, fmt.Errorf("add %d notification counts in %s: %w", n, roomID, err)
+		}
+		notified = notified[n:]
 	}
-	return nil
+	return out, nil
+}
+
+func scanCounts(rows *sql.Rows, out []CountRow) ([]CountRow, error) {
+	defer rows.Close()
+	for rows.Next() {
+		var r CountRow
+		if err := rows.Scan(&r.Localpart, &r.ThreadID, &r.Notification, &r.Highlight); err != nil {
+			return nil, err
+		}
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
+
+// SelectThreads returns the thread rows (not the main timeline's) of a
+// room, of every user.
+func (NotificationCountsTable) SelectThreads(ctx context.Context, q sqlutil.Querier, roomID string) ([]CountRow, error) {
+	rows, err := q.QueryContext(ctx, `SELECT localpart, thread_id, notification_count, highlight_count
+		FROM userapi_notification_counts WHERE room_id = $1 AND thread_id <> ''`, roomID)
+	if err != nil {
+		return nil, fmt.Errorf("select thread notification counts in %s: %w", roomID, err)
+	}
+	out, err := scanCounts(rows, nil)
+	if err != nil {
+		return nil, fmt.Errorf("select thread notification counts in %s: %w", roomID, err)
+	}
+	return out, nil
 }
 
 // Select returns the count rows of the listed users in a room.
@@ -64,31 +125,40 @@ func (t NotificationCountsTable) Select(ctx context.Context, q sqlutil.Querier, 
 	if err != nil {
 		return nil, fmt.Errorf("select notification counts in %s: %w", roomID, err)
 	}
-	defer rows.Close()
-	var out []CountRow
-	for rows.Next() {
-		var r CountRow
-		if err := rows.Scan(&r.Localpart, &r.ThreadID, &r.Notification, &r.Highlight); err != nil {
-			return nil, fmt.Errorf("select notification counts in %s: %w", roomID, err)
-		}
-		out = append(out, r)
-	}
-	if err := rows.Err(); err != nil {
+	out, err := scanCounts(rows, nil)
+	if err != nil {
 		return nil, fmt.Errorf("select notification counts in %s: %w", roomID, err)
 	}
 	return out, nil
 }
 
-// Recount sets a user's counts in a room from the unread notifications
-// (after a read receipt marked some read).
-func (NotificationCountsTable) Recount(ctx context.Context, q sqlutil.Querier, localpart, roomID string) error {
-	if _, err := q.ExecContext(ctx, `DELETE FROM userapi_notification_counts WHERE room_id = $1 AND localpart = $2`, roomID, localpart); err != nil {
+// Recount sets a user's counts in a room from the unread notifications,
+// after NotificationsTable.MarkRead with the same seq and thread marked
+// some read: those of all threads, or of one thread (empty for the main timeline).
+// What it marked read is at or below seq, so only the user's rows after
+// seq are counted.
+func (NotificationCountsTable) Recount(ctx context.Context, q sqlutil.Querier, localpart, roomID string, seq int64, thread *string) error {
+	var err error
+	if thread == nil {
+		_, err = q.ExecContext(ctx, `DELETE FROM userapi_notification_counts WHERE room_id = $1 AND localpart = $2`, roomID, localpart)
+	} else {
+		_, err = q.ExecContext(ctx, `DELETE FROM userapi_notification_counts WHERE room_id = $1 AND localpart = $2 AND thread_id = $3`,
+			roomID, localpart, *thread)
+	}
+	if err != nil {
 		return fmt.Errorf("recount notifications of %s in %s: %w", localpart, roomID, err)
 	}
-	_, err := q.ExecContext(ctx, `INSERT INTO userapi_notification_counts (room_id, localpart, thread_id, notification_count, highlight_count)
-		SELECT room_id, localpart, thread_id, COUNT(*), SUM(CASE WHEN highlight THEN 1 ELSE 0 END)
-		FROM userapi_notifications WHERE room_id = $1 AND localpart = $2 AND read = FALSE GROUP BY room_id, localpart, thread_id`,
-		roomID, localpart)
+	// thread_id = $4 OR $4 IS NULL would keep one text, but then the
+	// parameter's type cannot be inferred on PostgreSQL.
+	const recount = `INSERT INTO userapi_notification_counts (room_id, localpart, thread_id, notification_count, highlight_count, first_seq)
+		SELECT $1, $2, thread_id, COUNT(*), SUM(CASE WHEN highlight THEN 1 ELSE 0 END), MIN(seq)
+		FROM userapi_notifications WHERE localpart = $2 AND seq > $3
+		AND room_nid = (SELECT id FROM userapi_push_rooms WHERE room_id = $1) AND read = FALSE`
+	if thread == nil {
+		_, err = q.ExecContext(ctx, recount+` GROUP BY thread_id`, roomID, localpart, seq)
+	} else {
+		_, err = q.ExecContext(ctx, recount+` AND thread_id = $4 GROUP BY thread_id`, roomID, localpart, seq, *thread)
+	}
 	if err != nil {
 		return fmt.Errorf("recount notifications of %s in %s: %w", localpart, roomID, err)
 	}

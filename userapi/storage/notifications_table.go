@@ -2,7 +2,9 @@ package storage
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"strconv"
 	"strings"
 
 	"github.com/axon-hs/axon/internal/sqlutil"
@@ -29,19 +31,56 @@ const (
 	notificationsRoomIndex = `CREATE INDEX userapi_notifications_room ON userapi_notifications (localpart, room_id, seq)`
 )
 
-// NotificationRow is a row of userapi_notifications.
+// Version 2 of the table (push migration 2). Every message notifies most of
+// a room's members, so this is the server's busiest table per message: a
+// row holds only what differs between members. The event (its id, room,
+// JSON and timestamp) is userapi_push_events' row of the same seq, the room
+// and the actions are small ids, and no id column is kept: (localpart, seq)
+// identifies a row, since one event notifies a user once, and pages
+// /notifications.
+const notificationsV2Schema = `CREATE TABLE userapi_notifications_v2 (
+	localpart   TEXT NOT NULL,
+	-- seq is the event's roomserver output sequence (userapi_push_events.seq).
+	seq         BIGINT NOT NULL,
+	room_nid    BIGINT NOT NULL,
+	-- thread_id is the thread root, '' for the main timeline.
+	thread_id   TEXT NOT NULL,
+	highlight   BOOLEAN NOT NULL,
+	read        BOOLEAN NOT NULL DEFAULT FALSE,
+	actions_nid BIGINT NOT NULL
+)`
+
+// notificationsFromV1 carries the version 1 rows over (their ids become
+// the rooms' and actions' ids of migration 2).
+const notificationsFromV1 = `INSERT INTO userapi_notifications_v2 (localpart, seq, room_nid, thread_id, highlight, read, actions_nid)
+	SELECT n.localpart, n.seq, r.id, n.thread_id, n.highlight, n.read, a.id FROM userapi_notifications n
+	JOIN userapi_push_rooms r ON r.room_id = n.room_id JOIN userapi_push_actions a ON a.actions = n.actions`
+
+// notificationsUserSeqIndex is the table's only index: each one costs a
+// B-tree page per notified member per message. Receipts need no index of
+// their own: what they mark read and recount lies in a seq range of the
+// user's rows (after the first unread of the room, NotificationCountsTable's
+// first_seq, and after the receipt's event).
+const notificationsUserSeqIndex = `CREATE INDEX userapi_notifications_user ON userapi_notifications (localpart, seq)`
+
+// NotificationRow is a notification as /notifications lists it.
 type NotificationRow struct {
+	// ID is the event's stream sequence: the position for paging.
 	ID        int64
-	Localpart string
 	RoomID    string
-	EventID   string
 	ThreadID  string
-	Seq       int64
-	TS        int64
+	TS        int64 // the event's origin_server_ts
 	Highlight bool
 	Read      bool
 	Actions   string
-	Event     string // from userapi_push_events, on Select
+	Event     string // the stored event
+}
+
+// NewNotification is one notified user of an event, for InsertBatch.
+type NewNotification struct {
+	Localpart  string
+	Highlight  bool
+	ActionsNID int64 // PushActionsTable.NID of the actions
 }
 
 // NotificationsTable is userapi_notifications.
@@ -50,39 +89,49 @@ type NotificationsTable struct{ d sqlutil.Dialect }
 // notifBatch bounds the rows of one INSERT (SQLite's variable limit).
 const notifBatch = 500
 
-// InsertBatch stores the notifications of one event, a few statements for
-// all members together.
-func (NotificationsTable) InsertBatch(ctx context.Context, q sqlutil.Querier, rows []NotificationRow) error {
+// InsertBatch stores the notifications of one event (stream sequence seq,
+// in room roomNID and thread, empty for the main timeline), one statement for
+// up to notifBatch members.
+func (NotificationsTable) InsertBatch(ctx context.Context, q sqlutil.Querier, seq, roomNID int64, thread string, rows []NewNotification) error {
 	for len(rows) > 0 {
 		n := min(len(rows), notifBatch)
 		var b strings.Builder
-		b.WriteString(`INSERT INTO userapi_notifications (localpart, room_id, event_id, thread_id, seq, ts, highlight, actions) VALUES `)
-		args := make([]any, 0, n*8)
+		b.Grow(120 + n*24)
+		b.WriteString(`INSERT INTO userapi_notifications (seq, room_nid, thread_id, localpart, highlight, actions_nid) VALUES `)
+		args := make([]any, 3, 3+n*3)
+		args[0], args[1], args[2] = seq, roomNID, thread
 		for i, r := range rows[:n] {
 			if i > 0 {
 				b.WriteString(", ")
 			}
 			k := len(args)
-			fmt.Fprintf(&b, "($%d, $%d, $%d, $%d, $%d, $%d, $%d, $%d)", k+1, k+2, k+3, k+4, k+5, k+6, k+7, k+8)
-			args = append(args, r.Localpart, r.RoomID, r.EventID, r.ThreadID, r.Seq, r.TS, r.Highlight, r.Actions)
+			b.WriteString("($1, $2, $3, $")
+			b.WriteString(strconv.Itoa(k + 1))
+			b.WriteString(", $")
+			b.WriteString(strconv.Itoa(k + 2))
+			b.WriteString(", $")
+			b.WriteString(strconv.Itoa(k + 3))
+			b.WriteString(")")
+			args = append(args, r.Localpart, r.Highlight, r.ActionsNID)
 		}
 		if _, err := q.ExecContext(ctx, b.String(), args...); err != nil {
-			return fmt.Errorf("insert %d notifications for %s: %w", n, rows[0].EventID, err)
+			return fmt.Errorf("insert %d notifications of event %d: %w", n, seq, err)
 		}
 		rows = rows[n:]
 	}
 	return nil
 }
 
-// Select pages through a user's notifications, newest first: ids below
-// before (0: no bound), at most limit.
+// Select pages through a user's notifications, newest first: sequences
+// below before (0: no bound), at most limit.
 func (NotificationsTable) Select(ctx context.Context, q sqlutil.Querier, localpart string, before int64, limit int, onlyHighlight bool) ([]NotificationRow, error) {
 	if before <= 0 {
 		before = 1<<63 - 1
 	}
-	rows, err := q.QueryContext(ctx, `SELECT n.id, n.room_id, n.event_id, n.thread_id, n.seq, n.ts, n.highlight, n.read, n.actions, e.event
-		FROM userapi_notifications n JOIN userapi_push_events e ON e.event_id = n.event_id
-		WHERE n.localpart = $1 AND n.id < $2 AND (n.highlight OR NOT $3) ORDER BY n.id DESC LIMIT $4`,
+	rows, err := q.QueryContext(ctx, `SELECT n.seq, e.room_id, n.thread_id, n.highlight, n.read, a.actions, e.event
+		FROM userapi_notifications n JOIN userapi_push_events e ON e.seq = n.seq
+		JOIN userapi_push_actions a ON a.id = n.actions_nid
+		WHERE n.localpart = $1 AND n.seq < $2 AND (n.highlight OR NOT $3) ORDER BY n.seq DESC LIMIT $4`,
 		localpart, before, onlyHighlight, limit)
 	if err != nil {
 		return nil, fmt.Errorf("select notifications of %s: %w", localpart, err)
@@ -90,10 +139,15 @@ func (NotificationsTable) Select(ctx context.Context, q sqlutil.Querier, localpa
 	defer rows.Close()
 	var out []NotificationRow
 	for rows.Next() {
-		r := NotificationRow{Localpart: localpart}
-		if err := rows.Scan(&r.ID, &r.RoomID, &r.EventID, &r.ThreadID, &r.Seq, &r.TS, &r.Highlight, &r.Read, &r.Actions, &r.Event); err != nil {
+		var r NotificationRow
+		if err := rows.Scan(&r.ID, &r.RoomID, &r.ThreadID, &r.Highlight, &r.Read, &r.Actions, &r.Event); err != nil {
 			return nil, fmt.Errorf("select notifications of %s: %w", localpart, err)
 		}
+		var ts struct {
+			TS int64 `json:"origin_server_ts"`
+		}
+		_ = json.Unmarshal([]byte(r.Event), &ts) // a stored event always decodes; 0 if not
+		r.TS = ts.TS
 		out = append(out, r)
 	}
 	if err := rows.Err(); err != nil {
@@ -103,16 +157,22 @@ func (NotificationsTable) Select(ctx context.Context, q sqlutil.Querier, localpa
 }
 
 // MarkRead marks a user's notifications in a room read up to and including
-// stream sequence seq: all threads, or one thread (” = main timeline) when
-// thread is not nil.
+// stream sequence seq: all threads, or one thread (empty for the main timeline) when
+// thread is not nil. Only the user's rows from the first unread one of the
+// room (or thread) on are scanned.
 func (NotificationsTable) MarkRead(ctx context.Context, q sqlutil.Querier, localpart, roomID string, seq int64, thread *string) error {
 	var err error
 	if thread == nil {
 		_, err = q.ExecContext(ctx, `UPDATE userapi_notifications SET read = TRUE
-			WHERE localpart = $1 AND room_id = $2 AND seq <= $3 AND read = FALSE`, localpart, roomID, seq)
+			WHERE localpart = $1 AND seq <= $3 AND seq >= (SELECT MIN(first_seq) FROM userapi_notification_counts
+				WHERE room_id = $2 AND localpart = $1)
+			AND room_nid = (SELECT id FROM userapi_push_rooms WHERE room_id = $2) AND read = FALSE`, localpart, roomID, seq)
 	} else {
 		_, err = q.ExecContext(ctx, `UPDATE userapi_notifications SET read = TRUE
-			WHERE localpart = $1 AND room_id = $2 AND seq <= $3 AND read = FALSE AND thread_id = $4`, localpart, roomID, seq, *thread)
+			WHERE localpart = $1 AND seq <= $3 AND seq >= (SELECT MIN(first_seq) FROM userapi_notification_counts
+				WHERE room_id = $2 AND localpart = $1 AND thread_id = $4)
+			AND room_nid = (SELECT id FROM userapi_push_rooms WHERE room_id = $2) AND read = FALSE AND thread_id = $4`,
+			localpart, roomID, seq, *thread)
 	}
 	if err != nil {
 		return fmt.Errorf("mark notifications of %s in %s read: %w", localpart, roomID, err)

@@ -19,6 +19,10 @@ const pushEventsSchema = `CREATE TABLE userapi_push_events (
 	event    TEXT NOT NULL DEFAULT ''
 )`
 
+// pushEventsSeqIndex joins notifications (which carry the seq) to their
+// event (push migration 2).
+const pushEventsSeqIndex = `CREATE INDEX userapi_push_events_seq ON userapi_push_events (seq)`
+
 // PushEventsTable is userapi_push_events: every event push evaluation has
 // handled. Its primary key makes the consumer idempotent.
 type PushEventsTable struct{}

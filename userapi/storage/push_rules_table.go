@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
 
 	"github.com/axon-hs/axon/internal/sqlutil"
@@ -20,6 +21,15 @@ var pushMigrations = []sqlutil.Migration{
 		notificationsSchema, sqlutil.Static(notificationsUserIndex), sqlutil.Static(notificationsRoomIndex),
 		sqlutil.Static(notificationCountsSchema),
 	)},
+	{Version: 2, Name: "lean notifications: room and actions ids, one row per notified user", Up: sqlutil.Exec(
+		pushRoomsSchema, pushActionsSchema,
+		sqlutil.Static(pushRoomsFromV1), sqlutil.Static(pushActionsFromV1),
+		sqlutil.Static(notificationsV2Schema), sqlutil.Static(notificationsFromV1),
+		sqlutil.Static(`DROP TABLE userapi_notifications`),
+		sqlutil.Static(`ALTER TABLE userapi_notifications_v2 RENAME TO userapi_notifications`),
+		sqlutil.Static(notificationsUserSeqIndex), sqlutil.Static(pushEventsSeqIndex),
+		sqlutil.Static(notificationCountsAddFirstSeq), sqlutil.Static(notificationCountsThreadsIndex),
+	)},
 }
 
 // PushTables are the tables of push.
@@ -29,6 +39,8 @@ type PushTables struct {
 	Events   PushEventsTable
 	Notifs   NotificationsTable
 	Counts   NotificationCountsTable
+	Rooms    PushRoomsTable
+	Actions  PushActionsTable
 	migrated bool
 }
 
@@ -37,8 +49,24 @@ func OpenPush(ctx context.Context, db *sqlutil.DB) (PushTables, error) {
 	if err := sqlutil.Migrate(ctx, db, "userapi_push", pushMigrations); err != nil {
 		return PushTables{}, fmt.Errorf("userapi push migrations: %w", err)
 	}
-	return PushTables{Pushers: PushersTable{d: db.Dialect, changes: new(atomic.Uint64)}, Counts: NotificationCountsTable{d: db.Dialect},
+	return PushTables{Pushers: PushersTable{d: db.Dialect, changes: changeCounter(db, "pushers")},
+		Rules: PushRulesTable{changes: changeCounter(db, "push_rules")}, Counts: NotificationCountsTable{d: db.Dialect},
 		Notifs: NotificationsTable{d: db.Dialect}, migrated: true}, nil
+}
+
+// changeCounters holds the change counters of cached tables per database
+// and table: the userapi API and push evaluation each open the storage, and
+// a change made through one must reach the caches of the other.
+var changeCounters sync.Map // changeKey → *atomic.Uint64
+
+type changeKey struct {
+	db    *sqlutil.DB
+	table string
+}
+
+func changeCounter(db *sqlutil.DB, table string) *atomic.Uint64 {
+	c, _ := changeCounters.LoadOrStore(changeKey{db, table}, new(atomic.Uint64))
+	return c.(*atomic.Uint64)
 }
 
 // Migrated reports whether OpenPush made these tables (a zero value has not).
@@ -54,7 +82,19 @@ const pushRulesSchema = `CREATE TABLE userapi_push_rules (
 )`
 
 // PushRulesTable is userapi_push_rules.
-type PushRulesTable struct{}
+type PushRulesTable struct {
+	// changes counts successful writes in this process, so that push
+	// evaluation, which caches compiled rules, rereads versions only then.
+	changes *atomic.Uint64
+}
+
+// Generation is the number of rule changes so far in this process.
+func (t PushRulesTable) Generation() uint64 {
+	if t.changes == nil {
+		return 0
+	}
+	return t.changes.Load()
+}
 
 // Select returns the stored rules JSON and its version; a user without a
 // row has nil and version 0.
@@ -74,7 +114,7 @@ func (PushRulesTable) Select(ctx context.Context, q sqlutil.Querier, localpart s
 
 // CompareAndSwap stores rules if the row is still at version (0: absent).
 // It reports false when someone else changed the rules meanwhile.
-func (PushRulesTable) CompareAndSwap(ctx context.Context, q sqlutil.Querier, localpart string, version int64, rules []byte) (bool, error) {
+func (t PushRulesTable) CompareAndSwap(ctx context.Context, q sqlutil.Querier, localpart string, version int64, rules []byte) (bool, error) {
 	res, err := q.ExecContext(ctx, `INSERT INTO userapi_push_rules (localpart, rules, version) VALUES ($1, $2, 1)
 		ON CONFLICT (localpart) DO UPDATE SET rules = excluded.rules, version = userapi_push_rules.version + 1
 		WHERE userapi_push_rules.version = $3`, localpart, string(rules), version)
@@ -84,6 +124,12 @@ func (PushRulesTable) CompareAndSwap(ctx context.Context, q sqlutil.Querier, loc
 	n, err := res.RowsAffected()
 	if err != nil {
 		return false, fmt.Errorf("store push rules of %s: rows affected: %w", localpart, err)
+	}
+	// Counted after the write: when q is a transaction the caller's commit
+	// is still to come, and a cache may refill from the old rules until it
+	// rechecks (consumers.rulesRecheck).
+	if n == 1 && t.changes != nil {
+		t.changes.Add(1)
 	}
 	return n == 1, nil
 }

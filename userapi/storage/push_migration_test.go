@@ -1,0 +1,146 @@
+package storage
+
+import (
+	"database/sql"
+	"slices"
+	"testing"
+
+	"github.com/axon-hs/axon/internal/sqlutil"
+	"github.com/axon-hs/axon/internal/sqlutil/storagetest"
+)
+
+// TestPushMigration2 fills the version 1 notification tables, migrates,
+// and reads the notifications back: rooms, actions, threads, highlights
+// and read flags are carried over, and receipts still mark read and recount
+// the carried rows (whose counts have no first_seq yet).
+func TestPushMigration2(t *testing.T) {
+	storagetest.Each(t, func(t *testing.T, db *sqlutil.DB) {
+		ctx := t.Context()
+		if err := sqlutil.Migrate(ctx, db, "userapi_push", pushMigrations[:1]); err != nil {
+			t.Fatal(err)
+		}
+		type v1 struct {
+			local, room, event, thread string
+			seq                        int64
+			highlight, read            bool
+			actions                    string
+		}
+		old := []v1{
+			{"bob", "!a:x", "$1", "", 10, false, true, `["notify"]`},
+			{"carol", "!a:x", "$1", "", 10, false, false, `["notify"]`},
+			{"bob", "!b:x", "$2", "", 11, true, false, `["notify",{"set_tweak":"highlight"}]`},
+			{"bob", "!a:x", "$3", "$1", 12, false, false, `["notify"]`},
+			{"bob", "!a:x", "$4", "", 13, false, false, `["notify"]`},
+		}
+		err := db.InTx(ctx, func(tx *sql.Tx) error {
+			seen := map[string]bool{}
+			for _, o := range old {
+				if !seen[o.event] {
+					seen[o.event] = true
+					if _, err := (PushEventsTable{}).Insert(ctx, tx, o.event, o.room, o.seq,
+						[]byte(`{"event_id":"`+o.event+`","origin_server_ts":7}`)); err != nil {
+						return err
+					}
+				}
+				if _, err := tx.ExecContext(ctx, `INSERT INTO userapi_notifications (localpart, room_id, event_id, thread_id, seq, ts, highlight, read, actions)
+					VALUES ($1, $2, $3, $4, $5, 7, $6, $7, $8)`, o.local, o.room, o.event, o.thread, o.seq, o.highlight, o.read, o.actions); err != nil {
+					return err
+				}
+			}
+			// bob's counts in !a:x as version 1 kept them: 2 unread in the
+			// main timeline, 1 in thread $1.
+			_, err := tx.ExecContext(ctx, `INSERT INTO userapi_notification_counts (room_id, localpart, thread_id, notification_count, highlight_count)
+				VALUES ('!a:x', 'bob', '', 1, 0), ('!a:x', 'bob', '$1', 1, 0)`)
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		st := open(t, db)
+
+		type note struct {
+			seq       int64
+			room      string
+			highlight bool
+			read      bool
+			actions   string
+		}
+		list := func(local string) []note {
+			t.Helper()
+			rows, err := st.Push.Notifs.Select(ctx, db.Reader(), local, 0, 10, false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var out []note
+			for _, r := range rows {
+				if r.TS != 7 {
+					t.Errorf("notification %d: ts %d, want 7", r.ID, r.TS)
+				}
+				out = append(out, note{r.ID, r.RoomID, r.Highlight, r.Read, r.Actions})
+			}
+			return out
+		}
+		want := []note{
+			{13, "!a:x", false, false, `["notify"]`},
+			{12, "!a:x", false, false, `["notify"]`},
+			{11, "!b:x", true, false, `["notify",{"set_tweak":"highlight"}]`},
+			{10, "!a:x", false, true, `["notify"]`},
+		}
+		if got := list("bob"); !slices.Equal(got, want) {
+			t.Fatalf("bob's notifications after migration = %+v, want %+v", got, want)
+		}
+		if got := list("carol"); !slices.Equal(got, []note{{10, "!a:x", false, false, `["notify"]`}}) {
+			t.Fatalf("carol's notifications after migration = %+v", got)
+		}
+
+		// An unthreaded receipt at $3 marks bob's $3 read (and $1, already
+		// read), leaving $4 in the main timeline; thread $1 is cleared.
+		err = db.InTx(ctx, func(tx *sql.Tx) error {
+			if err := st.Push.Notifs.MarkRead(ctx, tx, "bob", "!a:x", 12, nil); err != nil {
+				return err
+			}
+			return st.Push.Counts.Recount(ctx, tx, "bob", "!a:x", 12, nil)
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		counts, err := st.Push.Counts.Select(ctx, db.Reader(), "!a:x", []string{"bob", "carol"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(counts) != 1 || counts[0] != (CountRow{Localpart: "bob", ThreadID: "", Notification: 1}) {
+			t.Errorf("counts after receipt = %+v, want bob's main timeline at 1", counts)
+		}
+		want[1].read = true
+		if got := list("bob"); !slices.Equal(got, want) {
+			t.Errorf("bob's notifications after receipt = %+v, want %+v", got, want)
+		}
+	})
+}
+
+// TestPushGenerationsShared: the userapi API and push evaluation open the
+// storage separately; a rules or pushers change through one must move the
+// generation the other's caches watch.
+func TestPushGenerationsShared(t *testing.T) {
+	db := storagetest.SQLite(t)
+	api, push := open(t, db), open(t, db)
+	rules, pushers := push.Push.Rules.Generation(), push.Push.Pushers.Generation()
+	if ok, err := api.Push.Rules.CompareAndSwap(t.Context(), db, "bob", 0, []byte(`{}`)); err != nil || !ok {
+		t.Fatalf("CompareAndSwap = %v, %v", ok, err)
+	}
+	api.Push.Pushers.Changed()
+	if got := push.Push.Rules.Generation(); got == rules {
+		t.Errorf("rules generation seen by the other storage = %d, unchanged", got)
+	}
+	if got := push.Push.Pushers.Generation(); got == pushers {
+		t.Errorf("pushers generation seen by the other storage = %d, unchanged", got)
+	}
+	// A failed compare and swap changes nothing.
+	rules = push.Push.Rules.Generation()
+	if ok, _ := api.Push.Rules.CompareAndSwap(t.Context(), db, "bob", 0, []byte(`{}`)); ok {
+		t.Fatal("CompareAndSwap at a stale version succeeded")
+	}
+	if got := push.Push.Rules.Generation(); got != rules {
+		t.Errorf("rules generation after a failed swap = %d, want %d", got, rules)
+	}
+}
