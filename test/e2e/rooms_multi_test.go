@@ -906,7 +906,11 @@ func membersScenario(t *testing.T, s *server) {
 	room := publicRoom(t, alice, bob)
 	// The sync token after bob's join: /members at it shows alice and bob joined.
 	first := syncUntil(t, alice, "", func(r *mautrix.RespSync) error {
-		for _, e := range r.Rooms.Join[room.RoomID].Timeline.Events {
+		jr := r.Rooms.Join[room.RoomID]
+		if jr == nil {
+			return fmt.Errorf("room not synced yet")
+		}
+		for _, e := range jr.Timeline.Events {
 			if e.Type == event.StateMember && e.GetStateKey() == bob.UserID.String() {
 				return nil
 			}
