@@ -4,6 +4,8 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"strconv"
+	"strings"
 
 	"github.com/axon-hs/axon/internal/sqlutil"
 	"github.com/axon-hs/axon/syncapi/internal/streams"
@@ -80,6 +82,57 @@ func (t OutputRoomEventsTable) Insert(ctx context.Context, q sqlutil.Querier, e 
 		return false, fmt.Errorf("insert event %s: %w", e.EventID, err)
 	}
 	return n == 1, nil
+}
+
+// insertManyRows bounds the rows of one multi-row INSERT: the SQLite
+// driver's cost of binding grows with the square of the parameters.
+const insertManyRows = 32
+
+// InsertMany stores events at their positions, a statement per
+// insertManyRows of them. It reports false when any was stored already
+// (nothing is skipped silently: the caller's transaction must not commit).
+func (t OutputRoomEventsTable) InsertMany(ctx context.Context, q sqlutil.Querier, evs []Event) (bool, error) {
+	for len(evs) > 0 {
+		n := min(len(evs), insertManyRows)
+		var b strings.Builder
+		b.WriteString(`INSERT INTO syncapi_output_room_events
+		(position, event_id, room_id, room_version, type, sender, state_key, event_json, replaces_event_id,
+		 txn_user_id, txn_device_id, txn_id, origin_server_ts) VALUES `)
+		const cols = 13
+		args := make([]any, 0, n*cols)
+		for i, e := range evs[:n] {
+			if i > 0 {
+				b.WriteString(", ")
+			}
+			b.WriteByte('(')
+			for c := range cols {
+				if c > 0 {
+					b.WriteString(", ")
+				}
+				b.WriteByte('$')
+				b.WriteString(strconv.Itoa(i*cols + c + 1))
+			}
+			b.WriteByte(')')
+			var stateKey sql.NullString
+			if e.StateKey != nil {
+				stateKey = sql.NullString{String: *e.StateKey, Valid: true}
+			}
+			args = append(args, e.Position, e.EventID, e.RoomID, e.RoomVersion, e.Type, e.Sender, stateKey, string(e.JSON),
+				e.ReplacesEventID, e.Txn.UserID, e.Txn.DeviceID, e.Txn.TxnID, originServerTS(e.JSON))
+		}
+		b.WriteString(` ON CONFLICT (event_id) DO NOTHING`)
+		res, err := q.ExecContext(ctx, b.String(), args...)
+		if err != nil {
+			return false, fmt.Errorf("insert %d events: %w", n, err)
+		}
+		if got, err := res.RowsAffected(); err != nil {
+			return false, fmt.Errorf("insert %d events: %w", n, err)
+		} else if got != int64(n) {
+			return false, nil
+		}
+		evs = evs[n:]
+	}
+	return true, nil
 }
 
 // Exists reports whether an event is stored.

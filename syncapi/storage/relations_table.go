@@ -395,13 +395,48 @@ func (s *Storage) IndexEvent(ctx context.Context, q sqlutil.Querier, e Event) er
 			}
 		}
 	}
+	text := searchText(e.Type, &f)
+	if text == "" {
+		return nil
+	}
+	return s.Search.Insert(ctx, q, e, text)
+}
+
+// PlainText returns the searchable text of an event that relates to no
+// other (content.m.relates_to absent): indexing it is only adding that
+// text, which IndexPlain does for many events at once.
+func PlainText(e Event) (text string, plain bool) {
+	var f indexedFields
+	if json.Unmarshal(e.JSON, &f) != nil {
+		return "", true // indexes nothing, as in IndexEvent
+	}
+	if f.Content.RelatesTo != nil {
+		return "", false
+	}
+	return searchText(e.Type, &f), true
+}
+
+// IndexPlain indexes events PlainText found plain: the rows with text.
+func (s *Storage) IndexPlain(ctx context.Context, q sqlutil.Querier, rows []SearchRow) error {
+	withText := rows[:0:0]
+	for _, r := range rows {
+		if r.Text != "" {
+			withText = append(withText, r)
+		}
+	}
+	return s.Search.InsertMany(ctx, q, withText)
+}
+
+// searchText is the text /search finds an event by: a message's body, a
+// room's name or topic ("" for the rest).
+func searchText(typ string, f *indexedFields) string {
 	var text []string
 	add := func(v any) {
 		if s, ok := v.(string); ok && s != "" {
 			text = append(text, s)
 		}
 	}
-	switch e.Type {
+	switch typ {
 	case "m.room.message":
 		add(f.Content.Body)
 	case "m.room.name":
@@ -416,10 +451,7 @@ func (s *Storage) IndexEvent(ctx context.Context, q sqlutil.Querier, e Event) er
 			}
 		}
 	}
-	if len(text) == 0 {
-		return nil
-	}
-	return s.Search.Insert(ctx, q, e, strings.Join(text, "\n"))
+	return strings.Join(text, "\n")
 }
 
 // UnindexEvent forgets a redacted event: its relation (the relationship

@@ -339,3 +339,66 @@ func TestIndexMigration(t *testing.T) {
 		t.Fatalf("search after migration = %d, %v", n, err)
 	}
 }
+
+// TestPlainEventsInsertMany: events stored and indexed many per statement
+// read back as one by one would, a second copy is reported, and indexing a
+// position twice keeps the first text.
+func TestPlainEventsInsertMany(t *testing.T) {
+	storagetest.Each(t, func(t *testing.T, db *sqlutil.DB) {
+		ctx := t.Context()
+		s := open(t, db)
+		var evs []storage.Event
+		var rows []storage.SearchRow
+		for i := range 70 { // more than one statement's worth
+			body := fmt.Sprintf("walrus number %d", i)
+			if i%10 == 9 {
+				body = ""
+			}
+			b, _ := json.Marshal(map[string]any{"type": "m.room.message", "sender": "@a:x", "origin_server_ts": 1000 + i,
+				"content": map[string]any{"msgtype": "m.text", "body": body}})
+			e := storage.Event{Position: streams.Position(i + 1), EventID: fmt.Sprintf("$p%d", i), RoomID: "!r:x", RoomVersion: "12",
+				Type: "m.room.message", Sender: "@a:x", JSON: b}
+			if i == 3 {
+				e.Txn = storage.TxnID{UserID: "@a:x", DeviceID: "D", TxnID: "t3"}
+			}
+			text, plain := storage.PlainText(e)
+			if !plain || (body != "" && text != body) {
+				t.Fatalf("PlainText(%d) = %q, %v", i, text, plain)
+			}
+			evs = append(evs, e)
+			rows = append(rows, storage.SearchRow{Event: e, Text: text})
+		}
+		if ok, err := s.Events.InsertMany(ctx, db, evs); err != nil || !ok {
+			t.Fatalf("InsertMany = %v, %v", ok, err)
+		}
+		if err := s.IndexPlain(ctx, db, rows); err != nil {
+			t.Fatal(err)
+		}
+		for _, want := range []storage.Event{evs[0], evs[3], evs[69]} {
+			got, err := s.Events.SelectByIDs(ctx, db.Reader(), []string{want.EventID})
+			if err != nil || len(got) != 1 || got[0].Position != want.Position || got[0].Txn != want.Txn || string(got[0].JSON) != string(want.JSON) {
+				t.Fatalf("event %s = %+v, %v; want %+v", want.EventID, got, err, want)
+			}
+		}
+		// Indexing again keeps one entry per position.
+		if err := s.IndexPlain(ctx, db, rows[:5]); err != nil {
+			t.Fatal(err)
+		}
+		n, err := s.Search.Count(ctx, db.Reader(), storage.SearchQuery{Terms: storage.SearchTerms("walrus"), Rooms: []string{"!r:x"},
+			Types: []string{"m.room.message"}, UpTo: 100})
+		if err != nil || n != 63 {
+			t.Fatalf("Count = %d, %v; want 63 (70 less the 7 empty bodies)", n, err)
+		}
+		// A batch holding a stored event reports it.
+		dup := []storage.Event{{Position: 100, EventID: "$new", RoomID: "!r:x", RoomVersion: "12", Type: "m.room.message", Sender: "@a:x", JSON: []byte(`{}`)}, evs[5]}
+		dup[1].Position = 101
+		if ok, err := s.Events.InsertMany(ctx, db, dup); err != nil || ok {
+			t.Fatalf("InsertMany with a stored event = %v, %v; want false", ok, err)
+		}
+		// An event relating to another is not plain.
+		if _, plain := storage.PlainText(storage.Event{Type: "m.room.message",
+			JSON: []byte(`{"content":{"body":"x","m.relates_to":{"rel_type":"m.thread","event_id":"$p1"}}}`)}); plain {
+			t.Fatal("a threaded reply was taken as plain")
+		}
+	})
+}

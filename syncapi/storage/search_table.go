@@ -67,6 +67,52 @@ func (t SearchTable) Insert(ctx context.Context, q sqlutil.Querier, e Event, tex
 	return nil
 }
 
+// SearchRow is one event's searchable text.
+type SearchRow struct {
+	Event Event
+	Text  string
+}
+
+// InsertMany indexes several events, a statement per insertManyRows of
+// them; as with Insert, a position indexed before keeps its text.
+func (t SearchTable) InsertMany(ctx context.Context, q sqlutil.Querier, rows []SearchRow) error {
+	for len(rows) > 0 {
+		n := min(len(rows), insertManyRows)
+		var b strings.Builder
+		args := make([]any, 0, n*4)
+		if t.d.Engine == sqlutil.Postgres {
+			b.WriteString(`INSERT INTO syncapi_search (position, vec, room_id, type) VALUES `)
+			for i, r := range rows[:n] {
+				if i > 0 {
+					b.WriteString(", ")
+				}
+				k := i * 4
+				fmt.Fprintf(&b, "($%d, to_tsvector('simple', $%d), $%d, $%d)", k+1, k+2, k+3, k+4)
+				args = append(args, r.Event.Position, r.Text, r.Event.RoomID, r.Event.Type)
+			}
+			b.WriteString(` ON CONFLICT (position) DO NOTHING`)
+		} else {
+			// FTS5 has no ON CONFLICT: only the rows whose position is not
+			// indexed yet are taken from the VALUES list.
+			b.WriteString(`INSERT INTO syncapi_search (rowid, text, room_id, type) SELECT v.column1, v.column2, v.column3, v.column4 FROM (VALUES `)
+			for i, r := range rows[:n] {
+				if i > 0 {
+					b.WriteString(", ")
+				}
+				k := i * 4
+				fmt.Fprintf(&b, "($%d, $%d, $%d, $%d)", k+1, k+2, k+3, k+4)
+				args = append(args, int64(r.Event.Position), r.Text, r.Event.RoomID, r.Event.Type)
+			}
+			b.WriteString(`) AS v WHERE NOT EXISTS (SELECT 1 FROM syncapi_search WHERE rowid = v.column1)`)
+		}
+		if _, err := q.ExecContext(ctx, b.String(), args...); err != nil {
+			return fmt.Errorf("index %d events: %w", n, err)
+		}
+		rows = rows[n:]
+	}
+	return nil
+}
+
 // Delete drops an event from the index (it was redacted).
 func (t SearchTable) Delete(ctx context.Context, q sqlutil.Querier, eventID string) error {
 	col, _, _ := t.parts()
