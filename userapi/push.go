@@ -69,8 +69,9 @@ func NewPush(ctx context.Context, d PushDeps) (*Push, error) {
 	gw := consumers.NewGateway(st, log, o)
 	h := consumers.NewRoomServerOutput(st, d.RoomServer, d.EventLog, gw, d.ServerName, log)
 	// Ordered per room: the cached room state follows the room's events.
-	sub, err := eventlog.Consume(context.WithoutCancel(ctx), d.EventLog, rsapi.OutputTopic, PushConsumerGroup,
-		eventlog.ConsumeOptions{Ordered: true, Logger: log, Metrics: d.LogMetrics}, h.Handle)
+	// In batches: one commit for every message ready, rather than one each.
+	sub, err := eventlog.ConsumeBatch(context.WithoutCancel(ctx), d.EventLog, rsapi.OutputTopic, PushConsumerGroup,
+		eventlog.ConsumeOptions{Ordered: true, Logger: log, Metrics: d.LogMetrics}, h.HandleBatch)
 	if err != nil {
 		gw.Close()
 		return nil, fmt.Errorf("userapi push: consume %s: %w", rsapi.OutputTopic.Name, err)

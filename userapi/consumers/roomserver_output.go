@@ -9,7 +9,9 @@ import (
 	"fmt"
 	"hash/fnv"
 	"log/slog"
+	"maps"
 	"math"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -48,7 +50,7 @@ type Push struct {
 }
 
 // RoomServerOutput evaluates every room event against the push rules of
-// the room's local members, one transaction per event.
+// the room's local members, one transaction per batch of events.
 type RoomServerOutput struct {
 	st         *storage.Storage
 	rs         RoomState
@@ -64,6 +66,9 @@ type RoomServerOutput struct {
 	// actionNIDs numbers the actions lists (storage.PushActionsTable).
 	actionNIDs map[string]int64
 	roomLocks  [256]sync.Mutex
+	// afterStore, when set (tests), runs in the transaction after each
+	// event's writes; an error fails the batch.
+	afterStore func(eventID string) error
 }
 
 // rulesRecheck bounds how long compiled rules are used without rereading
@@ -114,6 +119,13 @@ type roomState struct {
 	levels  *event.PDU
 }
 
+// clone copies rs for changing (the PDUs are immutable).
+func (rs *roomState) clone() *roomState {
+	out := *rs
+	out.joined = maps.Clone(rs.joined)
+	return &out
+}
+
 // NewRoomServerOutput returns the handler.
 func NewRoomServerOutput(st *storage.Storage, rs RoomState, evlog eventlog.Log, d Delivery, serverName string, log *slog.Logger) *RoomServerOutput {
 	return &RoomServerOutput{st: st, rs: rs, evlog: evlog, delivery: d, serverName: serverName, log: log, now: time.Now,
@@ -135,26 +147,157 @@ type header struct {
 	} `json:"content"`
 }
 
-// Handle evaluates one output event. The event id is recorded in the same
-// transaction as the notifications and counts, so a redelivery is a no-op.
+// Handle evaluates one output event; see HandleBatch.
 func (c *RoomServerOutput) Handle(ctx context.Context, m eventlog.Msg[rsapi.OutputEvent]) error {
-	ev := m.Value
-	if ev.EventID == "" || ev.RoomID == "" {
-		return eventlog.Permanent(fmt.Errorf("output message %d: no event id or room id", m.Seq))
+	return c.HandleBatch(ctx, []eventlog.Msg[rsapi.OutputEvent]{m})
+}
+
+// pushItem is one event of a batch on its way through HandleBatch.
+type pushItem struct {
+	ev      rsapi.OutputEvent
+	seq     int64
+	roomNID int64
+	thread  string
+	pushes  []Push
+	notifs  []storage.NewNotification
+	locals  []string // the notified localparts, in pushes' order
+	// Set by the transaction.
+	fresh  bool
+	counts []storage.CountRow
+}
+
+// batchRoom is a room's state as the events of a batch change it: the
+// cached state itself until the first state event, then a copy, which
+// replaces the cached one only when the batch commits (a failed batch is
+// retried one message at a time, and must be judged against the room as
+// it was).
+type batchRoom struct {
+	rs     *roomState
+	copied bool
+}
+
+// HandleBatch evaluates output events, in the order given, and stores
+// their notifications and counts in one transaction. Each event id is
+// recorded in that transaction and an event already recorded (or repeated
+// in the batch) is skipped, so a batch redelivered wholly or in part
+// changes nothing twice. An event sees the counts the earlier ones of its
+// room wrote. After the commit, each event's counts are published and its
+// pushes queued, in the order of the events. An error stores nothing and
+// leaves the cached room state as it was.
+func (c *RoomServerOutput) HandleBatch(ctx context.Context, msgs []eventlog.Msg[rsapi.OutputEvent]) error {
+	items := make([]pushItem, 0, len(msgs))
+	rooms := map[string]*batchRoom{}
+	seen := make(map[string]bool, len(msgs))
+	for _, m := range msgs {
+		ev := m.Value
+		if ev.EventID == "" || ev.RoomID == "" {
+			return eventlog.Permanent(fmt.Errorf("output message %d: no event id or room id", m.Seq))
+		}
+		if seen[ev.EventID] {
+			continue // its state is applied already; the first copy counts
+		}
+		seen[ev.EventID] = true
+		it, err := c.prepare(ctx, m, rooms)
+		if err != nil {
+			return err
+		}
+		items = append(items, it)
 	}
+	if len(items) == 0 {
+		return nil
+	}
+	// Held until the counts read in the transaction are published, so that
+	// counts a receipt recounts meanwhile are published after them. Taken
+	// in index order (two rooms may share a lock), so batches and
+	// PublishCounts cannot deadlock.
+	locks := make([]int, 0, len(rooms))
+	for id := range rooms {
+		locks = append(locks, c.roomLockIndex(id))
+	}
+	slices.Sort(locks)
+	locks = slices.Compact(locks)
+	for _, i := range locks {
+		c.roomLocks[i].Lock()
+	}
+	defer func() {
+		for _, i := range locks {
+			c.roomLocks[i].Unlock()
+		}
+	}()
+	err := c.st.DB.InTx(ctx, func(tx *sql.Tx) error {
+		for i := range items {
+			it := &items[i]
+			it.fresh, it.counts = false, nil // InTx may run this again
+			if err := c.store(ctx, tx, it); err != nil {
+				return err
+			}
+			if c.afterStore != nil {
+				if err := c.afterStore(it.ev.EventID); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		if len(items) == 1 {
+			return fmt.Errorf("store push results of %s: %w", items[0].ev.EventID, err)
+		}
+		return fmt.Errorf("store push results of %d events: %w", len(items), err)
+	}
+	c.mu.Lock()
+	for id, br := range rooms {
+		if br.copied {
+			c.rooms[id] = br.rs
+		}
+	}
+	c.mu.Unlock()
+	for i := range items {
+		it := &items[i]
+		if !it.fresh || len(it.pushes) == 0 {
+			continue
+		}
+		if err := c.publishCounts(ctx, it.ev.RoomID, it.locals, it.counts); err != nil {
+			// The notifications are committed; the counts reach /sync with the
+			// next change in the room.
+			c.log.WarnContext(ctx, "publishing notification counts failed", "room_id", it.ev.RoomID, "err", err)
+		}
+		if c.delivery != nil {
+			for _, p := range it.pushes {
+				if p.Outcome.Notify {
+					c.delivery.Enqueue(ctx, p)
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// prepare is the work on one event outside the transaction: evaluating it
+// against the room before it, then applying its state change to the
+// batch's view of the room.
+func (c *RoomServerOutput) prepare(ctx context.Context, m eventlog.Msg[rsapi.OutputEvent], rooms map[string]*batchRoom) (pushItem, error) {
+	ev := m.Value
 	var h header
 	if err := json.Unmarshal(ev.Event, &h); err != nil {
-		return eventlog.Permanent(fmt.Errorf("output event %s: %w", ev.EventID, err))
+		return pushItem{}, eventlog.Permanent(fmt.Errorf("output event %s: %w", ev.EventID, err))
 	}
+	br := rooms[ev.RoomID]
 	if ev.Rewrite {
 		c.mu.Lock()
 		delete(c.rooms, ev.RoomID)
 		c.mu.Unlock()
+		br = nil
 	}
-	room, err := c.room(ctx, ev.RoomID)
-	if err != nil {
-		return err
+	if br == nil {
+		rs, err := c.room(ctx, ev.RoomID)
+		if err != nil {
+			return pushItem{}, err
+		}
+		br = &batchRoom{rs: rs}
+		rooms[ev.RoomID] = br
 	}
+	room := br.rs
 	// Who to evaluate for: the room's local joined members but the sender,
 	// and the target of an invite.
 	members := make([]string, 0, len(room.joined))
@@ -171,85 +314,64 @@ func (c *RoomServerOutput) Handle(ctx context.Context, m eventlog.Msg[rsapi.Outp
 	}
 	r := pushrules.Room{MemberCount: len(room.joined), SenderPowerLevel: c.senderLevel(room, h.Sender),
 		NotificationLevels: notificationLevels(room.levels)}
+	it := pushItem{ev: ev, seq: int64(m.Seq), roomNID: room.nid, thread: threadOf(h)}
+	if len(members) > 0 {
+		var err error
+		if it.pushes, err = c.evaluate(ctx, ev, h, members, room, &r); err != nil {
+			return pushItem{}, err
+		}
+	}
 	// State changes apply after evaluation: the event is judged against
 	// the room as it was before it.
-	c.apply(ev, h, room)
-
-	var pushes []Push
-	if len(members) > 0 {
-		pushes, err = c.evaluate(ctx, ev, h, members, room, &r)
-		if err != nil {
-			return err
+	if h.StateKey != nil && (h.Type == event.TypeMember || h.Type == event.TypeCreate || h.Type == event.TypePowerLevels) {
+		if !br.copied {
+			br.rs, br.copied = room.clone(), true
 		}
+		c.apply(ev, h, br.rs)
 	}
-	thread := threadOf(h)
-	notifs := make([]storage.NewNotification, 0, len(pushes))
-	for _, p := range pushes {
+	it.notifs = make([]storage.NewNotification, 0, len(it.pushes))
+	it.locals = make([]string, 0, len(it.pushes))
+	for _, p := range it.pushes {
 		nid, err := c.actionsNID(ctx, p.actions)
 		if err != nil {
-			return err
+			return pushItem{}, err
 		}
-		notifs = append(notifs, storage.NewNotification{Localpart: p.Localpart, Highlight: p.Outcome.Highlight, ActionsNID: nid})
+		it.notifs = append(it.notifs, storage.NewNotification{Localpart: p.Localpart, Highlight: p.Outcome.Highlight, ActionsNID: nid})
+		it.locals = append(it.locals, p.Localpart)
 	}
+	return it, nil
+}
+
+// store records an event as handled and, the first time, writes its
+// notifications and counts and reads the counts to publish.
+func (c *RoomServerOutput) store(ctx context.Context, tx *sql.Tx, it *pushItem) error {
 	stored := []byte(nil)
-	if len(notifs) > 0 {
-		stored = ev.Event
+	if len(it.notifs) > 0 {
+		stored = it.ev.Event
 	}
-	locals := make([]string, 0, len(pushes))
-	for _, p := range pushes {
-		locals = append(locals, p.Localpart)
-	}
-	// Held until the counts read in the transaction are published, so that
-	// counts a receipt recounts meanwhile are published after them.
-	lock := c.roomLock(ev.RoomID)
-	lock.Lock()
-	defer lock.Unlock()
-	var fresh bool
-	var counts []storage.CountRow
-	err = c.st.DB.InTx(ctx, func(tx *sql.Tx) error {
-		var err error
-		if fresh, err = c.st.Push.Events.Insert(ctx, tx, ev.EventID, ev.RoomID, int64(m.Seq), stored); err != nil || !fresh {
-			return err
-		}
-		if len(notifs) == 0 {
-			return nil
-		}
-		if err := c.st.Push.Notifs.InsertBatch(ctx, tx, int64(m.Seq), room.nid, thread, notifs); err != nil {
-			return err
-		}
-		// The published counts are each user's rows in the room: the
-		// changed ones come back from Add; for a main timeline event the
-		// others can only be thread rows, which are rare.
-		if counts, err = c.st.Push.Counts.Add(ctx, tx, ev.RoomID, int64(m.Seq), thread, notifs); err != nil {
-			return err
-		}
-		if thread != "" {
-			counts, err = c.st.Push.Counts.Select(ctx, tx, ev.RoomID, locals)
-			return err
-		}
-		threads, err := c.st.Push.Counts.SelectThreads(ctx, tx, ev.RoomID)
-		counts = append(counts, threads...)
+	var err error
+	if it.fresh, err = c.st.Push.Events.Insert(ctx, tx, it.ev.EventID, it.ev.RoomID, it.seq, stored); err != nil || !it.fresh {
 		return err
-	})
-	if err != nil {
-		return fmt.Errorf("store push results of %s: %w", ev.EventID, err)
 	}
-	if !fresh || len(pushes) == 0 {
+	if len(it.notifs) == 0 {
 		return nil
 	}
-	if err := c.publishCounts(ctx, ev.RoomID, locals, counts); err != nil {
-		// The notifications are committed; the counts reach /sync with the
-		// next change in the room.
-		c.log.WarnContext(ctx, "publishing notification counts failed", "room_id", ev.RoomID, "err", err)
+	if err := c.st.Push.Notifs.InsertBatch(ctx, tx, it.seq, it.roomNID, it.thread, it.notifs); err != nil {
+		return err
 	}
-	if c.delivery != nil {
-		for _, p := range pushes {
-			if p.Outcome.Notify {
-				c.delivery.Enqueue(ctx, p)
-			}
-		}
+	// The published counts are each user's rows in the room: the changed
+	// ones come back from Add; for a main timeline event the others can
+	// only be thread rows, which are rare.
+	if it.counts, err = c.st.Push.Counts.Add(ctx, tx, it.ev.RoomID, it.seq, it.thread, it.notifs); err != nil {
+		return err
 	}
-	return nil
+	if it.thread != "" {
+		it.counts, err = c.st.Push.Counts.Select(ctx, tx, it.ev.RoomID, it.locals)
+		return err
+	}
+	threads, err := c.st.Push.Counts.SelectThreads(ctx, tx, it.ev.RoomID)
+	it.counts = append(it.counts, threads...)
+	return err
 }
 
 // PublishCounts publishes the current counts of the listed local users in
@@ -267,9 +389,13 @@ func (c *RoomServerOutput) PublishCounts(ctx context.Context, roomID string, loc
 
 // roomLock orders the publishing of a room's counts in this process.
 func (c *RoomServerOutput) roomLock(roomID string) *sync.Mutex {
+	return &c.roomLocks[c.roomLockIndex(roomID)]
+}
+
+func (c *RoomServerOutput) roomLockIndex(roomID string) int {
 	h := fnv.New32a()
 	h.Write([]byte(roomID))
-	return &c.roomLocks[h.Sum32()%uint32(len(c.roomLocks))]
+	return int(h.Sum32() % uint32(len(c.roomLocks)))
 }
 
 // publishCounts publishes rows, the count rows of the listed users in a

@@ -295,3 +295,294 @@ func BenchmarkHandleMessage(b *testing.B) {
 		b.ReportMetric(float64((cpuTime()-start).Nanoseconds())/float64(b.N), "cpu-ns/op")
 	})
 }
+
+// fakeRooms answers QueryCurrentState for several rooms.
+type fakeRooms map[string]*fakeRoom
+
+func (f fakeRooms) QueryCurrentState(ctx context.Context, req rsapi.QueryCurrentStateRequest) (rsapi.QueryCurrentStateResponse, error) {
+	r, ok := f[req.RoomID]
+	if !ok {
+		return rsapi.QueryCurrentStateResponse{}, fmt.Errorf("unknown room %s", req.RoomID)
+	}
+	return r.QueryCurrentState(ctx, req)
+}
+
+// fakeDelivery records the queued pushes as "user event".
+type fakeDelivery struct {
+	mu     sync.Mutex
+	pushes []string
+}
+
+func (d *fakeDelivery) Enqueue(_ context.Context, p Push) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.pushes = append(d.pushes, p.UserID+" "+p.EventID)
+}
+
+// join is a member event of user joining roomID.
+func join(roomID, eventID, user string) rsapi.OutputEvent {
+	raw, _ := json.Marshal(map[string]any{"type": event.TypeMember, "sender": user, "state_key": user, "room_id": roomID,
+		"event_id": eventID, "origin_server_ts": 1_700_000_000_000, "content": map[string]any{"membership": "join"}})
+	return rsapi.OutputEvent{RoomID: roomID, RoomVersion: "10", EventID: eventID, Event: raw}
+}
+
+// pushOutcome is everything push evaluation leaves behind, comparable.
+type pushOutcome struct {
+	notifs    []storage.NotificationRow
+	counts    []storage.CountRow
+	published []api.NotificationCounts // users sorted: their order is the room's map order
+	pushes    []string                 // sorted per run of one event
+	stored    map[string]int64         // event id → seq
+}
+
+// outcome reads what c (on st) stored and published for users in rooms.
+func outcome(t *testing.T, st *storage.Storage, evlog *fakeLog, d *fakeDelivery, rooms, users, events []string) pushOutcome {
+	t.Helper()
+	ctx := t.Context()
+	var o pushOutcome
+	locals := make([]string, len(users))
+	for i, u := range users {
+		locals[i] = strings.TrimSuffix(strings.TrimPrefix(u, "@"), ":"+pushServer)
+		rows, err := st.Push.Notifs.Select(ctx, st.DB.Reader(), locals[i], 0, 100, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		o.notifs = append(o.notifs, rows...)
+	}
+	for _, r := range rooms {
+		rows, err := st.Push.Counts.Select(ctx, st.DB.Reader(), r, locals)
+		if err != nil {
+			t.Fatal(err)
+		}
+		slices.SortFunc(rows, func(a, b storage.CountRow) int {
+			return strings.Compare(a.Localpart+" "+a.ThreadID, b.Localpart+" "+b.ThreadID)
+		})
+		o.counts = append(o.counts, rows...)
+	}
+	evlog.mu.Lock()
+	for _, raw := range evlog.msgs {
+		var m api.NotificationCounts
+		if err := json.Unmarshal(raw, &m); err != nil {
+			t.Fatal(err)
+		}
+		slices.SortFunc(m.Users, func(a, b api.UserCounts) int { return strings.Compare(a.UserID, b.UserID) })
+		o.published = append(o.published, m)
+	}
+	evlog.mu.Unlock()
+	d.mu.Lock()
+	o.pushes = slices.Sorted(slices.Values(d.pushes))
+	d.mu.Unlock()
+	o.stored = map[string]int64{}
+	for _, id := range events {
+		seq, err := st.Push.Events.SelectSeq(ctx, st.DB.Reader(), id)
+		if errors.Is(err, storage.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		o.stored[id] = seq
+	}
+	return o
+}
+
+// TestRoomServerOutputBatch: one batch of events of two rooms, holding an
+// event already stored, a repeated event and a join, leaves the same
+// notifications, counts, published counts and pushes as handling its
+// messages one by one; a later event of a room sees the counts and the
+// state of the earlier ones; the batch handed again changes nothing.
+func TestRoomServerOutputBatch(t *testing.T) {
+	storagetest.Each(t, func(t *testing.T, db *sqlutil.DB) {
+		ctx := t.Context()
+		other := storagetest.SQLite(t)
+		if strings.HasSuffix(t.Name(), "/postgres") {
+			other = storagetest.Postgres(t)
+		}
+		const ra, rb = "!a:test", "!b:test"
+		u0, u1, u2, u3 := member(0), member(1), member(2), member(3)
+		msg := func(seq int, ev rsapi.OutputEvent) eventlog.Msg[rsapi.OutputEvent] {
+			return eventlog.Msg[rsapi.OutputEvent]{Seq: uint64(seq), Value: ev}
+		}
+		before := msg(11, message(rb, "$b1", u0, "first in b", ""))
+		batch := []eventlog.Msg[rsapi.OutputEvent]{
+			msg(10, message(ra, "$a1", u0, "hello", "")),
+			before, // stored already
+			msg(12, message(ra, "$a2", u0, "look", "", u1)),
+			msg(13, join(ra, "$j3", u3)),
+			msg(14, message(rb, "$b2", u1, "to u2", "", u2)),
+			msg(15, message(ra, "$a3", u0, "in thread", "$a1")),
+			msg(12, message(ra, "$a2", u0, "look", "", u1)), // repeated
+			msg(16, message(ra, "$a4", u1, "from u1", "")),
+			msg(17, message(rb, "$b3", u0, "again", "$b2", u1)),
+			msg(18, message(ra, "$a5", u0, "u3 too", "")),
+		}
+		rooms, users := []string{ra, rb}, []string{u0, u1, u2, u3}
+		events := []string{"$a1", "$a2", "$a3", "$a4", "$a5", "$j3", "$b1", "$b2", "$b3"}
+		// run hands the messages to a new consumer on db (after before, alone)
+		// and returns what it left and a function to read it again.
+		run := func(db *sqlutil.DB, handle func(c *RoomServerOutput) error) (pushOutcome, func() pushOutcome) {
+			t.Helper()
+			st, err := storage.Open(ctx, db)
+			if err != nil {
+				t.Fatal(err)
+			}
+			evlog, d := &fakeLog{}, &fakeDelivery{}
+			c := NewRoomServerOutput(st, fakeRooms{ra: newFakeRoom(t, ra, 3), rb: newFakeRoom(t, rb, 3)}, evlog, d, pushServer, slog.Default())
+			if err := c.Handle(ctx, before); err != nil {
+				t.Fatal(err)
+			}
+			if err := handle(c); err != nil {
+				t.Fatal(err)
+			}
+			again := func() pushOutcome {
+				if err := c.HandleBatch(ctx, batch); err != nil {
+					t.Fatal(err)
+				}
+				return outcome(t, st, evlog, d, rooms, users, events)
+			}
+			return outcome(t, st, evlog, d, rooms, users, events), again
+		}
+		want, _ := run(other, func(c *RoomServerOutput) error {
+			for _, m := range batch {
+				if err := c.Handle(ctx, m); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		got, again := run(db, func(c *RoomServerOutput) error { return c.HandleBatch(ctx, batch) })
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("batch:\n%+v\none by one:\n%+v", got, want)
+		}
+
+		// What both should be, lest they agree on something wrong.
+		if len(got.stored) != len(events) {
+			t.Errorf("stored events = %v, want all of %v", got.stored, events)
+		}
+		wantCounts := []storage.CountRow{
+			// !a: u0 is notified of u1's $a4; u1 of $a1, $a2 (highlight), $a3
+			// (thread), $a5; u2 of all but the join; u3 of what follows its join.
+			{Localpart: "u0", Notification: 1},
+			{Localpart: "u1", Notification: 3, Highlight: 1},
+			{Localpart: "u1", ThreadID: "$a1", Notification: 1},
+			{Localpart: "u2", Notification: 4},
+			{Localpart: "u2", ThreadID: "$a1", Notification: 1},
+			{Localpart: "u3", Notification: 2},
+			{Localpart: "u3", ThreadID: "$a1", Notification: 1},
+			// !b: $b1 and $b2 notify u1 (not the sender of $b2) and u2; $b3 is
+			// in thread $b2 and highlights u1.
+			{Localpart: "u0", Notification: 1},
+			{Localpart: "u1", Notification: 1},
+			{Localpart: "u1", ThreadID: "$b2", Notification: 1, Highlight: 1},
+			{Localpart: "u2", Notification: 2, Highlight: 1},
+			{Localpart: "u2", ThreadID: "$b2", Notification: 1},
+		}
+		if !slices.Equal(got.counts, wantCounts) {
+			t.Errorf("counts = %+v, want %+v", got.counts, wantCounts)
+		}
+		// One message of counts per stored event that notified someone
+		// ($b1 by the first Handle): all but the join.
+		if len(got.published) != 8 {
+			t.Errorf("%d count messages published, want 8", len(got.published))
+		}
+
+		// The batch again (a redelivery) changes nothing and publishes nothing.
+		if re := again(); !reflect.DeepEqual(re, got) {
+			t.Errorf("after redelivery:\n%+v\nbefore:\n%+v", re, got)
+		}
+	})
+}
+
+// TestRoomServerOutputBatchFails: a batch that fails in its transaction
+// stores, publishes and queues nothing and leaves the cached room state as
+// it was; its messages handled one by one afterwards (as the log retries
+// them) count as if it never ran.
+func TestRoomServerOutputBatchFails(t *testing.T) {
+	storagetest.Each(t, func(t *testing.T, db *sqlutil.DB) {
+		ctx := t.Context()
+		st, err := storage.Open(ctx, db)
+		if err != nil {
+			t.Fatal(err)
+		}
+		const room = "!r:test"
+		u0, u1, u2, u3 := member(0), member(1), member(2), member(3)
+		evlog, d := &fakeLog{}, &fakeDelivery{}
+		c := NewRoomServerOutput(st, newFakeRoom(t, room, 3), evlog, d, pushServer, slog.Default())
+		batch := []eventlog.Msg[rsapi.OutputEvent]{
+			{Seq: 10, Value: message(room, "$m1", u0, "hello", "")},
+			{Seq: 11, Value: join(room, "$j3", u3)},
+			{Seq: 12, Value: message(room, "$m2", u0, "look", "", u1)},
+		}
+		events := []string{"$m1", "$j3", "$m2"}
+		broken := errors.New("broken")
+		c.afterStore = func(eventID string) error {
+			if eventID == "$m2" {
+				return broken
+			}
+			return nil
+		}
+		if err := c.HandleBatch(ctx, batch); !errors.Is(err, broken) {
+			t.Fatalf("HandleBatch = %v, want %v", err, broken)
+		}
+		got := outcome(t, st, evlog, d, []string{room}, []string{u0, u1, u2, u3}, events)
+		if len(got.notifs)+len(got.counts)+len(got.published)+len(got.pushes)+len(got.stored) != 0 {
+			t.Fatalf("a failed batch left %+v", got)
+		}
+
+		c.afterStore = nil
+		// u3's join was not applied: $m1 alone does not notify u3.
+		for _, m := range batch {
+			if err := c.Handle(ctx, m); err != nil {
+				t.Fatal(err)
+			}
+		}
+		got = outcome(t, st, evlog, d, []string{room}, []string{u0, u1, u2, u3}, events)
+		want := []storage.CountRow{
+			{Localpart: "u1", Notification: 2, Highlight: 1},
+			{Localpart: "u2", Notification: 2},
+			{Localpart: "u3", Notification: 1},
+		}
+		if !slices.Equal(got.counts, want) || len(got.stored) != 3 || len(got.published) != 2 {
+			t.Errorf("after the retry: counts %+v (want %+v), stored %v, %d count messages (want 2)",
+				got.counts, want, got.stored, len(got.published))
+		}
+		if wantPushes := []string{u1 + " $m1", u1 + " $m2", u2 + " $m1", u2 + " $m2", u3 + " $m2"}; !slices.Equal(got.pushes, wantPushes) {
+			t.Errorf("pushes = %v, want %v", got.pushes, wantPushes)
+		}
+	})
+}
+
+// BenchmarkHandleBatch is BenchmarkHandleMessage in batches of 32 (one
+// transaction each); the metrics are per message.
+func BenchmarkHandleBatch(b *testing.B) {
+	storagetest.EachBench(b, func(b *testing.B, db *sqlutil.DB) {
+		ctx := b.Context()
+		st, err := storage.Open(ctx, db)
+		if err != nil {
+			b.Fatal(err)
+		}
+		const room, size = "!bench:test", 32
+		c := NewRoomServerOutput(st, newFakeRoom(b, room, 20), nil, nil, pushServer, slog.Default())
+		seq := uint64(0)
+		msgs := make([]eventlog.Msg[rsapi.OutputEvent], size)
+		handle := func() {
+			for i := range msgs {
+				seq++
+				msgs[i] = eventlog.Msg[rsapi.OutputEvent]{Seq: seq, Value: message(room, fmt.Sprintf("$e%d", seq), member(int(seq%20)), "hello there", "")}
+			}
+			if err := c.HandleBatch(ctx, msgs); err != nil {
+				b.Fatal(err)
+			}
+		}
+		for range 200 / size { // warm caches, a table with rows
+			handle()
+		}
+		start, wall, n := cpuTime(), time.Now(), 0
+		for b.Loop() {
+			handle()
+			n += size
+		}
+		b.ReportMetric(float64(time.Since(wall).Nanoseconds())/float64(n), "ns/msg")
+		b.ReportMetric(float64((cpuTime()-start).Nanoseconds())/float64(n), "cpu-ns/msg")
+	})
+}
