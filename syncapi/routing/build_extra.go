@@ -294,7 +294,7 @@ func (b *builder) ephemeralAndAccountData(ctx context.Context, resp *Response, f
 				return fmt.Errorf("decode notification counts of room %s: %w", room, err)
 			}
 			if f.Room.Timeline.UnreadThreadNotifications {
-				jr.UnreadNotifications = unread(uc.Main)
+				jr.UnreadNotifications = unread(uc.MainCounts())
 				jr.UnreadThreadNotifications = map[string]UnreadNotifications{}
 				for thread, tc := range uc.Threads {
 					jr.UnreadThreadNotifications[thread] = unread(tc)

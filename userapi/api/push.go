@@ -138,11 +138,23 @@ type Counts struct {
 
 // UserCounts are one user's unread counts in a room: the whole room, the
 // main timeline alone, and each thread (by thread root event id).
+//
+// Without threads the main timeline's counts are the total, and Main is
+// left out (zero): these messages are the largest on the log, one entry
+// per member per event. Read it with MainCounts.
 type UserCounts struct {
 	UserID  string            `json:"user_id"`
 	Total   Counts            `json:"total"`
-	Main    Counts            `json:"main"`
+	Main    Counts            `json:"main,omitzero"`
 	Threads map[string]Counts `json:"threads,omitempty"`
+}
+
+// MainCounts is the main timeline's counts.
+func (u UserCounts) MainCounts() Counts {
+	if len(u.Threads) == 0 {
+		return u.Total
+	}
+	return u.Main
 }
 
 // NotificationCounts is the message of NotificationCountsTopic: the new

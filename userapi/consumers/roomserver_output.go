@@ -427,6 +427,11 @@ func (c *RoomServerOutput) publishCounts(ctx context.Context, roomID string, loc
 			u.Threads[r.ThreadID] = cnt
 		}
 	}
+	for i := range msg.Users {
+		if len(msg.Users[i].Threads) == 0 {
+			msg.Users[i].Main = api.Counts{} // the total; left out of the message
+		}
+	}
 	if c.evlog == nil {
 		return nil
 	}
