@@ -122,7 +122,9 @@ func (g *groupCommitter) gather(first *txRequest) []*txRequest {
 	return batch
 }
 
-// commit runs the batch in one transaction.
+// commit runs the batch in one transaction. Callers that queue while it
+// runs join it too, until the commit (late joiners): they would otherwise
+// wait for this commit and then pay one of their own.
 func (g *groupCommitter) commit(batch []*txRequest) {
 	defer func() {
 		for _, r := range batch {
@@ -138,7 +140,33 @@ func (g *groupCommitter) commit(batch []*txRequest) {
 		}
 		return
 	}
+	var kept []*txRequest
+	// run runs r in its own savepoint; it returns false if the whole
+	// group was aborted.
+	run := func(r *txRequest) bool {
+		if r.err = r.ctx.Err(); r.err != nil {
+			return true
+		}
+		if _, err := tx.ExecContext(context.Background(), "SAVEPOINT axon_group"); err != nil {
+			g.abort(tx, batch, fmt.Errorf("savepoint: %w", err))
+			return false
+		}
+		if r.err = call(r, tx); r.err != nil {
+			if _, err := tx.ExecContext(context.Background(), "ROLLBACK TO axon_group"); err != nil {
+				g.abort(tx, batch, fmt.Errorf("roll back to savepoint: %w", err))
+				return false
+			}
+		} else {
+			kept = append(kept, r)
+		}
+		if _, err := tx.ExecContext(context.Background(), "RELEASE axon_group"); err != nil {
+			g.abort(tx, batch, fmt.Errorf("release savepoint: %w", err))
+			return false
+		}
+		return true
+	}
 	if len(batch) == 1 {
+		// Alone so far: no savepoint, and a failure rolls back at once.
 		r := batch[0]
 		if r.err = r.ctx.Err(); r.err == nil {
 			r.err = call(r, tx)
@@ -147,30 +175,25 @@ func (g *groupCommitter) commit(batch []*txRequest) {
 			_ = tx.Rollback()
 			return
 		}
-		if err := tx.Commit(); err != nil {
-			r.err = fmt.Errorf("commit: %w", err)
-		}
-		return
-	}
-	var kept []*txRequest
-	for _, r := range batch {
-		if r.err = r.ctx.Err(); r.err != nil {
-			continue
-		}
-		if _, err := tx.ExecContext(context.Background(), "SAVEPOINT axon_group"); err != nil {
-			g.abort(tx, batch, fmt.Errorf("savepoint: %w", err))
-			return
-		}
-		if r.err = call(r, tx); r.err != nil {
-			if _, err := tx.ExecContext(context.Background(), "ROLLBACK TO axon_group"); err != nil {
-				g.abort(tx, batch, fmt.Errorf("roll back to savepoint: %w", err))
+		kept = append(kept, r)
+	} else {
+		for _, r := range batch {
+			if !run(r) {
 				return
 			}
-		} else {
-			kept = append(kept, r)
 		}
-		if _, err := tx.ExecContext(context.Background(), "RELEASE axon_group"); err != nil {
-			g.abort(tx, batch, fmt.Errorf("release savepoint: %w", err))
+	}
+	for len(batch) < maxGroup {
+		var r *txRequest
+		select {
+		case r = <-g.queue:
+		default:
+		}
+		if r == nil {
+			break
+		}
+		batch = append(batch, r)
+		if !run(r) {
 			return
 		}
 	}
@@ -180,7 +203,9 @@ func (g *groupCommitter) commit(batch []*txRequest) {
 		}
 		return
 	}
-	g.shared.Add(int64(len(kept)))
+	if len(batch) > 1 {
+		g.shared.Add(int64(len(kept)))
+	}
 }
 
 // abort rolls the whole group back: every caller whose function succeeded
