@@ -180,6 +180,20 @@ func TestInputAndQueries(t *testing.T) {
 			len(res.LatestEvents) != 1 || res.LatestEvents[0] != string(msg.EventID()) || len(res.StateEvents) != 2 {
 			t.Fatalf("QueryLatestEventsAndState = %+v, %v", res, err)
 		}
+		// StateEventIDs name the same events, by tuple.
+		if len(res.StateEventIDs) != len(res.StateEvents) {
+			t.Fatalf("StateEventIDs = %+v for %d events", res.StateEventIDs, len(res.StateEvents))
+		}
+		for i, raw := range res.StateEvents {
+			e, err := event.Parse(raw, c.v)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := api.StateEventID{Type: e.Type(), StateKey: *e.StateKey(), EventID: string(e.EventID())}
+			if res.StateEventIDs[i] != want {
+				t.Errorf("StateEventIDs[%d] = %+v, want %+v", i, res.StateEventIDs[i], want)
+			}
+		}
 		cur, err := a.QueryCurrentState(ctx, api.QueryCurrentStateRequest{RoomID: string(c.roomID)})
 		if err != nil || len(cur.StateEvents) != 4 {
 			t.Fatalf("QueryCurrentState = %d events, %v; want 4", len(cur.StateEvents), err)

@@ -57,18 +57,25 @@ func (b *Builder) Build(ctx context.Context, p event.Proto) (*event.PDU, *event.
 			p.RefHashes[matrix.EventID(id)] = h
 		}
 	}
-	for _, raw := range res.StateEvents {
-		e, err := event.Parse(raw, v)
-		if err != nil {
-			return nil, nil, fmt.Errorf("parse state event of %s: %w", p.RoomID, err)
+	if len(res.StateEventIDs) == len(res.StateEvents) && !withHashes {
+		// The ids are all that is needed: parsing would hash every event again.
+		for _, id := range res.StateEventIDs {
+			state[event.StateKeyTuple{Type: id.Type, StateKey: id.StateKey}] = matrix.EventID(id.EventID)
 		}
-		state[event.StateKeyTuple{Type: e.Type(), StateKey: *e.StateKey()}] = e.EventID()
-		if withHashes {
-			h, err := event.ReferenceHash(raw, v)
+	} else {
+		for _, raw := range res.StateEvents {
+			e, err := event.Parse(raw, v)
 			if err != nil {
-				return nil, nil, fmt.Errorf("reference hash of %s: %w", e.EventID(), err)
+				return nil, nil, fmt.Errorf("parse state event of %s: %w", p.RoomID, err)
 			}
-			p.RefHashes[e.EventID()] = h
+			state[event.StateKeyTuple{Type: e.Type(), StateKey: *e.StateKey()}] = e.EventID()
+			if withHashes {
+				h, err := event.ReferenceHash(raw, v)
+				if err != nil {
+					return nil, nil, fmt.Errorf("reference hash of %s: %w", e.EventID(), err)
+				}
+				p.RefHashes[e.EventID()] = h
+			}
 		}
 	}
 	p.AuthEvents = p.AuthEvents[:0]

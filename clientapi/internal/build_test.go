@@ -3,6 +3,7 @@ package internal
 import (
 	"context"
 	"encoding/json"
+	"slices"
 	"testing"
 
 	"github.com/axon-hs/axon/matrix"
@@ -118,5 +119,58 @@ func TestReferenceHashesInOldRoomVersions(t *testing.T) {
 			}
 			check(msg)
 		})
+	}
+}
+
+// TestBuildUsesStateEventIDs: with the roomserver's ids by tuple the
+// builder takes auth events from them (no parsing); without, it parses the
+// state events. Both give the same auth events.
+func TestBuildUsesStateEventIDs(t *testing.T) {
+	key, err := signing.GenerateKey(signing.NewKeyID())
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, _ := event.Version(event.DefaultRoomVersion)
+	b := &Builder{ServerName: "example.org", Key: key}
+	c := b.NewChain(v, "")
+	alice := matrix.UserID("@alice:example.org")
+	for _, p := range []event.Proto{
+		{Type: event.TypeCreate, StateKey: new(""), Sender: alice, Content: map[string]any{"room_version": v.ID}},
+		{Type: event.TypeMember, StateKey: new(string(alice)), Sender: alice, Content: map[string]any{"membership": "join"}},
+		{Type: event.TypePowerLevels, StateKey: new(""), Sender: alice, Content: map[string]any{}},
+	} {
+		if _, err := c.Add(p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	last := c.Events[len(c.Events)-1]
+	view := rsapi.QueryLatestEventsAndStateResponse{RoomExists: true, RoomVersion: v.ID,
+		LatestEvents: []string{string(last.EventID())}, Depth: last.Depth()}
+	for _, e := range c.Events {
+		view.StateEvents = append(view.StateEvents, e.JSON())
+		view.StateEventIDs = append(view.StateEventIDs, rsapi.StateEventID{Type: e.Type(), StateKey: *e.StateKey(), EventID: string(e.EventID())})
+	}
+	authOf := func(view rsapi.QueryLatestEventsAndStateResponse) []matrix.EventID {
+		t.Helper()
+		b.RS = roomView{resp: view}
+		msg, _, err := b.Build(t.Context(), event.Proto{Type: "m.room.message", Sender: alice, RoomID: c.RoomID,
+			Content: map[string]any{"body": "hi"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return msg.AuthEventIDs()
+	}
+	withIDs := authOf(view)
+	parsed := view
+	parsed.StateEventIDs = nil
+	if got := authOf(parsed); !slices.Equal(got, withIDs) || len(got) != 2 {
+		t.Fatalf("auth events parsed %v, from ids %v; want the same two", got, withIDs)
+	}
+	// The ids are what is used when they are given.
+	marked := view
+	marked.StateEventIDs = slices.Clone(view.StateEventIDs)
+	marked.StateEventIDs[2].EventID = "$markedmarkedmarkedmarkedmarkedmarkedmarkedm"
+	if got := authOf(marked); !slices.Contains(got, "$markedmarkedmarkedmarkedmarkedmarkedmarkedm") {
+		t.Fatalf("auth events %v do not come from StateEventIDs", got)
 	}
 }

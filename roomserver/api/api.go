@@ -129,9 +129,19 @@ type QueryLatestEventsAndStateResponse struct {
 	LatestEvents []string          `json:"latest_events"`
 	Depth        int64             `json:"depth"` // the greatest depth of LatestEvents
 	StateEvents  []json.RawMessage `json:"state_events"`
+	// StateEventIDs name the events of StateEvents by tuple, so that a
+	// builder that only needs their ids need not parse (and hash) them.
+	StateEventIDs []StateEventID `json:"state_event_ids,omitempty"`
 	// LatestEventHashes are the reference hashes (sha256) of LatestEvents,
 	// for room versions 1 and 2 whose events reference others with them.
 	LatestEventHashes map[string][]byte `json:"latest_event_hashes,omitempty"`
+}
+
+// StateEventID is the id of the state event holding a tuple.
+type StateEventID struct {
+	Type     string `json:"type"`
+	StateKey string `json:"state_key"`
+	EventID  string `json:"event_id"`
 }
 
 type QueryCurrentStateRequest struct {

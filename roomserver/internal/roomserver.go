@@ -121,7 +121,7 @@ func (r *Roomserver) QueryLatestEventsAndState(ctx context.Context, req api.Quer
 			resp.LatestEventHashes[e.EventID] = h
 		}
 	}
-	resp.StateEvents, err = r.stateEvents(ctx, room.SnapshotNID, req.StateToFetch)
+	resp.StateEvents, resp.StateEventIDs, err = r.stateEventsWithIDs(ctx, room.SnapshotNID, req.StateToFetch)
 	return resp, err
 }
 
@@ -145,13 +145,20 @@ func (r *Roomserver) QueryCurrentState(ctx context.Context, req api.QueryCurrent
 }
 
 func (r *Roomserver) stateEvents(ctx context.Context, snapshot int64, tuples []api.StateKeyTuple) ([]json.RawMessage, error) {
+	evs, _, err := r.stateEventsWithIDs(ctx, snapshot, tuples)
+	return evs, err
+}
+
+// stateEventsWithIDs returns the state events of the tuples in a snapshot,
+// and their ids by tuple.
+func (r *Roomserver) stateEventsWithIDs(ctx context.Context, snapshot int64, tuples []api.StateKeyTuple) ([]json.RawMessage, []api.StateEventID, error) {
 	if len(tuples) == 0 || snapshot == 0 {
-		return nil, nil
+		return nil, nil, nil
 	}
 	q := r.st.DB.Reader()
 	state, err := r.st.Snapshots.Load(ctx, q, snapshot)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	want := make([]storage.Tuple, len(tuples))
 	for i, t := range tuples {
@@ -159,15 +166,28 @@ func (r *Roomserver) stateEvents(ctx context.Context, snapshot int64, tuples []a
 	}
 	nids, err := r.st.StateKeys.Lookup(ctx, q, want)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	var eventNIDs []int64
-	for _, tn := range nids {
+	tupleOf := make(map[int64]storage.Tuple, len(nids))
+	for tu, tn := range nids {
 		if en, ok := state[tn]; ok {
 			eventNIDs = append(eventNIDs, en)
+			tupleOf[en] = tu
 		}
 	}
-	return r.eventJSON(ctx, eventNIDs)
+	rows, err := r.st.Events.SelectByNIDs(ctx, q, eventNIDs)
+	if err != nil {
+		return nil, nil, err
+	}
+	evs := make([]json.RawMessage, len(rows))
+	ids := make([]api.StateEventID, len(rows))
+	for i, e := range rows {
+		tu := tupleOf[e.NID]
+		evs[i] = e.JSON
+		ids[i] = api.StateEventID{Type: tu.Type, StateKey: tu.StateKey, EventID: e.EventID}
+	}
+	return evs, ids, nil
 }
 
 func (r *Roomserver) allState(ctx context.Context, snapshot int64) ([]json.RawMessage, error) {
