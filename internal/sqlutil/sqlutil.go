@@ -56,6 +56,17 @@ func (d Dialect) ID() string {
 	return "INTEGER PRIMARY KEY"
 }
 
+// WithoutRowID ends a CREATE TABLE whose rows should live in the primary
+// key's B-tree: on SQLite a table keeps a hidden rowid tree beside its key
+// index otherwise, and every write by key touches both. PostgreSQL has no
+// such choice.
+func (d Dialect) WithoutRowID() string {
+	if d.Engine == Postgres {
+		return ""
+	}
+	return " WITHOUT ROWID"
+}
+
 // Bytes is the column type for binary data.
 func (d Dialect) Bytes() string {
 	if d.Engine == Postgres {

@@ -28,7 +28,10 @@ var pushMigrations = []sqlutil.Migration{
 		sqlutil.Static(`DROP TABLE userapi_notifications`),
 		sqlutil.Static(`ALTER TABLE userapi_notifications_v2 RENAME TO userapi_notifications`),
 		sqlutil.Static(notificationsUserSeqIndex), sqlutil.Static(pushEventsSeqIndex),
-		sqlutil.Static(notificationCountsAddFirstSeq), sqlutil.Static(notificationCountsThreadsIndex),
+		notificationCountsV2Schema, sqlutil.Static(notificationCountsFromV1),
+		sqlutil.Static(`DROP TABLE userapi_notification_counts`),
+		sqlutil.Static(`ALTER TABLE userapi_notification_counts_v2 RENAME TO userapi_notification_counts`),
+		sqlutil.Static(notificationCountsThreadsIndex),
 	)},
 }
 
