@@ -108,6 +108,17 @@ func (o *outputs) ids() []string {
 	return out
 }
 
+// byRoom returns the output event ids by room, in order per room.
+func (o *outputs) byRoom() map[string][]string {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	got := map[string][]string{}
+	for _, e := range o.evs {
+		got[e.RoomID] = append(got[e.RoomID], e.EventID)
+	}
+	return got
+}
+
 func start(t *testing.T, db *sqlutil.DB) (*roomserver.Component, *outputs) {
 	log := slog.New(slog.DiscardHandler)
 	l, err := eventlog.OpenJetStream(t.Context(), eventlog.JetStreamConfig{DataDir: t.TempDir()}, log)
@@ -284,20 +295,11 @@ func TestAtomicInput(t *testing.T) {
 			string(c2.roomID): {string(evs2[0].EventID()), string(evs2[1].EventID())},
 			string(c3.roomID): {string(evs3[0].EventID()), string(evs3[1].EventID())},
 		}
-		byRoom := func() map[string][]string {
-			out.mu.Lock()
-			defer out.mu.Unlock()
-			got := map[string][]string{}
-			for _, e := range out.evs {
-				got[e.RoomID] = append(got[e.RoomID], e.EventID)
-			}
-			return got
-		}
 		deadline := time.Now().Add(10 * time.Second)
 		for len(out.ids()) < 4 && time.Now().Before(deadline) {
 			time.Sleep(10 * time.Millisecond)
 		}
-		if got := byRoom(); !reflect.DeepEqual(got, want) {
+		if got := out.byRoom(); !reflect.DeepEqual(got, want) {
 			t.Fatalf("output events = %v, want %v", got, want)
 		}
 	})
@@ -375,21 +377,12 @@ func TestInputBatch(t *testing.T) {
 			string(a.roomID): {string(aCreate.EventID()), string(aJoin.EventID()), string(msg1.EventID()), string(msg2.EventID())},
 			string(b.roomID): {string(bCreate.EventID()), string(bJoin.EventID())},
 		}
-		byRoom := func() map[string][]string {
-			out.mu.Lock()
-			defer out.mu.Unlock()
-			got := map[string][]string{}
-			for _, e := range out.evs {
-				got[e.RoomID] = append(got[e.RoomID], e.EventID)
-			}
-			return got
-		}
 		deadline := time.Now().Add(10 * time.Second)
 		for len(out.ids()) < 6 && time.Now().Before(deadline) {
 			time.Sleep(10 * time.Millisecond)
 		}
 		time.Sleep(100 * time.Millisecond) // anything wrongly published comes too
-		if got := byRoom(); !reflect.DeepEqual(got, want) {
+		if got := out.byRoom(); !reflect.DeepEqual(got, want) {
 			t.Fatalf("output events = %v, want %v", got, want)
 		}
 		rs := comp.API()
