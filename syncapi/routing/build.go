@@ -55,6 +55,8 @@ type builder struct {
 	// ignored are the users whose message events the user ignores
 	// (m.ignored_user_list); their invites are not sent either.
 	ignored map[string]bool
+	// counts are the user's notification counts (userCounts), once read.
+	counts map[string]storage.NotificationCounts
 }
 
 // build answers an initial sync (since nil) or an incremental one.

@@ -115,6 +115,20 @@ func (b *builder) filterState(ctx context.Context, roomID string, start streams.
 
 // roomsWithOtherNews returns which of rooms have typing, receipt, room
 // account data or notification count changes since the token.
+// userCounts returns the user's notification counts in every room, up to
+// the response's position; read once per response (finding the rooms with
+// news and rendering them both need them).
+func (b *builder) userCounts(ctx context.Context) (map[string]storage.NotificationCounts, error) {
+	if b.counts == nil {
+		counts, err := b.db.Counts.ForUser(ctx, b.q, b.dev.UserID, b.cur.Get(streams.Notification))
+		if err != nil {
+			return nil, err
+		}
+		b.counts = counts
+	}
+	return b.counts, nil
+}
+
 func (b *builder) roomsWithOtherNews(ctx context.Context, rooms []string, since streams.Token) ([]string, error) {
 	if len(rooms) == 0 {
 		return nil, nil
@@ -143,7 +157,7 @@ func (b *builder) roomsWithOtherNews(ctx context.Context, rooms []string, since 
 			set[a.RoomID] = true
 		}
 	}
-	counts, err := b.db.Counts.ForUser(ctx, b.q, b.dev.UserID, b.cur.Get(streams.Notification))
+	counts, err := b.userCounts(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -258,7 +272,7 @@ func (b *builder) ephemeralAndAccountData(ctx context.Context, resp *Response, f
 		}
 		byType[rc.Type][rc.UserID] = r
 	}
-	counts, err := b.db.Counts.ForUser(ctx, b.q, b.dev.UserID, b.cur.Get(streams.Notification))
+	counts, err := b.userCounts(ctx)
 	if err != nil {
 		return err
 	}
