@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"reflect"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -176,6 +177,13 @@ func TestInputAndQueries(t *testing.T) {
 		if _, err := a.InputRoomEvents(ctx, input(c.v, create, join, pl, jr)); err != nil {
 			t.Fatalf("InputRoomEvents(create chain) = %v", err)
 		}
+		// The latest event is also state asked for: it is reported as both.
+		res, err := a.QueryLatestEventsAndState(ctx, api.QueryLatestEventsAndStateRequest{RoomID: string(c.roomID),
+			StateToFetch: []api.StateKeyTuple{{Type: event.TypeJoinRules}, {Type: event.TypeCreate}}})
+		if err != nil || len(res.LatestEvents) != 1 || res.LatestEvents[0] != string(jr.EventID()) || len(res.StateEventIDs) != 2 ||
+			!slices.ContainsFunc(res.StateEventIDs, func(s api.StateEventID) bool { return s.EventID == string(jr.EventID()) }) {
+			t.Fatalf("QueryLatestEventsAndState after the create chain = %+v, %v", res, err)
+		}
 		msg := c.add("m.room.message", nil, alice, map[string]any{"body": "hi", "msgtype": "m.text"})
 		if _, err := a.InputRoomEvents(ctx, input(c.v, msg)); err != nil {
 			t.Fatalf("InputRoomEvents(message) = %v", err)
@@ -185,7 +193,7 @@ func TestInputAndQueries(t *testing.T) {
 			t.Fatalf("InputRoomEvents(message again) = %v", err)
 		}
 
-		res, err := a.QueryLatestEventsAndState(ctx, api.QueryLatestEventsAndStateRequest{RoomID: string(c.roomID),
+		res, err = a.QueryLatestEventsAndState(ctx, api.QueryLatestEventsAndStateRequest{RoomID: string(c.roomID),
 			StateToFetch: []api.StateKeyTuple{{Type: event.TypePowerLevels}, {Type: event.TypeMember, StateKey: alice}, {Type: "m.room.name"}}})
 		if err != nil || !res.RoomExists || res.RoomVersion != c.v.ID || res.Depth != 5 ||
 			len(res.LatestEvents) != 1 || res.LatestEvents[0] != string(msg.EventID()) || len(res.StateEvents) != 2 {
