@@ -37,91 +37,51 @@ func (r *Roomserver) HandleInput(ctx context.Context, msgs []eventlog.Msg[api.In
 		err error
 	}
 	var answers []answer
-	// The outputs are published inside the transaction, after the events
-	// they describe: if the commit then fails, the input is redelivered and
-	// published again, which consumers ignore; publishing after the commit
-	// could lose the output in a crash.
-	type output struct {
-		roomID string
-		out    api.OutputEvent
+	units := make([][][]api.InputEvent, len(msgs))
+	n := 0
+	for i, m := range msgs {
+		units[i] = unitsOf(m.Value.Request)
+		n += len(units[i])
 	}
-	units := 0
-	for _, m := range msgs {
-		if m.Value.Request.Atomic {
-			units++
-		} else {
-			units += len(m.Value.Request.Events)
-		}
-	}
-	// Each unit (an event, or an atomic request) is stored or refused on
-	// its own: with several in the transaction a savepoint undoes a refused
-	// one. Alone, a refusal rolls back the transaction.
-	savepoints := units > 1
+	// Each unit is stored or refused on its own: with several in the
+	// transaction a savepoint undoes a refused one. Alone, a refusal rolls
+	// back the transaction.
+	savepoints := n > 1
 	err := r.st.InTx(ctx, func(tx *sql.Tx) error {
 		answers = answers[:0]
-		var outs []output
-		for _, m := range msgs {
+		// The outputs are published inside the transaction, after the
+		// events they describe: if the commit then fails, the input is
+		// redelivered and published again, which consumers ignore;
+		// publishing after the commit could lose the output in a crash.
+		var outs []api.OutputEvent
+		for i, m := range msgs {
 			req := m.Value.Request
 			v, ok := event.Version(req.RoomVersion)
 			if !ok {
 				answers = append(answers, answer{m.Value.ReplyTo, apierr.New(apierr.CodeUnsupportedRoomVer, "unsupported room version %q", req.RoomVersion)})
 				continue
 			}
-			batches := [][]api.InputEvent{req.Events}
-			if !req.Atomic {
-				batches = make([][]api.InputEvent, len(req.Events))
-				for i := range req.Events {
-					batches[i] = req.Events[i : i+1]
-				}
-			}
 			var refused error
-			for _, evs := range batches {
-				if savepoints {
-					if _, err := tx.ExecContext(ctx, `SAVEPOINT axon_input`); err != nil {
-						return fmt.Errorf("savepoint: %w", err)
-					}
-				}
-				var unit []output
-				var err error
-				for _, in := range evs {
-					var out *api.OutputEvent
-					if out, err = r.processEvent(ctx, tx, v, req.RoomID, in); err != nil {
-						break
-					}
-					if out != nil {
-						unit = append(unit, output{req.RoomID, *out})
-					}
-				}
-				var rej rejection
-				if !errors.As(err, &rej) && err != nil {
+			for _, evs := range units[i] {
+				unit, rej, err := r.storeUnit(ctx, tx, v, req.RoomID, evs, savepoints)
+				if err != nil {
 					return err
 				}
-				if rej.err != nil {
-					r.logger.InfoContext(ctx, "event rejected", "room_id", req.RoomID, "atomic", req.Atomic, "err", rej.err.Msg)
+				if rej != nil {
+					r.logger.InfoContext(ctx, "event rejected", "room_id", req.RoomID, "atomic", req.Atomic, "err", rej.Msg)
 					if !savepoints {
-						return rej
+						return rejection{rej}
 					}
-					if _, err := tx.ExecContext(ctx, `ROLLBACK TO SAVEPOINT axon_input`); err != nil {
-						return fmt.Errorf("roll back to savepoint: %w", err)
-					}
-					refused = rej.err
-				} else {
-					outs = append(outs, unit...)
-				}
-				if savepoints {
-					if _, err := tx.ExecContext(ctx, `RELEASE SAVEPOINT axon_input`); err != nil {
-						return fmt.Errorf("release savepoint: %w", err)
-					}
-				}
-				if refused != nil {
+					refused = rej
 					break // the request's later events are not tried
 				}
+				outs = append(outs, unit...)
 			}
 			answers = append(answers, answer{m.Value.ReplyTo, refused})
 		}
-		for _, o := range outs {
-			if _, err := eventlog.Publish(ctx, r.log, api.OutputTopic, o.roomID, o.out); err != nil {
-				return fmt.Errorf("publish output event %s: %w", o.out.EventID, err)
+		for _, out := range outs {
+			if _, err := eventlog.Publish(ctx, r.log, api.OutputTopic, out.RoomID, out); err != nil {
+				return fmt.Errorf("publish output event %s: %w", out.EventID, err)
 			}
 		}
 		return nil
@@ -139,6 +99,58 @@ func (r *Roomserver) HandleInput(ctx context.Context, msgs []eventlog.Msg[api.In
 		r.reply(a.to, a.err)
 	}
 	return nil
+}
+
+// unitsOf splits a request into what is stored or refused as a whole: each
+// event, or all of them for an atomic request.
+func unitsOf(req api.InputRoomEventsRequest) [][]api.InputEvent {
+	if req.Atomic {
+		return [][]api.InputEvent{req.Events}
+	}
+	units := make([][]api.InputEvent, len(req.Events))
+	for i := range req.Events {
+		units[i] = req.Events[i : i+1]
+	}
+	return units
+}
+
+// storeUnit stores the events of one unit in tx and returns their outputs,
+// or the refusal of one of them (with savepoint, the unit's writes are
+// undone; without, the caller rolls back).
+func (r *Roomserver) storeUnit(ctx context.Context, tx *sql.Tx, v *event.RoomVersion, roomID string, evs []api.InputEvent, savepoint bool) ([]api.OutputEvent, *apierr.Error, error) {
+	if savepoint {
+		if _, err := tx.ExecContext(ctx, `SAVEPOINT axon_input`); err != nil {
+			return nil, nil, fmt.Errorf("savepoint: %w", err)
+		}
+	}
+	var outs []api.OutputEvent
+	var rej rejection
+	for _, in := range evs {
+		out, err := r.processEvent(ctx, tx, v, roomID, in)
+		if errors.As(err, &rej) {
+			break
+		}
+		if err != nil {
+			return nil, nil, err
+		}
+		if out != nil {
+			outs = append(outs, *out)
+		}
+	}
+	if savepoint {
+		if rej.err != nil {
+			if _, err := tx.ExecContext(ctx, `ROLLBACK TO SAVEPOINT axon_input`); err != nil {
+				return nil, nil, fmt.Errorf("roll back to savepoint: %w", err)
+			}
+		}
+		if _, err := tx.ExecContext(ctx, `RELEASE SAVEPOINT axon_input`); err != nil {
+			return nil, nil, fmt.Errorf("release savepoint: %w", err)
+		}
+	}
+	if rej.err != nil {
+		return nil, rej.err, nil
+	}
+	return outs, nil, nil
 }
 
 // processEvent checks and stores one event in tx and returns the output

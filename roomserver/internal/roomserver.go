@@ -163,30 +163,11 @@ func (r *Roomserver) QueryCurrentState(ctx context.Context, req api.QueryCurrent
 }
 
 func (r *Roomserver) stateEvents(ctx context.Context, snapshot int64, tuples []api.StateKeyTuple) ([]json.RawMessage, error) {
-	evs, _, err := r.stateEventsWithIDs(ctx, snapshot, tuples)
-	return evs, err
-}
-
-// stateEventsWithIDs returns the state events of the tuples in a snapshot,
-// and their ids by tuple.
-func (r *Roomserver) stateEventsWithIDs(ctx context.Context, snapshot int64, tuples []api.StateKeyTuple) ([]json.RawMessage, []api.StateEventID, error) {
-	q := r.st.DB.Reader()
-	eventNIDs, tupleOf, err := r.stateNIDs(ctx, q, snapshot, tuples)
-	if err != nil || len(eventNIDs) == 0 {
-		return nil, nil, err
-	}
-	rows, err := r.st.Events.SelectByNIDs(ctx, q, eventNIDs)
+	nids, _, err := r.stateNIDs(ctx, r.st.DB.Reader(), snapshot, tuples)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	evs := make([]json.RawMessage, len(rows))
-	ids := make([]api.StateEventID, len(rows))
-	for i, e := range rows {
-		tu := tupleOf[e.NID]
-		evs[i] = e.JSON
-		ids[i] = api.StateEventID{Type: tu.Type, StateKey: tu.StateKey, EventID: e.EventID}
-	}
-	return evs, ids, nil
+	return r.eventJSON(ctx, nids)
 }
 
 // stateNIDs returns the nids of the events holding the tuples in a

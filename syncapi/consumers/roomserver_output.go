@@ -216,30 +216,24 @@ func plainRow(ev rsapi.OutputEvent, h header, pos streams.Position) (storage.Eve
 		len(ev.AddsState) > 0 || len(ev.RemovesState) > 0 {
 		return storage.Event{}, "", false
 	}
-	row := storage.Event{Position: pos, EventID: ev.EventID, RoomID: ev.RoomID, RoomVersion: ev.RoomVersion,
-		Type: h.Type, Sender: h.Sender, JSON: ev.Event}
-	if ev.TxnID != nil {
-		row.Txn = storage.TxnID{UserID: ev.TxnID.UserID, DeviceID: ev.TxnID.DeviceID, TxnID: ev.TxnID.TransactionID}
-	}
+	row := rowOf(ev, h, pos)
 	text, ok := storage.PlainText(row)
 	return row, text, ok
 }
 
-// apply stores one event, not stored yet, at pos.
-func (c *RoomServerOutput) apply(ctx context.Context, tx *sql.Tx, ev rsapi.OutputEvent, h header, pos streams.Position, res *applied) error {
-	row := storage.Event{
-		Position:    pos,
-		EventID:     ev.EventID,
-		RoomID:      ev.RoomID,
-		RoomVersion: ev.RoomVersion,
-		Type:        h.Type,
-		Sender:      h.Sender,
-		StateKey:    h.StateKey,
-		JSON:        ev.Event,
-	}
+// rowOf is the stored row of an output event at pos.
+func rowOf(ev rsapi.OutputEvent, h header, pos streams.Position) storage.Event {
+	row := storage.Event{Position: pos, EventID: ev.EventID, RoomID: ev.RoomID, RoomVersion: ev.RoomVersion,
+		Type: h.Type, Sender: h.Sender, StateKey: h.StateKey, JSON: ev.Event}
 	if ev.TxnID != nil {
 		row.Txn = storage.TxnID{UserID: ev.TxnID.UserID, DeviceID: ev.TxnID.DeviceID, TxnID: ev.TxnID.TransactionID}
 	}
+	return row
+}
+
+// apply stores one event, not stored yet, at pos.
+func (c *RoomServerOutput) apply(ctx context.Context, tx *sql.Tx, ev rsapi.OutputEvent, h header, pos streams.Position, res *applied) error {
+	row := rowOf(ev, h, pos)
 	self := storage.Tuple{}
 	if h.StateKey != nil {
 		self = storage.Tuple{Type: h.Type, StateKey: *h.StateKey}

@@ -106,7 +106,12 @@ func (b *builder) aggregate(ctx context.Context, evs []storage.Event, threads bo
 // history the user may not see, so aggregations leave them out (the spec's
 // warning under "Aggregations of child events"). Rooms the user is in (or
 // reads as world_readable) count children up to the response's position.
+// They are read once per response: every render and the recursion for
+// thread replies need them.
 func (b *builder) aggregationBounds(ctx context.Context) (map[string]streams.Position, error) {
+	if b.bounds != nil {
+		return b.bounds, nil
+	}
 	ms, err := b.db.Deltas.MembershipsAt(ctx, b.q, b.dev.UserID, b.upTo())
 	if err != nil {
 		return nil, err
@@ -117,6 +122,7 @@ func (b *builder) aggregationBounds(ctx context.Context) (map[string]streams.Pos
 			out[m.RoomID] = m.Position
 		}
 	}
+	b.bounds = out
 	return out, nil
 }
 

@@ -57,6 +57,8 @@ type builder struct {
 	ignored map[string]bool
 	// counts are the user's notification counts (userCounts), once read.
 	counts map[string]storage.NotificationCounts
+	// bounds are the aggregation bounds (aggregationBounds), once read.
+	bounds map[string]streams.Position
 }
 
 // build answers an initial sync (since nil) or an incremental one.

@@ -291,7 +291,7 @@ func (s *Sync) ServeThreads(w http.ResponseWriter, r *http.Request) error {
 			switch {
 			case !ok:
 				continue
-			case e.StateKey == nil && rr.ignored[e.Sender] && rr.vis.visible(e):
+			case e.StateKey == nil && rr.b.ignored[e.Sender] && rr.vis.visible(e):
 				// An ignored user's root is returned redacted, as a client
 				// aggregating the thread itself would show it (threads_list).
 				if e, err = redactedCopy(e); err != nil {

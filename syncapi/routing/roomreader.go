@@ -27,11 +27,10 @@ const (
 // that user may see them: history visibility and ignored users applied.
 // /messages, /context, /event and timestamp_to_event share it.
 type roomReader struct {
-	b       *builder
-	roomID  string
-	upTo    streams.Position
-	vis     *visibility
-	ignored map[string]bool
+	b      *builder // b.ignored: the user's ignore list
+	roomID string
+	upTo   streams.Position
+	vis    *visibility
 }
 
 // openRoom prepares reading roomID for dev up to cur's PDU position. A
@@ -39,7 +38,17 @@ type roomReader struct {
 // knocked) may read it only if it was world_readable at some point, and
 // gets M_FORBIDDEN otherwise; everyone else is filtered event by event.
 func (s *Sync) openRoom(ctx context.Context, dev userapi.Device, roomID string, cur streams.Token) (*roomReader, error) {
-	b := &builder{db: s.db, q: s.db.DB.Reader(), dev: dev, cur: cur, now: s.now()}
+	ignored, err := s.ignoredUsers(ctx, dev.UserID)
+	if err != nil {
+		return nil, err
+	}
+	return s.openRoomWith(ctx, dev, roomID, cur, ignored)
+}
+
+// openRoomWith is openRoom with the user's ignore list already read (a
+// request reading several rooms reads it once).
+func (s *Sync) openRoomWith(ctx context.Context, dev userapi.Device, roomID string, cur streams.Token, ignored map[string]bool) (*roomReader, error) {
+	b := &builder{db: s.db, q: s.db.DB.Reader(), dev: dev, cur: cur, now: s.now(), ignored: ignored}
 	upTo := cur.Get(streams.PDU)
 	v, err := b.loadVisibility(ctx, roomID, upTo)
 	if err != nil {
@@ -48,10 +57,7 @@ func (s *Sync) openRoom(ctx context.Context, dev userapi.Device, roomID string, 
 	if len(v.membership) == 0 && !slices.ContainsFunc(v.history, func(c change) bool { return c.value == worldReadable }) {
 		return nil, apierr.New(apierr.CodeForbidden, "you are not a member of room %s and it is not world readable", roomID)
 	}
-	if b.ignored, err = s.ignoredUsers(ctx, dev.UserID); err != nil {
-		return nil, err
-	}
-	return &roomReader{b: b, roomID: roomID, upTo: upTo, vis: v, ignored: b.ignored}, nil
+	return &roomReader{b: b, roomID: roomID, upTo: upTo, vis: v}, nil
 }
 
 // keep returns the test an event passes to be served: the filter, history
@@ -59,7 +65,7 @@ func (s *Sync) openRoom(ctx context.Context, dev userapi.Device, roomID string, 
 // of ignored users are still served, client-server API "Ignoring Users").
 func (rr *roomReader) keep(f RoomEventFilter) func(storage.Event) bool {
 	return func(e storage.Event) bool {
-		if e.StateKey == nil && rr.ignored[e.Sender] {
+		if e.StateKey == nil && rr.b.ignored[e.Sender] {
 			return false
 		}
 		return f.Allows(e) && rr.vis.visible(e)

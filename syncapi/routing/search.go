@@ -277,12 +277,16 @@ func (s *Sync) searchRoomEvents(ctx context.Context, dev userapi.Device, c *Room
 		return nil, err
 	}
 
+	ignored, err := s.ignoredUsers(ctx, dev.UserID)
+	if err != nil {
+		return nil, err
+	}
 	readers := map[string]*roomReader{}
 	reader := func(roomID string) (*roomReader, error) {
 		if rr, ok := readers[roomID]; ok {
 			return rr, nil
 		}
-		rr, err := s.openRoom(ctx, dev, roomID, cur)
+		rr, err := s.openRoomWith(ctx, dev, roomID, cur, ignored)
 		if err != nil {
 			return nil, err
 		}
@@ -336,8 +340,7 @@ func (s *Sync) searchRoomEvents(ctx context.Context, dev userapi.Device, c *Room
 	for i, h := range hits {
 		evs[i] = h.Event
 	}
-	// Every reader loaded the same ignore list; the aggregations need it.
-	b := &builder{db: s.db, q: s.db.DB.Reader(), dev: dev, cur: cur, now: s.now(), ignored: readers[hits[0].Event.RoomID].ignored}
+	b := &builder{db: s.db, q: s.db.DB.Reader(), dev: dev, cur: cur, now: s.now(), ignored: ignored}
 	rendered, err := b.render(ctx, evs)
 	if err != nil {
 		return nil, err

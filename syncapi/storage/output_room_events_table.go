@@ -64,24 +64,7 @@ type OutputRoomEventsTable struct{ d sqlutil.Dialect }
 // Insert stores an event at e.Position. It reports false, and changes
 // nothing, when the event id is already stored.
 func (t OutputRoomEventsTable) Insert(ctx context.Context, q sqlutil.Querier, e Event) (bool, error) {
-	var stateKey sql.NullString
-	if e.StateKey != nil {
-		stateKey = sql.NullString{String: *e.StateKey, Valid: true}
-	}
-	res, err := q.ExecContext(ctx, `INSERT INTO syncapi_output_room_events
-		(position, event_id, room_id, room_version, type, sender, state_key, event_json, replaces_event_id,
-		 txn_user_id, txn_device_id, txn_id, origin_server_ts)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) ON CONFLICT (event_id) DO NOTHING`,
-		e.Position, e.EventID, e.RoomID, e.RoomVersion, e.Type, e.Sender, stateKey, string(e.JSON), e.ReplacesEventID,
-		e.Txn.UserID, e.Txn.DeviceID, e.Txn.TxnID, originServerTS(e.JSON))
-	if err != nil {
-		return false, fmt.Errorf("insert event %s: %w", e.EventID, err)
-	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return false, fmt.Errorf("insert event %s: %w", e.EventID, err)
-	}
-	return n == 1, nil
+	return t.InsertMany(ctx, q, []Event{e})
 }
 
 // insertManyRows bounds the rows of one multi-row INSERT: the SQLite

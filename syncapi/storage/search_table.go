@@ -54,17 +54,7 @@ type SearchTable struct{ d sqlutil.Dialect }
 // Insert indexes text for the event e; indexing a position twice keeps the
 // first.
 func (t SearchTable) Insert(ctx context.Context, q sqlutil.Querier, e Event, text string) error {
-	pos := e.Position
-	query := `INSERT INTO syncapi_search (rowid, text, room_id, type) SELECT $1, $2, $3, $4
-		WHERE NOT EXISTS (SELECT 1 FROM syncapi_search WHERE rowid = $1)`
-	if t.d.Engine == sqlutil.Postgres {
-		query = `INSERT INTO syncapi_search (position, vec, room_id, type) VALUES ($1, to_tsvector('simple', $2), $3, $4)
-			ON CONFLICT (position) DO NOTHING`
-	}
-	if _, err := q.ExecContext(ctx, query, pos, text, e.RoomID, e.Type); err != nil {
-		return fmt.Errorf("index event at %d: %w", pos, err)
-	}
-	return nil
+	return t.InsertMany(ctx, q, []SearchRow{{Event: e, Text: text}})
 }
 
 // SearchRow is one event's searchable text.

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -104,20 +105,15 @@ func TestOps(t *testing.T) {
 	checkOps(t, s)
 	// Every consumer group of the monolith exports its lag (set when the
 	// group starts, then every 10 s).
-	deadline := time.Now().Add(10 * time.Second)
-	for _, group := range []string{"roomserver", "syncapi", "userapi_push", "userapi_receipts"} {
-		want := `group="` + group + `"`
-		for {
-			_, body, _ := do(t, "GET", s.OpsURLs[0]+"/metrics", "", nil)
-			if metricLine(string(body), "axon_eventlog_consumer_lag", want) {
-				break
+	waitFor(t, 10*time.Second, func() error {
+		_, body, _ := do(t, "GET", s.OpsURLs[0]+"/metrics", "", nil)
+		for _, group := range []string{"roomserver", "syncapi", "userapi_push", "userapi_receipts"} {
+			if want := `group="` + group + `"`; !metricLine(string(body), "axon_eventlog_consumer_lag", want) {
+				return fmt.Errorf("no axon_eventlog_consumer_lag for %s", want)
 			}
-			if time.Now().After(deadline) {
-				t.Fatalf("no axon_eventlog_consumer_lag for %s", want)
-			}
-			time.Sleep(100 * time.Millisecond)
 		}
-	}
+		return nil
+	})
 }
 
 // metricLine reports whether the exposition text has a sample of name with

@@ -34,14 +34,6 @@ func relatesTo(relType string, parent id.EventID, body string) map[string]any {
 		"m.relates_to": map[string]any{"rel_type": relType, "event_id": parent}}
 }
 
-func eventIDs(evs []*event.Event) []id.EventID {
-	out := []id.EventID{}
-	for _, e := range evs {
-		out = append(out, e.ID)
-	}
-	return out
-}
-
 // relationsScenario: an edit bundled with its original in /sync, a thread
 // paged through /relations and listed by /threads, and /search finding a
 // message in a shared room but not one in a room the searcher is not in.
@@ -78,11 +70,11 @@ func relationsScenario(t *testing.T, s *server) {
 			return err
 		}
 		jr := r.Rooms.Join[room.RoomID]
-		if jr == nil || !slices.Contains(eventIDs(jr.Timeline.Events), replies[2]) {
+		if jr == nil || !slices.Contains(msgIDs(jr.Timeline.Events), replies[2]) {
 			return fmt.Errorf("timeline not complete yet")
 		}
 		if !jr.Timeline.Limited {
-			t.Fatalf("timeline of 6 not limited: %v", eventIDs(jr.Timeline.Events))
+			t.Fatalf("timeline of 6 not limited: %v", msgIDs(jr.Timeline.Events))
 		}
 		for _, e := range jr.Timeline.Events {
 			switch e.ID {
@@ -111,7 +103,7 @@ func relationsScenario(t *testing.T, s *server) {
 	for i := 0; ; i++ {
 		resp, err := bob.GetRelations(ctx, room.RoomID, root, req)
 		must(t, "GetRelations", err)
-		paged = append(paged, eventIDs(resp.Chunk)...)
+		paged = append(paged, msgIDs(resp.Chunk)...)
 		if resp.NextBatch == "" || i > 3 {
 			break
 		}
@@ -132,7 +124,7 @@ func relationsScenario(t *testing.T, s *server) {
 	if err := json.Unmarshal(body, &threads); code != http.StatusOK || err != nil {
 		t.Fatalf("GET /threads = %d %s", code, body)
 	}
-	if got := eventIDs(threads.Chunk); !slices.Equal(got, []id.EventID{root}) || threads.Chunk[0].Unsigned.Relations.GetThread().GetCount() != 3 {
+	if got := msgIDs(threads.Chunk); !slices.Equal(got, []id.EventID{root}) || threads.Chunk[0].Unsigned.Relations.GetThread().GetCount() != 3 {
 		t.Fatalf("threads = %v", got)
 	}
 

@@ -678,12 +678,14 @@ func (c *RoomServerOutput) isLocal(userID string) bool {
 	return ok
 }
 
-// localpartOf is the localpart of userID if it is a user of serverName.
+// localpartOf is the localpart of userID if it is a valid user id of
+// serverName.
 func localpartOf(userID, serverName string) (string, bool) {
-	if !strings.HasPrefix(userID, "@") || !strings.HasSuffix(userID, ":"+serverName) {
+	u, err := matrix.ParseUserID(userID)
+	if err != nil || string(u.Server()) != serverName {
 		return "", false
 	}
-	return strings.TrimSuffix(userID[1:], ":"+serverName), true
+	return u.Localpart(), true
 }
 
 func (c *RoomServerOutput) localpart(userID string) string {

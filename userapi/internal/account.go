@@ -3,11 +3,8 @@ package internal
 import (
 	"context"
 	"database/sql"
-	"errors"
 	"fmt"
 	"strings"
-
-	"golang.org/x/crypto/bcrypt"
 
 	"github.com/axon-hs/axon/internal/apierr"
 	"github.com/axon-hs/axon/userapi/api"
@@ -46,15 +43,12 @@ func (u *UserAPI) ChangePassword(ctx context.Context, req api.ChangePasswordRequ
 		return api.ChangePasswordResponse{}, apierr.InvalidParam("empty password")
 	}
 	// Hash outside the transaction, as CreateAccount does.
-	h, err := bcrypt.GenerateFromPassword([]byte(req.NewPassword), u.cost)
-	if errors.Is(err, bcrypt.ErrPasswordTooLong) {
-		return api.ChangePasswordResponse{}, apierr.InvalidParam("password longer than 72 bytes")
-	}
+	h, err := u.hashPassword(req.NewPassword, req.UserID)
 	if err != nil {
-		return api.ChangePasswordResponse{}, fmt.Errorf("hash password of %s: %w", req.UserID, err)
+		return api.ChangePasswordResponse{}, err
 	}
 	err = u.st.DB.InTx(ctx, func(tx *sql.Tx) error {
-		if err := u.st.Accounts.UpdatePassword(ctx, tx, local, string(h)); err != nil {
+		if err := u.st.Accounts.UpdatePassword(ctx, tx, local, h); err != nil {
 			return err
 		}
 		if req.LogoutDevices {
@@ -221,14 +215,11 @@ func (u *UserAPI) UpgradeGuest(ctx context.Context, req api.UpgradeGuestRequest)
 	var hash string
 	if req.Password != "" {
 		// Hash outside the transaction, as CreateAccount does.
-		h, err := bcrypt.GenerateFromPassword([]byte(req.Password), u.cost)
-		if errors.Is(err, bcrypt.ErrPasswordTooLong) {
-			return api.UpgradeGuestResponse{}, apierr.InvalidParam("password longer than 72 bytes")
-		}
+		h, err := u.hashPassword(req.Password, req.UserID)
 		if err != nil {
-			return api.UpgradeGuestResponse{}, fmt.Errorf("hash password of %s: %w", req.UserID, err)
+			return api.UpgradeGuestResponse{}, err
 		}
-		hash = string(h)
+		hash = h
 	}
 	err := u.st.Accounts.UpgradeGuest(ctx, u.st.DB, local, hash, api.AccountGuest, api.AccountUser)
 	if isNotFound(err) {

@@ -30,14 +30,11 @@ func (u *UserAPI) CreateAccount(ctx context.Context, req api.CreateAccountReques
 	if req.Password != "" {
 		// Hash before the transaction: bcrypt takes tens of milliseconds and
 		// must not hold SQLite's single writer meanwhile.
-		h, err := bcrypt.GenerateFromPassword([]byte(req.Password), u.cost)
-		if errors.Is(err, bcrypt.ErrPasswordTooLong) {
-			return api.CreateAccountResponse{}, apierr.InvalidParam("password longer than 72 bytes")
-		}
+		h, err := u.hashPassword(req.Password, req.Localpart)
 		if err != nil {
-			return api.CreateAccountResponse{}, fmt.Errorf("hash password of %s: %w", req.Localpart, err)
+			return api.CreateAccountResponse{}, err
 		}
-		hash = string(h)
+		hash = h
 	}
 	displayName := req.DisplayName
 	if displayName == "" {
@@ -113,4 +110,17 @@ func (u *UserAPI) QueryProfile(ctx context.Context, req api.QueryProfileRequest)
 		return api.QueryProfileResponse{}, err
 	}
 	return api.QueryProfileResponse{DisplayName: p.DisplayName, AvatarURL: p.AvatarURL}, nil
+}
+
+// hashPassword hashes a password with bcrypt (M_INVALID_PARAM past bcrypt's
+// 72 bytes); who names the account in the error.
+func (u *UserAPI) hashPassword(password, who string) (string, error) {
+	h, err := bcrypt.GenerateFromPassword([]byte(password), u.cost)
+	if errors.Is(err, bcrypt.ErrPasswordTooLong) {
+		return "", apierr.InvalidParam("password longer than 72 bytes")
+	}
+	if err != nil {
+		return "", fmt.Errorf("hash password of %s: %w", who, err)
+	}
+	return string(h), nil
 }

@@ -26,9 +26,7 @@ type PushActionsTable struct{}
 // NID returns the number of an actions list (JSON), assigning one the
 // first time. It is meant for a cache: the number never changes.
 func (PushActionsTable) NID(ctx context.Context, q sqlutil.Querier, actions string) (int64, error) {
-	var nid int64
-	err := q.QueryRowContext(ctx, `INSERT INTO userapi_push_actions (actions) VALUES ($1)
-		ON CONFLICT (actions) DO UPDATE SET actions = excluded.actions RETURNING id`, actions).Scan(&nid)
+	nid, err := assignNID(ctx, q, "userapi_push_actions", "actions", actions)
 	if err != nil {
 		return 0, fmt.Errorf("number push actions %s: %w", actions, err)
 	}

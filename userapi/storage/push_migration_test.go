@@ -2,6 +2,7 @@ package storage
 
 import (
 	"database/sql"
+	"errors"
 	"slices"
 	"testing"
 
@@ -143,4 +144,35 @@ func TestPushGenerationsShared(t *testing.T) {
 	if got := push.Push.Rules.Generation(); got != rules {
 		t.Errorf("rules generation after a failed swap = %d, want %d", got, rules)
 	}
+}
+
+// TestPushNIDs: a room or actions list keeps the number it got first, from
+// inside a transaction or outside one, and different ones get different
+// numbers.
+func TestPushNIDs(t *testing.T) {
+	storagetest.Each(t, func(t *testing.T, db *sqlutil.DB) {
+		ctx := t.Context()
+		st := open(t, db)
+		a, err := st.Push.Rooms.NID(ctx, db, "!a:x")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var again int64
+		if err := db.InTx(ctx, func(tx *sql.Tx) error {
+			again, err = st.Push.Rooms.NID(ctx, tx, "!a:x")
+			return err
+		}); err != nil || again != a {
+			t.Fatalf("room !a:x numbered %d, then %d (%v)", a, again, err)
+		}
+		b, err := st.Push.Rooms.NID(ctx, db, "!b:x")
+		if err != nil || b == a {
+			t.Fatalf("room !b:x = %d, %v; want a number other than %d", b, err, a)
+		}
+		n1, err1 := st.Push.Actions.NID(ctx, db, `["notify"]`)
+		n2, err2 := st.Push.Actions.NID(ctx, db, `["notify"]`)
+		n3, err3 := st.Push.Actions.NID(ctx, db, `["notify",{"set_tweak":"highlight"}]`)
+		if err := errors.Join(err1, err2, err3); err != nil || n1 != n2 || n3 == n1 {
+			t.Fatalf("actions numbered %d, %d, %d (%v); want the first two equal and the third different", n1, n2, n3, err)
+		}
+	})
 }
