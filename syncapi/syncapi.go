@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -34,6 +35,16 @@ import (
 // ConsumerGroup is the durable group the syncapi consumes the roomserver
 // output with.
 const ConsumerGroup = "syncapi"
+
+// How long the batch consumers wait for more messages while busy
+// (eventlog.ConsumeOptions.Linger). A commit costs about the same for one
+// message as for many, since it writes whole pages: the room events are on
+// every syncing client's path, so they wait little; counts, which only
+// change a number, wait longer.
+const (
+	outputLinger = 2 * time.Millisecond
+	countsLinger = 20 * time.Millisecond
+)
 
 // Deps are what the syncapi needs.
 type Deps struct {
@@ -101,7 +112,9 @@ func New(ctx context.Context, d Deps) (*Component, error) {
 	// before it in the room, and the notifier's membership view too. In
 	// batches: every stream write locks its counter row until the commit,
 	// so one transaction per message would serialise the stream on commits.
-	sub, err := eventlog.ConsumeBatch(cctx, d.EventLog, rsapi.OutputTopic, ConsumerGroup, batchOpts,
+	outOpts := batchOpts
+	outOpts.Linger = outputLinger
+	sub, err := eventlog.ConsumeBatch(cctx, d.EventLog, rsapi.OutputTopic, ConsumerGroup, outOpts,
 		consumers.NewRoomServerOutput(db, n, log).HandleBatch)
 	if err != nil {
 		return nil, fmt.Errorf("syncapi: consume %s: %w", rsapi.OutputTopic.Name, err)
@@ -117,7 +130,9 @@ func New(ctx context.Context, d Deps) (*Component, error) {
 	}
 	c.subs = append(c.subs, sub)
 	// Ordered per room: the latest counts of a (user, room) win.
-	sub, err = eventlog.ConsumeBatch(cctx, d.EventLog, userapi.NotificationCountsTopic, ConsumerGroup, batchOpts,
+	countOpts := batchOpts
+	countOpts.Linger = countsLinger
+	sub, err = eventlog.ConsumeBatch(cctx, d.EventLog, userapi.NotificationCountsTopic, ConsumerGroup, countOpts,
 		consumers.NewNotificationCounts(db, n, log).HandleBatch)
 	if err != nil {
 		c.Close()

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/axon-hs/axon/internal/eventlog"
 	"github.com/axon-hs/axon/internal/sqlutil"
@@ -70,8 +71,12 @@ func NewPush(ctx context.Context, d PushDeps) (*Push, error) {
 	h := consumers.NewRoomServerOutput(st, d.RoomServer, d.EventLog, gw, d.ServerName, log)
 	// Ordered per room: the cached room state follows the room's events.
 	// In batches: one commit for every message ready, rather than one each.
+	// One worker, lingering in busy periods: every message notifies most
+	// of a room's members, each in their own part of the notification
+	// index, so a commit writes a page per member whether it holds one
+	// message or fifty. Counts and pushes wait up to pushLinger for it.
 	sub, err := eventlog.ConsumeBatch(context.WithoutCancel(ctx), d.EventLog, rsapi.OutputTopic, PushConsumerGroup,
-		eventlog.ConsumeOptions{Ordered: true, Logger: log, Metrics: d.LogMetrics}, h.HandleBatch)
+		eventlog.ConsumeOptions{Ordered: true, Logger: log, Metrics: d.LogMetrics, Parallelism: 1, Linger: pushLinger}, h.HandleBatch)
 	if err != nil {
 		gw.Close()
 		return nil, fmt.Errorf("userapi push: consume %s: %w", rsapi.OutputTopic.Name, err)
@@ -87,6 +92,10 @@ func NewPush(ctx context.Context, d PushDeps) (*Push, error) {
 	}
 	return &Push{sub: sub, receipts: receipts, gateway: gw}, nil
 }
+
+// pushLinger is how long the push consumer waits to gather a batch while
+// events keep coming (eventlog.ConsumeOptions.Linger).
+const pushLinger = 20 * time.Millisecond
 
 // Close stops the consumer (letting an in-flight event commit) and the
 // deliveries.

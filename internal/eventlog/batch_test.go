@@ -444,3 +444,90 @@ func TestBatchUnordered(t *testing.T) {
 		}
 	})
 }
+
+// TestBatchLinger: a message arriving while the handler is idle is handled
+// at once, however long Linger is; messages arriving in a busy period are
+// gathered into one batch; and Stop does not wait out a linger.
+func TestBatchLinger(t *testing.T) {
+	eachBackend(t, func(t *testing.T, b *backend) {
+		l := b.open(t)
+		st := newTxStore()
+		firstDone := make(chan struct{})
+		var once sync.Once
+		h := func(_ context.Context, msgs []Msg[event]) error {
+			st.commit(msgs)
+			once.Do(func() { close(firstDone) })
+			return nil
+		}
+		// An hour: were the first message lingered over, the test would
+		// time out; the busy-period batch below waits for it to run out
+		// only if the messages stopped coming, which they do not before
+		// Stop.
+		sub, err := ConsumeBatch(t.Context(), l, testTopic, "linger", ConsumeOptions{Ordered: true, Parallelism: 1, Linger: time.Hour}, h)
+		if err != nil {
+			t.Fatalf("ConsumeBatch() = %v", err)
+		}
+		publishN(t, l, testTopic, []string{"a"}, 1)
+		select {
+		case <-firstDone:
+		case <-time.After(30 * time.Second):
+			t.Fatal("the first message, sent while idle, was not handled")
+		}
+		// Busy period: each message alone would be a batch of one without
+		// Linger; with it they wait together until Stop.
+		for i := range 5 {
+			if _, err := Publish(t.Context(), l, testTopic, "b", event{Key: "b", N: i}); err != nil {
+				t.Fatalf("Publish() = %v", err)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		stopped := make(chan struct{})
+		go func() { sub.Stop(); close(stopped) }()
+		select {
+		case <-stopped:
+		case <-time.After(30 * time.Second):
+			t.Fatal("Stop waited for the linger")
+		}
+		st.mu.Lock()
+		defer st.mu.Unlock()
+		if len(st.calls) != 1 || st.calls[0] != 1 {
+			t.Errorf("calls %v: want only the first message handled before Stop", st.calls)
+		}
+	})
+}
+
+// TestBatchLingerGathers: in a busy period the messages arriving within
+// Linger are handled in one call.
+func TestBatchLingerGathers(t *testing.T) {
+	eachBackend(t, func(t *testing.T, b *backend) {
+		l := b.open(t)
+		st := newTxStore()
+		firstDone := make(chan struct{})
+		var once sync.Once
+		h := func(_ context.Context, msgs []Msg[event]) error {
+			st.commit(msgs)
+			once.Do(func() { close(firstDone) })
+			return nil
+		}
+		// Two seconds, against five messages published within about 0.1 s.
+		_, err := ConsumeBatch(t.Context(), l, testTopic, "gather", ConsumeOptions{Ordered: true, Parallelism: 1, Linger: 2 * time.Second}, h)
+		if err != nil {
+			t.Fatalf("ConsumeBatch() = %v", err)
+		}
+		publishN(t, l, testTopic, []string{"a"}, 1)
+		<-firstDone
+		for i := range 5 {
+			if _, err := Publish(t.Context(), l, testTopic, "b", event{Key: "b", N: i}); err != nil {
+				t.Fatalf("Publish() = %v", err)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		st.waitTotal(t, 6)
+		st.check(t, map[string][]int{"a": upTo(1), "b": upTo(5)})
+		st.mu.Lock()
+		defer st.mu.Unlock()
+		if !slices.Equal(st.calls, []int{1, 5}) {
+			t.Errorf("calls %v, want [1 5]", st.calls)
+		}
+	})
+}

@@ -39,8 +39,9 @@ type subscription struct {
 	lanes    map[string]*lane // ordered mode: key → lane
 	ready    []*lane          // FIFO of lanes to run
 	stopping bool
-	paused   bool // a resync is waiting for running handlers
-	running  int  // handlers in progress
+	paused   bool      // a resync is waiting for running handlers
+	running  int       // handlers in progress
+	lastCall time.Time // when the last handler call ended (Linger)
 	cons     jetstream.Consumer
 	iter     jetstream.MessagesContext
 	// lastDelivery is the consumer sequence of the last delivery seen

@@ -169,6 +169,21 @@ func (s *subscription) work(ctx context.Context) {
 			s.mu.Unlock()
 			return
 		}
+		if s.shouldLinger() {
+			// Unlocked: dispatch keeps adding to the ready lanes meanwhile.
+			s.mu.Unlock()
+			t := time.NewTimer(s.opts.Linger)
+			select {
+			case <-t.C:
+			case <-s.stopFetch: // Stop need not wait out the linger
+				t.Stop()
+			}
+			s.mu.Lock()
+			if s.stopping || s.paused || len(s.ready) == 0 {
+				s.mu.Unlock()
+				continue // the loop's checks decide
+			}
+		}
 		lanes := s.take()
 		first := lanes[0].msgs[0]
 		var raws []RawMsg
@@ -191,11 +206,32 @@ func (s *subscription) work(ctx context.Context) {
 
 		s.mu.Lock()
 		s.running--
+		s.lastCall = time.Now()
 		if s.running == 0 && s.paused {
 			s.idle.Broadcast()
 		}
 		s.mu.Unlock()
 	}
+}
+
+// shouldLinger reports whether a worker of a batch handler should wait
+// for more messages before taking a batch: Linger is set, the handler was
+// busy within the last Linger, and fewer than HandlerBatch messages are
+// ready. s.mu is held.
+func (s *subscription) shouldLinger() bool {
+	if s.opts.Linger <= 0 || s.opts.HandlerBatch <= 1 || time.Since(s.lastCall) >= s.opts.Linger {
+		return false
+	}
+	n := 0
+	for _, ln := range s.ready {
+		if ln.solo > 0 {
+			return false // retrying a failed batch's messages one by one
+		}
+		if n += len(ln.msgs); n >= s.opts.HandlerBatch {
+			return false
+		}
+	}
+	return true
 }
 
 // take removes the first ready lane from the queue and, for a batch handler,

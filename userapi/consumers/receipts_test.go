@@ -47,7 +47,11 @@ func TestReceiptsClearCounts(t *testing.T) {
 				if err := st.Push.Notifs.InsertBatch(ctx, tx, int64(10+i), roomNID, e.thread, []storage.NewNotification{row}); err != nil {
 					return err
 				}
-				if _, err := st.Push.Counts.Add(ctx, tx, room, int64(10+i), e.thread, []storage.NewNotification{row}); err != nil {
+				d := storage.CountDelta{Localpart: "bob", Notification: 1}
+				if e.highlight {
+					d.Highlight = 1
+				}
+				if err := st.Push.Counts.Add(ctx, tx, room, int64(10+i), e.thread, []storage.CountDelta{d}); err != nil {
 					return err
 				}
 			}

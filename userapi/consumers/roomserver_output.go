@@ -161,9 +161,8 @@ type pushItem struct {
 	pushes  []Push
 	notifs  []storage.NewNotification
 	locals  []string // the notified localparts, in pushes' order
-	// Set by the transaction.
-	fresh  bool
-	counts []storage.CountRow
+	// Set by the transaction: the event was not stored before.
+	fresh bool
 }
 
 // batchRoom is a room's state as the events of a batch change it: the
@@ -224,10 +223,11 @@ func (c *RoomServerOutput) HandleBatch(ctx context.Context, msgs []eventlog.Msg[
 			c.roomLocks[i].Unlock()
 		}
 	}()
+	var counts []roomCounts
 	err := c.st.DB.InTx(ctx, func(tx *sql.Tx) error {
 		for i := range items {
 			it := &items[i]
-			it.fresh, it.counts = false, nil // InTx may run this again
+			it.fresh = false // InTx may run this again
 			if err := c.store(ctx, tx, it); err != nil {
 				return err
 			}
@@ -237,7 +237,9 @@ func (c *RoomServerOutput) HandleBatch(ctx context.Context, msgs []eventlog.Msg[
 				}
 			}
 		}
-		return nil
+		var err error
+		counts, err = c.storeCounts(ctx, tx, items)
+		return err
 	})
 	if err != nil {
 		if len(items) == 1 {
@@ -252,18 +254,19 @@ func (c *RoomServerOutput) HandleBatch(ctx context.Context, msgs []eventlog.Msg[
 		}
 	}
 	c.mu.Unlock()
-	for i := range items {
-		it := &items[i]
-		if !it.fresh || len(it.pushes) == 0 {
-			continue
-		}
-		if err := c.publishCounts(ctx, it.ev.RoomID, it.locals, it.counts); err != nil {
+	for _, rc := range counts {
+		if err := c.publishCounts(ctx, rc.roomID, rc.locals, rc.rows); err != nil {
 			// The notifications are committed; the counts reach /sync with the
 			// next change in the room.
-			c.log.WarnContext(ctx, "publishing notification counts failed", "room_id", it.ev.RoomID, "err", err)
+			c.log.WarnContext(ctx, "publishing notification counts failed", "room_id", rc.roomID, "err", err)
 		}
-		if c.delivery != nil {
-			for _, p := range it.pushes {
+	}
+	if c.delivery != nil {
+		for i := range items {
+			if !items[i].fresh {
+				continue
+			}
+			for _, p := range items[i].pushes {
 				if p.Outcome.Notify {
 					c.delivery.Enqueue(ctx, p)
 				}
@@ -271,6 +274,78 @@ func (c *RoomServerOutput) HandleBatch(ctx context.Context, msgs []eventlog.Msg[
 		}
 	}
 	return nil
+}
+
+// roomCounts is what one counts message of a batch carries for a room.
+type roomCounts struct {
+	roomID string
+	locals []string
+	rows   []storage.CountRow
+}
+
+// storeCounts adds the notifications of a batch's fresh events to the
+// count rows, one statement per room and thread, and reads each room's
+// rows of the users notified, for one counts message per room (in the
+// order of the rooms' first events). A busy room thus costs one update
+// per member, and one counts message and syncapi write, per batch rather
+// than per event.
+func (c *RoomServerOutput) storeCounts(ctx context.Context, tx *sql.Tx, items []pushItem) ([]roomCounts, error) {
+	type group struct {
+		roomID, thread string
+		firstSeq       int64
+		deltas         []storage.CountDelta
+		index          map[string]int // localpart → deltas index
+	}
+	var out []roomCounts
+	var groups []*group
+	rooms := map[string]int{}       // room → out index
+	byKey := map[[2]string]*group{} // (room, thread) → group
+	for i := range items {
+		it := &items[i]
+		if !it.fresh || len(it.notifs) == 0 {
+			continue
+		}
+		ri, ok := rooms[it.ev.RoomID]
+		if !ok {
+			ri = len(out)
+			rooms[it.ev.RoomID] = ri
+			out = append(out, roomCounts{roomID: it.ev.RoomID})
+		}
+		g := byKey[[2]string{it.ev.RoomID, it.thread}]
+		if g == nil {
+			g = &group{roomID: it.ev.RoomID, thread: it.thread, firstSeq: it.seq, index: map[string]int{}}
+			byKey[[2]string{it.ev.RoomID, it.thread}] = g
+			groups = append(groups, g)
+		}
+		for _, n := range it.notifs {
+			di, ok := g.index[n.Localpart]
+			if !ok {
+				di = len(g.deltas)
+				g.index[n.Localpart] = di
+				g.deltas = append(g.deltas, storage.CountDelta{Localpart: n.Localpart})
+				if !slices.Contains(out[ri].locals, n.Localpart) {
+					out[ri].locals = append(out[ri].locals, n.Localpart)
+				}
+			}
+			g.deltas[di].Notification++
+			if n.Highlight {
+				g.deltas[di].Highlight++
+			}
+		}
+	}
+	for _, g := range groups {
+		if err := c.st.Push.Counts.Add(ctx, tx, g.roomID, g.firstSeq, g.thread, g.deltas); err != nil {
+			return nil, err
+		}
+	}
+	for i := range out {
+		rows, err := c.st.Push.Counts.Select(ctx, tx, out[i].roomID, out[i].locals)
+		if err != nil {
+			return nil, err
+		}
+		out[i].rows = rows
+	}
+	return out, nil
 }
 
 // prepare is the work on one event outside the transaction: evaluating it
@@ -343,7 +418,7 @@ func (c *RoomServerOutput) prepare(ctx context.Context, m eventlog.Msg[rsapi.Out
 }
 
 // store records an event as handled and, the first time, writes its
-// notifications and counts and reads the counts to publish.
+// notifications (the counts are storeCounts' work, per batch).
 func (c *RoomServerOutput) store(ctx context.Context, tx *sql.Tx, it *pushItem) error {
 	stored := []byte(nil)
 	if len(it.notifs) > 0 {
@@ -356,22 +431,7 @@ func (c *RoomServerOutput) store(ctx context.Context, tx *sql.Tx, it *pushItem) 
 	if len(it.notifs) == 0 {
 		return nil
 	}
-	if err := c.st.Push.Notifs.InsertBatch(ctx, tx, it.seq, it.roomNID, it.thread, it.notifs); err != nil {
-		return err
-	}
-	// The published counts are each user's rows in the room: the changed
-	// ones come back from Add; for a main timeline event the others can
-	// only be thread rows, which are rare.
-	if it.counts, err = c.st.Push.Counts.Add(ctx, tx, it.ev.RoomID, it.seq, it.thread, it.notifs); err != nil {
-		return err
-	}
-	if it.thread != "" {
-		it.counts, err = c.st.Push.Counts.Select(ctx, tx, it.ev.RoomID, it.locals)
-		return err
-	}
-	threads, err := c.st.Push.Counts.SelectThreads(ctx, tx, it.ev.RoomID)
-	it.counts = append(it.counts, threads...)
-	return err
+	return c.st.Push.Notifs.InsertBatch(ctx, tx, it.seq, it.roomNID, it.thread, it.notifs)
 }
 
 // PublishCounts publishes the current counts of the listed local users in

@@ -330,7 +330,10 @@ func join(roomID, eventID, user string) rsapi.OutputEvent {
 type pushOutcome struct {
 	notifs    []storage.NotificationRow
 	counts    []storage.CountRow
-	published []api.NotificationCounts // users sorted: their order is the room's map order
+	// published is the latest counts published of each user, by room
+	// then user id: what a consumer of the counts ends with.
+	published map[string]map[string]api.UserCounts
+	messages  int // counts messages published
 	pushes    []string                 // sorted per run of one event
 	stored    map[string]int64         // event id → seq
 }
@@ -360,13 +363,19 @@ func outcome(t *testing.T, st *storage.Storage, evlog *fakeLog, d *fakeDelivery,
 		o.counts = append(o.counts, rows...)
 	}
 	evlog.mu.Lock()
+	o.published = map[string]map[string]api.UserCounts{}
 	for _, raw := range evlog.msgs {
 		var m api.NotificationCounts
 		if err := json.Unmarshal(raw, &m); err != nil {
 			t.Fatal(err)
 		}
-		slices.SortFunc(m.Users, func(a, b api.UserCounts) int { return strings.Compare(a.UserID, b.UserID) })
-		o.published = append(o.published, m)
+		if o.published[m.RoomID] == nil {
+			o.published[m.RoomID] = map[string]api.UserCounts{}
+		}
+		for _, u := range m.Users {
+			o.published[m.RoomID][u.UserID] = u
+		}
+		o.messages++
 	}
 	evlog.mu.Unlock()
 	d.mu.Lock()
@@ -451,6 +460,13 @@ func TestRoomServerOutputBatch(t *testing.T) {
 			return nil
 		})
 		got, again := run(db, func(c *RoomServerOutput) error { return c.HandleBatch(ctx, batch) })
+		// One message of counts per stored event that notified someone
+		// ($b1 by the first Handle): all but the join; the batch merges
+		// them into one per room (and $b1's).
+		if want.messages != 8 || got.messages != 3 {
+			t.Errorf("%d count messages published one by one, %d in a batch; want 8 and 3", want.messages, got.messages)
+		}
+		want.messages = got.messages
 		if !reflect.DeepEqual(got, want) {
 			t.Errorf("batch:\n%+v\none by one:\n%+v", got, want)
 		}
@@ -480,10 +496,18 @@ func TestRoomServerOutputBatch(t *testing.T) {
 		if !slices.Equal(got.counts, wantCounts) {
 			t.Errorf("counts = %+v, want %+v", got.counts, wantCounts)
 		}
-		// One message of counts per stored event that notified someone
-		// ($b1 by the first Handle): all but the join.
-		if len(got.published) != 8 {
-			t.Errorf("%d count messages published, want 8", len(got.published))
+		// The published counts are the stored ones (two users shown).
+		wantPub := map[string]api.UserCounts{
+			ra + " " + u1: {UserID: u1, Total: api.Counts{NotificationCount: 4, HighlightCount: 1},
+				Main: api.Counts{NotificationCount: 3, HighlightCount: 1}, Threads: map[string]api.Counts{"$a1": {NotificationCount: 1}}},
+			rb + " " + u2: {UserID: u2, Total: api.Counts{NotificationCount: 3, HighlightCount: 1},
+				Main: api.Counts{NotificationCount: 2, HighlightCount: 1}, Threads: map[string]api.Counts{"$b2": {NotificationCount: 1}}},
+		}
+		for k, w := range wantPub {
+			room, user, _ := strings.Cut(k, " ")
+			if p := got.published[room][user]; !reflect.DeepEqual(p, w) {
+				t.Errorf("published counts of %s in %s = %+v, want %+v", user, room, p, w)
+			}
 		}
 
 		// The batch again (a redelivery) changes nothing and publishes nothing.
@@ -525,7 +549,7 @@ func TestRoomServerOutputBatchFails(t *testing.T) {
 			t.Fatalf("HandleBatch = %v, want %v", err, broken)
 		}
 		got := outcome(t, st, evlog, d, []string{room}, []string{u0, u1, u2, u3}, events)
-		if len(got.notifs)+len(got.counts)+len(got.published)+len(got.pushes)+len(got.stored) != 0 {
+		if len(got.notifs)+len(got.counts)+got.messages+len(got.pushes)+len(got.stored) != 0 {
 			t.Fatalf("a failed batch left %+v", got)
 		}
 
@@ -542,9 +566,9 @@ func TestRoomServerOutputBatchFails(t *testing.T) {
 			{Localpart: "u2", Notification: 2},
 			{Localpart: "u3", Notification: 1},
 		}
-		if !slices.Equal(got.counts, want) || len(got.stored) != 3 || len(got.published) != 2 {
+		if !slices.Equal(got.counts, want) || len(got.stored) != 3 || got.messages != 2 {
 			t.Errorf("after the retry: counts %+v (want %+v), stored %v, %d count messages (want 2)",
-				got.counts, want, got.stored, len(got.published))
+				got.counts, want, got.stored, got.messages)
 		}
 		if wantPushes := []string{u1 + " $m1", u1 + " $m2", u2 + " $m1", u2 + " $m2", u3 + " $m2"}; !slices.Equal(got.pushes, wantPushes) {
 			t.Errorf("pushes = %v, want %v", got.pushes, wantPushes)

@@ -60,51 +60,50 @@ type CountRow struct {
 // NotificationCountsTable is userapi_notification_counts.
 type NotificationCountsTable struct{ d sqlutil.Dialect }
 
-// Add counts the event at stream sequence seq in thread (empty for the main
-// timeline) for each notified user, in statements of many rows, and returns
-// the new counts of the rows it changed.
-func (NotificationCountsTable) Add(ctx context.Context, q sqlutil.Querier, roomID string, seq int64, thread string, notified []NewNotification) ([]CountRow, error) {
-	out := make([]CountRow, 0, len(notified))
-	for len(notified) > 0 {
-		n := min(len(notified), notifBatch)
+// CountDelta is what a batch of events adds to one user's count row.
+type CountDelta struct {
+	Localpart    string
+	Notification int64
+	Highlight    int64
+}
+
+// Add adds deltas to the users' rows of a thread (empty for the main
+// timeline) in a room, in statements of many rows; firstSeq is the stream
+// sequence of the earliest event counted, the first_seq of a new row.
+func (NotificationCountsTable) Add(ctx context.Context, q sqlutil.Querier, roomID string, firstSeq int64, thread string, deltas []CountDelta) error {
+	for len(deltas) > 0 {
+		n := min(len(deltas), notifBatch)
 		var b strings.Builder
 		b.Grow(400 + n*24)
 		b.WriteString(`INSERT INTO userapi_notification_counts (room_id, first_seq, thread_id, localpart, notification_count, highlight_count) VALUES `)
-		// Two parameters a row: the driver's cost of binding grows with
+		// Few parameters a row: the driver's cost of binding grows with
 		// the square of their number.
-		args := make([]any, 3, 3+2*n)
-		args[0], args[1], args[2] = roomID, seq, thread
-		for i, r := range notified[:n] {
+		args := make([]any, 3, 3+3*n)
+		args[0], args[1], args[2] = roomID, firstSeq, thread
+		for i, d := range deltas[:n] {
 			if i > 0 {
 				b.WriteString(", ")
 			}
 			k := len(args)
 			b.WriteString("($1, $2, $3, $")
 			b.WriteString(strconv.Itoa(k + 1))
-			b.WriteString(", 1, $")
+			b.WriteString(", $")
 			b.WriteString(strconv.Itoa(k + 2))
+			b.WriteString(", $")
+			b.WriteString(strconv.Itoa(k + 3))
 			b.WriteString(")")
-			h := 0
-			if r.Highlight {
-				h = 1
-			}
-			args = append(args, r.Localpart, h)
+			args = append(args, d.Localpart, d.Notification, d.Highlight)
 		}
 		// first_seq stays: the row's first unread notification is older.
 		b.WriteString(` ON CONFLICT (room_id, localpart, thread_id) DO UPDATE SET
 			notification_count = userapi_notification_counts.notification_count + excluded.notification_count,
-			highlight_count = userapi_notification_counts.highlight_count + excluded.highlight_count
-			RETURNING localpart, thread_id, notification_count, highlight_count`)
-		rows, err := q.QueryContext(ctx, b.String(), args...)
-		if err != nil {
-			return nil, fmt.Errorf("add %d notification counts in %s: %w", n, roomID, err)
+			highlight_count = userapi_notification_counts.highlight_count + excluded.highlight_count`)
+		if _, err := q.ExecContext(ctx, b.String(), args...); err != nil {
+			return fmt.Errorf("add %d notification counts in %s: %w", n, roomID, err)
 		}
-		if out, err = scanCounts(rows, out); err != nil {
-			return nil, fmt.Errorf("add %d notification counts in %s: %w", n, roomID, err)
-		}
-		notified = notified[n:]
+		deltas = deltas[n:]
 	}
-	return out, nil
+	return nil
 }
 
 func scanCounts(rows *sql.Rows, out []CountRow) ([]CountRow, error) {
@@ -117,21 +116,6 @@ func scanCounts(rows *sql.Rows, out []CountRow) ([]CountRow, error) {
 		out = append(out, r)
 	}
 	return out, rows.Err()
-}
-
-// SelectThreads returns the thread rows (not the main timeline's) of a
-// room, of every user.
-func (NotificationCountsTable) SelectThreads(ctx context.Context, q sqlutil.Querier, roomID string) ([]CountRow, error) {
-	rows, err := q.QueryContext(ctx, `SELECT localpart, thread_id, notification_count, highlight_count
-		FROM userapi_notification_counts WHERE room_id = $1 AND thread_id <> ''`, roomID)
-	if err != nil {
-		return nil, fmt.Errorf("select thread notification counts in %s: %w", roomID, err)
-	}
-	out, err := scanCounts(rows, nil)
-	if err != nil {
-		return nil, fmt.Errorf("select thread notification counts in %s: %w", roomID, err)
-	}
-	return out, nil
 }
 
 // Select returns the count rows of the listed users in a room.
