@@ -63,6 +63,32 @@ const notificationsFromV1 = `INSERT INTO userapi_notifications_v2 (localpart, se
 // first_seq, and after the receipt's event).
 const notificationsUserSeqIndex = `CREATE INDEX userapi_notifications_user ON userapi_notifications (localpart, seq)`
 
+// notificationsV3Schema (push migration 3) is version 2 keyed by
+// (localpart, seq), its only lookup, instead of an index beside the rows:
+// on SQLite the rows then live in the key's B-tree (WITHOUT ROWID), so a
+// notified member costs one B-tree insert rather than two.
+func notificationsV3Schema(d sqlutil.Dialect) string {
+	return `CREATE TABLE userapi_notifications_v3 (
+	localpart   TEXT NOT NULL,
+	-- seq is the event's roomserver output sequence (userapi_push_events.seq).
+	seq         BIGINT NOT NULL,
+	room_nid    BIGINT NOT NULL,
+	-- thread_id is the thread root, '' for the main timeline.
+	thread_id   TEXT NOT NULL,
+	highlight   BOOLEAN NOT NULL,
+	read        BOOLEAN NOT NULL DEFAULT FALSE,
+	actions_nid BIGINT NOT NULL,
+	PRIMARY KEY (localpart, seq)
+)` + d.WithoutRowID()
+}
+
+// notificationsFromV2 carries the version 2 rows over; one event notifies
+// a user once, so no key repeats. (WHERE TRUE: SQLite would read ON as
+// the start of a join constraint.)
+const notificationsFromV2 = `INSERT INTO userapi_notifications_v3 (localpart, seq, room_nid, thread_id, highlight, read, actions_nid)
+	SELECT localpart, seq, room_nid, thread_id, highlight, read, actions_nid FROM userapi_notifications WHERE TRUE
+	ON CONFLICT (localpart, seq) DO NOTHING`
+
 // NotificationRow is a notification as /notifications lists it.
 type NotificationRow struct {
 	// ID is the event's stream sequence: the position for paging.

@@ -10,8 +10,8 @@ import (
 	"github.com/axon-hs/axon/internal/sqlutil/storagetest"
 )
 
-// TestPushMigration2 fills the version 1 notification tables, migrates,
-// and reads the notifications back: rooms, actions, threads, highlights
+// TestPushMigration2 fills the version 1 notification tables, migrates
+// (through version 3's rekeyed table too), and reads the notifications back: rooms, actions, threads, highlights
 // and read flags are carried over, and receipts still mark read and recount
 // the carried rows (whose counts have no first_seq yet).
 func TestPushMigration2(t *testing.T) {
