@@ -328,14 +328,14 @@ func join(roomID, eventID, user string) rsapi.OutputEvent {
 
 // pushOutcome is everything push evaluation leaves behind, comparable.
 type pushOutcome struct {
-	notifs    []storage.NotificationRow
-	counts    []storage.CountRow
+	notifs []storage.NotificationRow
+	counts []storage.CountRow
 	// published is the latest counts published of each user, by room
 	// then user id: what a consumer of the counts ends with.
 	published map[string]map[string]api.UserCounts
-	messages  int // counts messages published
-	pushes    []string                 // sorted per run of one event
-	stored    map[string]int64         // event id → seq
+	messages  int              // counts messages published
+	pushes    []string         // sorted per run of one event
+	stored    map[string]int64 // event id → seq
 }
 
 // outcome reads what c (on st) stored and published for users in rooms.
