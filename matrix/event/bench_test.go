@@ -28,6 +28,21 @@ func BenchmarkParse(b *testing.B) {
 	}
 }
 
+// BenchmarkParseStored is BenchmarkParse for an event read back from the
+// server's own storage, its ID known.
+func BenchmarkParseStored(b *testing.B) {
+	msg, _ := benchEvent(b)
+	v, id := msg.Version(), msg.EventID()
+	raw := msg.JSON()
+	b.SetBytes(int64(len(raw)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := ParseStored(raw, v, id); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
 func BenchmarkEventID(b *testing.B) {
 	msg, _ := benchEvent(b)
 	v := msg.Version()

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
@@ -157,6 +158,21 @@ func TestBuildParseVerifyAllVersions(t *testing.T) {
 				if _, err := ParseWithID(e.JSON(), v, "$other:x"); !errors.Is(err, ErrFormat) {
 					t.Fatalf("ParseWithID with wrong ID: %v", err)
 				}
+				// What this server stored reads back the same without the hash.
+				stored, err := ParseStored(e.JSON(), v, e.EventID())
+				if err != nil {
+					t.Fatalf("ParseStored: %v", err)
+				}
+				if !bytes.Equal(stored.JSON(), e.JSON()) || stored.EventID() != e.EventID() || stored.RoomID() != e.RoomID() ||
+					stored.Type() != e.Type() || stored.Depth() != e.Depth() || !slices.Equal(stored.AuthEventIDs(), e.AuthEventIDs()) || !slices.Equal(stored.PrevEventIDs(), e.PrevEventIDs()) {
+					t.Fatalf("%s: ParseStored differs from Parse", e.Type())
+				}
+				if _, err := ParseStored(e.JSON()[:len(e.JSON())-1], v, e.EventID()); err == nil {
+					t.Fatalf("%s: ParseStored accepted a truncated row", e.Type())
+				}
+				if _, err := ParseStored(e.JSON(), v, ""); err == nil {
+					t.Fatalf("%s: ParseStored accepted no ID", e.Type())
+				}
 				checkEventIDFormat(t, e)
 				// The redacted copy keeps its ID and still verifies.
 				red, err := e.Redacted()
@@ -165,6 +181,9 @@ func TestBuildParseVerifyAllVersions(t *testing.T) {
 				}
 				if red.EventID() != e.EventID() {
 					t.Fatalf("redaction changed the ID: %s -> %s", e.EventID(), red.EventID())
+				}
+				if id, err := ComputeEventID(red.JSON(), v); err != nil || id != e.EventID() {
+					t.Fatalf("the redacted form hashes to %s (%v), want %s", id, err, e.EventID())
 				}
 				if err := VerifySignatures(t.Context(), red, keys); err != nil {
 					t.Fatalf("redacted: %v", err)

@@ -97,6 +97,26 @@ func ParseWithID(raw []byte, v *RoomVersion, id matrix.EventID) (*PDU, error) {
 	return e, nil
 }
 
+// ParseStored returns an event this server stored after Parse (or
+// ParseWithID) accepted it, with its known ID: raw must be the event's
+// canonical JSON (PDU.JSON) and id its ID. It skips what only re-derives
+// the stored facts, canonicalization and the reference hash, and still
+// checks the format, so a corrupt row is an error; a row whose JSON and ID
+// do not match is not detected. Use it only for the server's own storage.
+func ParseStored(raw []byte, v *RoomVersion, id matrix.EventID) (*PDU, error) {
+	if v == nil {
+		return nil, errors.New("parse stored event: nil room version")
+	}
+	if id == "" {
+		return nil, errors.New("parse stored event: no event ID")
+	}
+	e, err := parseCanonical(raw, v, id)
+	if err != nil {
+		return nil, fmt.Errorf("parse stored event %s: %w", id, err)
+	}
+	return e, nil
+}
+
 func parse(raw []byte, v *RoomVersion, wantID matrix.EventID) (*PDU, error) {
 	if v == nil {
 		return nil, errors.New("parse event: nil room version")
@@ -117,7 +137,7 @@ func parse(raw []byte, v *RoomVersion, wantID matrix.EventID) (*PDU, error) {
 	if len(obj) > MaxEventSize {
 		return nil, fmt.Errorf("parse event: %w: %d bytes", ErrTooLarge, len(obj))
 	}
-	e, err := parseCanonical(obj, v)
+	e, err := parseCanonical(obj, v, "")
 	if err != nil {
 		return nil, fmt.Errorf("parse event: %w", err)
 	}
@@ -132,7 +152,26 @@ type fields struct {
 	authEvents, content, depth, hashes, ts, prevEvents, roomID, sender, signatures, typ bool
 }
 
-func parseCanonical(obj []byte, v *RoomVersion) (*PDU, error) {
+// requiredFields lists the fields every event has (room_id is checked on
+// its own: a v12 create event has none).
+var requiredFields = [...]struct {
+	name string
+	seen func(*fields) bool
+}{
+	{"auth_events", func(f *fields) bool { return f.authEvents }},
+	{"content", func(f *fields) bool { return f.content }},
+	{"depth", func(f *fields) bool { return f.depth }},
+	{"hashes", func(f *fields) bool { return f.hashes }},
+	{"origin_server_ts", func(f *fields) bool { return f.ts }},
+	{"prev_events", func(f *fields) bool { return f.prevEvents }},
+	{"sender", func(f *fields) bool { return f.sender }},
+	{"signatures", func(f *fields) bool { return f.signatures }},
+	{"type", func(f *fields) bool { return f.typ }},
+}
+
+// parseCanonical parses the canonical JSON obj; knownID, when not empty,
+// is the event's ID, taken instead of computed (ParseStored).
+func parseCanonical(obj []byte, v *RoomVersion, knownID matrix.EventID) (*PDU, error) {
 	e := &PDU{raw: obj, v: v}
 	var seen fields
 	var topRedacts []byte
@@ -219,15 +258,13 @@ func parseCanonical(obj []byte, v *RoomVersion) (*PDU, error) {
 	}
 
 	isV12Create := v.RoomIDFromCreate && e.typ == TypeCreate
-	for name, ok := range map[string]bool{
-		"auth_events": seen.authEvents, "content": seen.content, "depth": seen.depth,
-		"hashes": seen.hashes, "origin_server_ts": seen.ts, "prev_events": seen.prevEvents,
-		"sender": seen.sender, "signatures": seen.signatures, "type": seen.typ,
-		"room_id": seen.roomID || isV12Create,
-	} {
-		if !ok {
-			return nil, fmt.Errorf("%w: missing %s", ErrFormat, name)
+	for _, f := range requiredFields {
+		if !f.seen(&seen) {
+			return nil, fmt.Errorf("%w: missing %s", ErrFormat, f.name)
 		}
+	}
+	if !seen.roomID && !isV12Create {
+		return nil, fmt.Errorf("%w: missing room_id", ErrFormat)
 	}
 
 	// Room IDs: v12 removes the domain and the create event's room_id
@@ -262,7 +299,9 @@ func parseCanonical(obj []byte, v *RoomVersion) (*PDU, error) {
 		}
 	}
 
-	if e.eventID, err = computeEventID(obj, v); err != nil {
+	if knownID != "" {
+		e.eventID = knownID
+	} else if e.eventID, err = computeEventID(obj, v); err != nil {
 		return nil, err
 	}
 	if isV12Create {
@@ -410,7 +449,7 @@ func (e *PDU) Redacted() (*PDU, error) {
 	if err != nil {
 		return nil, fmt.Errorf("redact %s: %w", e.eventID, err)
 	}
-	r, err := parseCanonical(red, e.v)
+	r, err := parseCanonical(red, e.v, e.eventID) // the ID does not change
 	if err != nil {
 		return nil, fmt.Errorf("redact %s: %w", e.eventID, err)
 	}
