@@ -10,24 +10,55 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"strconv"
+	"sync"
 	"time"
 )
 
 // client is a minimal Client-Server API client: plain HTTP and JSON, so
 // the tool measures the server rather than a client library.
 type client struct {
+	// base is put before every request path: the whole base URL for
+	// http, only its path for pool.
 	base string
+	// pool serves http:// servers, the setup the tool is built for; it
+	// costs the shared machine far less CPU per request than http.Client.
+	pool *connPool
+	// http serves any other base URL (https, where HTTP/2 may be
+	// negotiated as before).
 	http *http.Client
 }
 
-func newClient(base string, conns int) *client {
+// newClient connects to base; conns is how many requests may run at once.
+func newClient(base string, conns int) (*client, error) {
+	u, err := url.Parse(base)
+	if err != nil {
+		return nil, fmt.Errorf("homeserver URL %q: %w", base, err)
+	}
+	const timeout = 2 * time.Minute
+	if u.Scheme == "http" && u.User == nil && u.RawQuery == "" && u.Fragment == "" && u.Host != "" {
+		addr := u.Host
+		if u.Port() == "" {
+			addr = net.JoinHostPort(u.Hostname(), "80")
+		}
+		return &client{base: u.EscapedPath(), pool: newConnPool(addr, u.Host, conns*2, timeout)}, nil
+	}
 	t := http.DefaultTransport.(*http.Transport).Clone()
 	t.MaxIdleConns = conns * 2
 	t.MaxIdleConnsPerHost = conns * 2
-	return &client{base: base, http: &http.Client{Transport: t, Timeout: 2 * time.Minute}}
+	return &client{base: base, http: &http.Client{Transport: t, Timeout: timeout}}, nil
+}
+
+// close closes the idle connections.
+func (c *client) close() {
+	if c.pool != nil {
+		c.pool.closeIdle()
+	} else {
+		c.http.CloseIdleConnections()
+	}
 }
 
 // matrixError is a non-2xx answer.
@@ -62,6 +93,17 @@ func (c *client) do(ctx context.Context, method, path, token string, body, out a
 			return 0, fmt.Errorf("encode %s %s: %w", method, path, err)
 		}
 	}
+	return c.retry(ctx, method, path, token, data, out)
+}
+
+// doRaw is do with the body already encoded and the answer ignored.
+func (c *client) doRaw(ctx context.Context, method, path, token string, data []byte) (retried int, err error) {
+	return c.retry(ctx, method, path, token, data, nil)
+}
+
+// retry sends an encoded request until it is answered with anything but
+// 429, waiting retry_after_ms between tries.
+func (c *client) retry(ctx context.Context, method, path, token string, data []byte, out any) (retried int, err error) {
 	for {
 		err = c.once(ctx, method, path, token, data, out)
 		var me *matrixError
@@ -78,32 +120,26 @@ func (c *client) do(ctx context.Context, method, path, token string, body, out a
 	}
 }
 
+// bodies are answer buffers, reused: a /sync answer is read whole before
+// it is decoded.
+var bodies = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
 func (c *client) once(ctx context.Context, method, path, token string, data []byte, out any) error {
-	var rd io.Reader
-	if data != nil {
-		rd = bytes.NewReader(data)
+	body := bodies.Get().(*bytes.Buffer)
+	defer bodies.Put(body)
+	var status int
+	var err error
+	if c.pool != nil {
+		status, err = c.pool.roundTrip(ctx, method, c.base+path, token, data, body)
+	} else {
+		status, err = c.viaHTTP(ctx, method, path, token, data, body)
 	}
-	req, err := http.NewRequestWithContext(ctx, method, c.base+path, rd)
 	if err != nil {
 		return fmt.Errorf("%s %s: %w", method, path, err)
 	}
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	if data != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	res, err := c.http.Do(req)
-	if err != nil {
-		return fmt.Errorf("%s %s: %w", method, path, err)
-	}
-	defer res.Body.Close()
-	raw, err := io.ReadAll(res.Body)
-	if err != nil {
-		return fmt.Errorf("%s %s: read body: %w", method, path, err)
-	}
-	if res.StatusCode/100 != 2 {
-		me := &matrixError{Status: res.StatusCode, Body: raw}
+	raw := body.Bytes()
+	if status/100 != 2 {
+		me := &matrixError{Status: status, Body: bytes.Clone(raw)}
 		_ = json.Unmarshal(raw, me)
 		return fmt.Errorf("%s %s: %w", method, path, me)
 	}
@@ -113,6 +149,36 @@ func (c *client) once(ctx context.Context, method, path, token string, data []by
 		}
 	}
 	return nil
+}
+
+// viaHTTP is one request through net/http; the answer's body is read
+// whole into body.
+func (c *client) viaHTTP(ctx context.Context, method, path, token string, data []byte, body *bytes.Buffer) (int, error) {
+	var rd io.Reader
+	if data != nil {
+		rd = bytes.NewReader(data)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, rd)
+	if err != nil {
+		return 0, err
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	if data != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	res, err := c.http.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	// Read to the end and closed, so the connection is reused.
+	defer res.Body.Close()
+	body.Reset()
+	if _, err := body.ReadFrom(res.Body); err != nil {
+		return 0, fmt.Errorf("read body: %w", err)
+	}
+	return res.StatusCode, nil
 }
 
 // user is a registered account with one device.
@@ -198,15 +264,28 @@ type loadTag struct {
 
 // send sends message seq of this run into roomID.
 func (c *client) send(ctx context.Context, u user, roomID, run string, seq int) (retried int, err error) {
-	content := map[string]any{"msgtype": "m.text", "body": "axon-load " + run + " " + strconv.Itoa(seq),
-		loadMark: loadTag{Run: run, Seq: seq}}
 	path := "/_matrix/client/v3/rooms/" + url.PathEscape(roomID) + "/send/m.room.message/" + run + "-" + strconv.Itoa(seq)
-	return c.do(ctx, http.MethodPut, path, u.Token, content, nil)
+	return c.doRaw(ctx, http.MethodPut, path, u.Token, messageBody(make([]byte, 0, 128), run, seq))
+}
+
+// messageBody appends the content of message seq to dst: the bytes
+// json.Marshal gives for the map {"msgtype": "m.text", "body": ...,
+// "org.axon.load": {run, seq}}, without reflection. Run ids are [a-z0-9]
+// (randomRunID), so they need no escaping.
+func messageBody(dst []byte, run string, seq int) []byte {
+	dst = append(dst, `{"body":"axon-load `...)
+	dst = append(dst, run...)
+	dst = append(dst, ' ')
+	dst = strconv.AppendInt(dst, int64(seq), 10)
+	dst = append(dst, `","msgtype":"m.text","`+loadMark+`":{"run":"`...)
+	dst = append(dst, run...)
+	dst = append(dst, `","seq":`...)
+	dst = strconv.AppendInt(dst, int64(seq), 10)
+	return append(dst, "}}"...)
 }
 
 // syncEvent is the part of a timeline event the tool reads.
 type syncEvent struct {
-	Type    string `json:"type"`
 	Content struct {
 		Tag *loadTag `json:"org.axon.load"`
 	} `json:"content"`
@@ -217,9 +296,8 @@ type syncResponse struct {
 	Rooms     struct {
 		Join map[string]struct {
 			Timeline struct {
-				Events    []syncEvent `json:"events"`
-				Limited   bool        `json:"limited"`
-				PrevBatch string      `json:"prev_batch"`
+				Events  []syncEvent `json:"events"`
+				Limited bool        `json:"limited"`
 			} `json:"timeline"`
 		} `json:"join"`
 	} `json:"rooms"`
@@ -231,15 +309,18 @@ const loadFilter = `{"room":{"timeline":{"limit":100}}}`
 
 // sync is GET /sync; since "" is an initial sync, filter "" the default.
 func (c *client) sync(ctx context.Context, u user, since, filter string, timeout time.Duration) (syncResponse, error) {
-	q := url.Values{"timeout": {strconv.FormatInt(timeout.Milliseconds(), 10)}}
-	if since != "" {
-		q.Set("since", since)
-	}
+	// The query is written out rather than through url.Values: the
+	// long-poll sends one per message.
+	path := "/_matrix/client/v3/sync?"
 	if filter != "" {
-		q.Set("filter", filter)
+		path += "filter=" + url.QueryEscape(filter) + "&"
 	}
+	if since != "" {
+		path += "since=" + url.QueryEscape(since) + "&"
+	}
+	path += "timeout=" + strconv.FormatInt(timeout.Milliseconds(), 10)
 	var out syncResponse
-	_, err := c.do(ctx, http.MethodGet, "/_matrix/client/v3/sync?"+q.Encode(), u.Token, nil, &out)
+	_, err := c.do(ctx, http.MethodGet, path, u.Token, nil, &out)
 	return out, err
 }
 

@@ -20,6 +20,7 @@ type Config struct {
 	SharedSecret           string
 	PID                    int
 	IdleMax, DrainMax      time.Duration
+	CPUProfile             string // the tool's own CPU profile, if set
 }
 
 func (c Config) validate() error {
@@ -52,6 +53,9 @@ type Result struct {
 	SendWall   time.Duration // first send to last answer
 	Send       Summary
 	LoadCPU    time.Duration // server CPU during the sends
+	// ToolCPU is this process's CPU during the sends: on a shared machine
+	// it is CPU the server did not have.
+	ToolCPU time.Duration
 
 	Delivery                                 Summary // send start to seen in a syncer's /sync
 	Expected, Delivered, Duplicates, Missing int
@@ -85,7 +89,11 @@ func Run(ctx context.Context, cfg Config, logw io.Writer) (*Result, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	c := newClient(strings.TrimRight(cfg.HS, "/"), cfg.Senders+cfg.Syncers+4)
+	c, err := newClient(strings.TrimRight(cfg.HS, "/"), cfg.Senders+cfg.Syncers+4)
+	if err != nil {
+		return nil, err
+	}
+	defer c.close()
 	r := &Result{Config: cfg, RunID: randomRunID()}
 	logf := func(format string, args ...any) { fmt.Fprintf(logw, "axon-load: "+format+"\n", args...) }
 
@@ -132,9 +140,9 @@ func Run(ctx context.Context, cfg Config, logw io.Writer) (*Result, error) {
 	}
 
 	logf("sending %d messages from %d senders", cfg.Messages, cfg.Senders)
-	cpu0 := r.cpu()
+	cpu0, tool0 := r.cpu(), ownCPU()
 	t0 := r.sendAll(ctx, c, users, rooms, sy)
-	r.LoadCPU = r.cpu() - cpu0
+	r.LoadCPU, r.ToolCPU = r.cpu()-cpu0, ownCPU()-tool0
 	if r.MemKnown {
 		r.MemLoaded, _ = memory(r.PID)
 	}

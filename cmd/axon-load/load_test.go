@@ -120,12 +120,15 @@ func TestRunAgainstMonolith(t *testing.T) {
 			if r.MessagesSupported && (r.MessagesMissing != 0 || r.MessagesDup != 0) {
 				t.Errorf("/messages: %d missing, %d duplicates; want none", r.MessagesMissing, r.MessagesDup)
 			}
+			if r.ToolCPU <= 0 {
+				t.Errorf("load tool CPU = %v, want it measured", r.ToolCPU)
+			}
 			if r.PID != p.Pid || !r.MemKnown || r.MemEnd.RSS <= 0 {
 				t.Errorf("server process: pid %d (want %d), memory known %v, RSS %d (%s)", r.PID, p.Pid, r.MemKnown, r.MemEnd.RSS, r.ProcErr)
 			}
 			var out bytes.Buffer
 			r.Print(&out)
-			for _, want := range []string{"send throughput", "send-to-sync latency", "idle after load", "initial sync", "/messages", "VmHWM"} {
+			for _, want := range []string{"send throughput", "send-to-sync latency", "idle after load", "initial sync", "/messages", "VmHWM", "load tool CPU"} {
 				if !strings.Contains(out.String(), want) {
 					t.Errorf("table lacks %q:\n%s", want, out.String())
 				}
@@ -155,5 +158,22 @@ func TestParseFlags(t *testing.T) {
 				t.Errorf("parseFlags(%q) error = %v, want error %v", tc.args, err, tc.wantErr)
 			}
 		})
+	}
+}
+
+// TestCPUProfileFlag checks that -cpuprofile works and -h does not list it.
+func TestCPUProfileFlag(t *testing.T) {
+	var stderr bytes.Buffer
+	cfg, err := parseFlags([]string{"-cpuprofile", "/tmp/x.pprof", "-users", "3"}, &stderr)
+	if err != nil || cfg.CPUProfile != "/tmp/x.pprof" || cfg.Users != 3 {
+		t.Errorf("parseFlags(-cpuprofile) = %+v, %v; want CPUProfile set", cfg, err)
+	}
+	stderr.Reset()
+	if _, err := parseFlags([]string{"-h"}, &stderr); err == nil {
+		t.Errorf("parseFlags(-h) = nil error, want flag.ErrHelp")
+	}
+	if out := stderr.String(); strings.Contains(out, "cpuprofile") || !strings.Contains(out, "-senders") ||
+		!strings.Contains(out, "(default 8)") {
+		t.Errorf("usage lists cpuprofile or lacks -senders and its default:\n%s", out)
 	}
 }

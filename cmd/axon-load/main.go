@@ -1,7 +1,8 @@
 // Command axon-load drives any Matrix homeserver over the Client-Server API
 // only and prints what it measured: send throughput and latency, send-to-sync
 // delivery through a long-polling /sync, how long the server keeps working
-// after the load stops, sync and /messages times, and the server's memory.
+// after the load stops, sync and /messages times, the server's memory, and
+// its own CPU during the sends (it shares the machine with the server).
 //
 //	axon-load -hs http://127.0.0.1:8008 -shared-secret s3cret \
 //	    -users 20 -rooms 10 -messages 5000 -senders 8
@@ -21,10 +22,17 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/debug"
+	"runtime/pprof"
 	"time"
 )
 
 func main() {
+	if os.Getenv("GOGC") == "" {
+		// The tool's heap is a few MB of short-lived answers; collecting it
+		// less often leaves the shared cores to the server.
+		debug.SetGCPercent(400)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
 	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr))
@@ -34,6 +42,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	cfg, err := parseFlags(args, stderr)
 	if err != nil {
 		return 2
+	}
+	if cfg.CPUProfile != "" {
+		stop, err := startCPUProfile(cfg.CPUProfile)
+		if err != nil {
+			fmt.Fprintln(stderr, "axon-load:", err)
+			return 1
+		}
+		defer stop(stderr)
 	}
 	res, err := Run(ctx, cfg, stderr)
 	if err != nil {
@@ -58,6 +74,20 @@ func parseFlags(args []string, stderr io.Writer) (Config, error) {
 	fs.IntVar(&c.PID, "pid", 0, "server process id (default: found by the listening port)")
 	fs.DurationVar(&c.IdleMax, "idle-max", 2*time.Minute, "how long to wait for the server to go idle after the load")
 	fs.DurationVar(&c.DrainMax, "drain-max", 30*time.Second, "how long to wait for undelivered messages after the load")
+	// Profiling the tool itself is for its developers; -h leaves it out.
+	fs.StringVar(&c.CPUProfile, "cpuprofile", "", "write the tool's own CPU profile to `file`")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "Usage of axon-load:")
+		visible := flag.NewFlagSet("axon-load", flag.ContinueOnError)
+		visible.SetOutput(stderr)
+		fs.VisitAll(func(f *flag.Flag) {
+			if f.Name != "cpuprofile" {
+				visible.Var(f.Value, f.Name, f.Usage)
+				visible.Lookup(f.Name).DefValue = f.DefValue
+			}
+		})
+		visible.PrintDefaults()
+	}
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -66,4 +96,22 @@ func parseFlags(args []string, stderr io.Writer) (Config, error) {
 		return c, err
 	}
 	return c, nil
+}
+
+// startCPUProfile profiles the tool into path until the returned func runs.
+func startCPUProfile(path string) (stop func(io.Writer), err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("cpu profile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("cpu profile %s: %w", path, err)
+	}
+	return func(w io.Writer) {
+		pprof.StopCPUProfile()
+		if err := f.Close(); err != nil {
+			fmt.Fprintln(w, "axon-load: cpu profile:", err)
+		}
+	}, nil
 }

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -45,6 +46,16 @@ func parseStat(line string) (time.Duration, error) {
 		return 0, fmt.Errorf("parse stat: %w", err)
 	}
 	return time.Duration(u+s) * clockTick, nil
+}
+
+// ownCPU is the user plus system CPU time of this process so far, in
+// microseconds rather than /proc's clock ticks; 0 if unavailable.
+func ownCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // Memory is a process's resident set size and its peak, in bytes.

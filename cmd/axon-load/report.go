@@ -40,6 +40,8 @@ func (r *Result) Print(w io.Writer) {
 	} else {
 		row("server CPU", "n/a (%s)", r.ProcErr)
 	}
+	row("load tool CPU", "%s during load (%.3fms per message, %.0f%% of one core)", ms(r.ToolCPU),
+		float64(r.ToolCPU)/float64(time.Millisecond)/float64(max(r.Sent, 1)), 100*r.ToolCPU.Seconds()/max(r.SendWall.Seconds(), 1e-9))
 	row("initial sync", "%s", quantiles(r.InitialSync))
 	row("incremental sync", "%s (nothing new)", quantiles(r.IncrementalSync))
 	row("catch-up sync", "%s (since before the load)", quantiles(r.CatchUpSync))
