@@ -112,9 +112,12 @@ func (b *builder) aggregationBounds(ctx context.Context) (map[string]streams.Pos
 	if b.bounds != nil {
 		return b.bounds, nil
 	}
-	ms, err := b.db.Deltas.MembershipsAt(ctx, b.q, b.dev.UserID, b.upTo())
-	if err != nil {
-		return nil, err
+	ms := b.memberships // /sync has them already
+	if !b.haveMembers {
+		var err error
+		if ms, err = b.db.Deltas.MembershipsAt(ctx, b.q, b.dev.UserID, b.upTo()); err != nil {
+			return nil, err
+		}
 	}
 	out := map[string]streams.Position{}
 	for _, m := range ms {

@@ -1,6 +1,7 @@
 package routing
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -45,28 +46,53 @@ type builder struct {
 	req Request
 	cur streams.Token
 	now time.Time
-	// typing is the in-memory typing state; peers are the users whose
-	// presence the device may see (itself and its room mates).
+	// typing is the in-memory typing state; peers returns the users whose
+	// presence a user may see (itself and its room mates).
 	typing *typing.Typing
-	peers  []string
+	peers  func(userID string) []string
+	// membershipCache and ignoredCache are the process's /sync caches (nil
+	// for builders of other endpoints: everything is read).
+	membershipCache *spanCache[[]storage.Membership]
+	ignoredCache    *spanCache[map[string]bool]
 	// unbundled are the limited timelines waiting for their aggregations
 	// (bundleTimelines).
 	unbundled []unbundled
 	// ignored are the users whose message events the user ignores
 	// (m.ignored_user_list); their invites are not sent either.
 	ignored map[string]bool
+	// memberships are the user's memberships at upTo, once known.
+	memberships []storage.Membership
+	haveMembers bool
+	// window holds, when read at once (readWindow), the events in (since,
+	// upTo] of the rooms the user was joined to throughout, by room (an
+	// entry, maybe empty, for each of those rooms).
+	window      map[string][]storage.Event
+	windowAfter streams.Position
+	// maxWindow bounds the PDU positions of a window read at once (only
+	// incremental syncs read one).
+	maxWindow streams.Position
+	// accountData are the user's account data changes in (since, cur], once
+	// read (accountDataChanges).
+	accountData     []storage.AccountData
+	haveAccountData bool
 	// counts are the user's notification counts (userCounts), once read.
 	counts map[string]storage.NotificationCounts
 	// bounds are the aggregation bounds (aggregationBounds), once read.
 	bounds map[string]streams.Position
 }
 
+// defaultMaxWindow bounds the PDU positions whose events an incremental
+// sync reads in one query, instead of finding the rooms with news and then
+// reading each (readWindow): a long-poll woken by a message has a window of
+// a few, and a wider one would read events the timelines leave out.
+const defaultMaxWindow = 100
+
 // build answers an initial sync (since nil) or an incremental one.
 func (b *builder) build(ctx context.Context, since *streams.Token) (*Response, error) {
 	resp := newResponse(b.cur)
 	from := streams.Token{}
 	var err error
-	if b.ignored, err = loadIgnored(ctx, b.db, b.q, b.dev.UserID); err != nil {
+	if b.ignored, err = b.ignoredUsers(ctx, since); err != nil {
 		return nil, err
 	}
 	if since == nil {
@@ -90,10 +116,11 @@ func (b *builder) build(ctx context.Context, since *streams.Token) (*Response, e
 func (b *builder) upTo() streams.Position { return b.cur.Get(streams.PDU) }
 
 func (b *builder) initial(ctx context.Context, resp *Response) error {
-	ms, err := b.db.Deltas.MembershipsAt(ctx, b.q, b.dev.UserID, b.upTo())
+	ms, err := b.membershipsAt(ctx, b.upTo())
 	if err != nil {
 		return err
 	}
+	b.memberships, b.haveMembers = ms, true
 	for _, m := range ms {
 		if !b.req.Filter.IncludesRoom(m.RoomID) {
 			continue
@@ -128,19 +155,24 @@ func (b *builder) incremental(ctx context.Context, resp *Response, sinceTok stre
 	if err != nil {
 		return err
 	}
-	now, err := b.db.Deltas.MembershipsAt(ctx, b.q, b.dev.UserID, b.upTo())
-	if err != nil {
-		return err
-	}
-	// Without a membership change in the window the memberships at since
-	// are the ones now: the common case of a long-poll woken by a message
-	// saves a query.
-	before := now
-	if len(changes) > 0 {
-		if before, err = b.db.Deltas.MembershipsAt(ctx, b.q, b.dev.UserID, since); err != nil {
+	var before, now []storage.Membership
+	if len(changes) == 0 {
+		// The common case of a long-poll woken by a message: the memberships
+		// at since are the ones now, and most often already cached.
+		if now, err = b.quietMemberships(ctx, since, b.upTo()); err != nil {
 			return err
 		}
+		before = now
+	} else {
+		if before, err = b.quietMemberships(ctx, since, since); err != nil {
+			return err
+		}
+		now = applyChanges(before, changes)
+		if b.membershipCache != nil {
+			b.membershipCache.put(b.dev.UserID, changes[len(changes)-1].Position, b.upTo(), now)
+		}
 	}
+	b.memberships, b.haveMembers = now, true
 	was := map[string]string{}
 	for _, m := range before {
 		was[m.RoomID] = m.Membership
@@ -195,7 +227,19 @@ func (b *builder) incremental(ctx context.Context, resp *Response, sinceTok stre
 	}
 
 	active := steady
-	if !b.req.FullState {
+	if b.upTo()-since <= b.maxWindow {
+		if err := b.readWindow(ctx, steady, since); err != nil {
+			return err
+		}
+		if !b.req.FullState {
+			active = nil
+			for _, room := range steady {
+				if len(b.window[room]) > 0 {
+					active = append(active, room)
+				}
+			}
+		}
+	} else if !b.req.FullState {
 		if active, err = b.db.Events.RoomsWithEvents(ctx, b.q, steady, since, b.upTo()); err != nil {
 			return err
 		}
@@ -218,6 +262,72 @@ func (b *builder) incremental(ctx context.Context, resp *Response, sinceTok stre
 		}
 		resp.Rooms.Join[room] = jr
 	}
+	return nil
+}
+
+// membershipsAt reads the user's memberships at position at, and caches
+// them for the positions from their latest change to at.
+func (b *builder) membershipsAt(ctx context.Context, at streams.Position) ([]storage.Membership, error) {
+	ms, latest, err := b.db.Deltas.MembershipState(ctx, b.q, b.dev.UserID, at)
+	if err != nil {
+		return nil, err
+	}
+	if b.membershipCache != nil {
+		b.membershipCache.put(b.dev.UserID, latest, at, ms)
+	}
+	return ms, nil
+}
+
+// quietMemberships returns the user's memberships at hi, given that they
+// did not change in (lo, hi]: from the cache when it covers a position of
+// that span, else read.
+func (b *builder) quietMemberships(ctx context.Context, lo, hi streams.Position) ([]storage.Membership, error) {
+	if b.membershipCache != nil {
+		if ms, ok := b.membershipCache.get(b.dev.UserID, lo, hi); ok {
+			return ms, nil
+		}
+	}
+	return b.membershipsAt(ctx, hi)
+}
+
+// applyChanges returns the memberships after the changes (in position
+// order) from the ones before: each change replaces the room's membership,
+// a removal drops it. The result is in position order, as MembershipsAt's.
+func applyChanges(before, changes []storage.Membership) []storage.Membership {
+	byRoom := make(map[string]storage.Membership, len(before)+len(changes))
+	for _, m := range before {
+		byRoom[m.RoomID] = m
+	}
+	for _, c := range changes {
+		if c.EventID == "" {
+			delete(byRoom, c.RoomID)
+		} else {
+			byRoom[c.RoomID] = c
+		}
+	}
+	out := make([]storage.Membership, 0, len(byRoom))
+	for _, m := range byRoom {
+		out = append(out, m)
+	}
+	slices.SortFunc(out, func(x, y storage.Membership) int { return cmp.Compare(x.Position, y.Position) })
+	return out
+}
+
+// readWindow reads the events of rooms in (after, upTo] in one query, for
+// recent to serve their timelines from.
+func (b *builder) readWindow(ctx context.Context, rooms []string, after streams.Position) error {
+	evs, err := b.db.Events.InRange(ctx, b.q, rooms, after, b.upTo())
+	if err != nil {
+		return err
+	}
+	b.window = make(map[string][]storage.Event, len(rooms))
+	for _, room := range rooms {
+		b.window[room] = nil
+	}
+	for _, e := range evs {
+		b.window[e.RoomID] = append(b.window[e.RoomID], e)
+	}
+	b.windowAfter = after
 	return nil
 }
 

@@ -1,9 +1,11 @@
 package routing
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
 	"slices"
 	"strings"
 
@@ -21,7 +23,7 @@ const recentPage = 100
 // Without a filter it is one storage read; with one it pages backwards.
 func (b *builder) recent(ctx context.Context, roomID string, after, upTo streams.Position, limit int, f RoomEventFilter) ([]storage.Event, bool, error) {
 	if f.empty() && len(b.ignored) == 0 {
-		return b.db.Events.Recent(ctx, b.q, roomID, after, upTo, limit)
+		return b.recentEvents(ctx, roomID, after, upTo, limit)
 	}
 	if !f.AllowsRoom(roomID) {
 		return nil, false, nil
@@ -29,7 +31,7 @@ func (b *builder) recent(ctx context.Context, roomID string, after, upTo streams
 	var picked []storage.Event // newest first
 	hi := upTo
 	for hi > after {
-		evs, more, err := b.db.Events.Recent(ctx, b.q, roomID, after, hi, recentPage)
+		evs, more, err := b.recentEvents(ctx, roomID, after, hi, recentPage)
 		if err != nil {
 			return nil, false, err
 		}
@@ -50,6 +52,24 @@ func (b *builder) recent(ctx context.Context, roomID string, after, upTo streams
 	}
 	slices.Reverse(picked)
 	return picked, false, nil
+}
+
+// recentEvents is Events.Recent, served from the window read at once
+// (readWindow) when it holds the range.
+func (b *builder) recentEvents(ctx context.Context, roomID string, after, upTo streams.Position, limit int) ([]storage.Event, bool, error) {
+	evs, ok := b.window[roomID]
+	if !ok || after != b.windowAfter || upTo > b.upTo() {
+		return b.db.Events.Recent(ctx, b.q, roomID, after, upTo, limit)
+	}
+	if limit <= 0 {
+		return nil, false, nil
+	}
+	end, _ := slices.BinarySearchFunc(evs, upTo+1, func(e storage.Event, p streams.Position) int { return cmp.Compare(e.Position, p) })
+	evs = evs[:end]
+	if len(evs) > limit {
+		return slices.Clip(evs[len(evs)-limit:]), true, nil
+	}
+	return slices.Clip(evs), false, nil
 }
 
 // withoutEvents returns evs less those also in drop.
@@ -113,8 +133,42 @@ func (b *builder) filterState(ctx context.Context, roomID string, start streams.
 	return out, nil
 }
 
-// roomsWithOtherNews returns which of rooms have typing, receipt, room
-// account data or notification count changes since the token.
+// accountDataChanges returns the user's account data changes in (since,
+// cur], read once per response (the ignore list, the rooms with news and
+// the account data sections all need them); nothing is read when the
+// stream did not move.
+func (b *builder) accountDataChanges(ctx context.Context, since streams.Position) ([]storage.AccountData, error) {
+	all, err := b.accountDataSince(ctx, since)
+	if err != nil {
+		return nil, err
+	}
+	cur := b.cur.Get(streams.AccountData)
+	end := len(all)
+	for end > 0 && all[end-1].Position > cur {
+		end--
+	}
+	return all[:end], nil
+}
+
+// accountDataSince returns the user's account data entries whose last
+// change is after since, in position order, also those changed after cur
+// (already committed, not yet notified): that none of them is an entry
+// tells it did not change since since at all (an entry keeps only its last
+// change). Read once per response.
+func (b *builder) accountDataSince(ctx context.Context, since streams.Position) ([]storage.AccountData, error) {
+	if !b.haveAccountData {
+		var ads []storage.AccountData
+		if since < b.cur.Get(streams.AccountData) {
+			var err error
+			if ads, err = b.db.AccountData.Changed(ctx, b.q, b.dev.UserID, since, math.MaxInt64); err != nil {
+				return nil, err
+			}
+		}
+		b.accountData, b.haveAccountData = ads, true
+	}
+	return b.accountData, nil
+}
+
 // userCounts returns the user's notification counts in every room, up to
 // the response's position; read once per response (finding the rooms with
 // news and rendering them both need them).
@@ -129,6 +183,8 @@ func (b *builder) userCounts(ctx context.Context) (map[string]storage.Notificati
 	return b.counts, nil
 }
 
+// roomsWithOtherNews returns which of rooms have typing, receipt, room
+// account data or notification count changes since the token.
 func (b *builder) roomsWithOtherNews(ctx context.Context, rooms []string, since streams.Token) ([]string, error) {
 	if len(rooms) == 0 {
 		return nil, nil
@@ -148,7 +204,7 @@ func (b *builder) roomsWithOtherNews(ctx context.Context, rooms []string, since 
 			set[rc.RoomID] = true
 		}
 	}
-	ads, err := b.db.AccountData.Changed(ctx, b.q, b.dev.UserID, since.Get(streams.AccountData), b.cur.Get(streams.AccountData))
+	ads, err := b.accountDataChanges(ctx, since.Get(streams.AccountData))
 	if err != nil {
 		return nil, err
 	}
@@ -157,13 +213,15 @@ func (b *builder) roomsWithOtherNews(ctx context.Context, rooms []string, since 
 			set[a.RoomID] = true
 		}
 	}
-	counts, err := b.userCounts(ctx)
-	if err != nil {
-		return nil, err
-	}
-	for room, c := range counts {
-		if c.Position > since.Get(streams.Notification) {
-			set[room] = true
+	if since.Get(streams.Notification) < b.cur.Get(streams.Notification) {
+		counts, err := b.userCounts(ctx)
+		if err != nil {
+			return nil, err
+		}
+		for room, c := range counts {
+			if c.Position > since.Get(streams.Notification) {
+				set[room] = true
+			}
 		}
 	}
 	var out []string
@@ -203,7 +261,7 @@ func limited[T any](xs []T, limit *int) []T {
 // counts changed since from (everything for an initial sync).
 func (b *builder) ephemeralAndAccountData(ctx context.Context, resp *Response, from streams.Token, initial bool) error {
 	f := b.req.Filter
-	ads, err := b.db.AccountData.Changed(ctx, b.q, b.dev.UserID, from.Get(streams.AccountData), b.cur.Get(streams.AccountData))
+	ads, err := b.accountDataChanges(ctx, from.Get(streams.AccountData))
 	if err != nil {
 		return err
 	}
@@ -223,9 +281,12 @@ func (b *builder) ephemeralAndAccountData(ctx context.Context, resp *Response, f
 	}
 	resp.AccountData.Events = limited(resp.AccountData.Events, f.AccountData.Limit)
 
-	ps, err := b.db.Presence.Changed(ctx, b.q, b.peers, from.Get(streams.Presence), b.cur.Get(streams.Presence))
-	if err != nil {
-		return err
+	var ps []storage.Presence
+	if from.Get(streams.Presence) < b.cur.Get(streams.Presence) {
+		// Only then are the peers worth finding.
+		if ps, err = b.db.Presence.Changed(ctx, b.q, b.peers(b.dev.UserID), from.Get(streams.Presence), b.cur.Get(streams.Presence)); err != nil {
+			return err
+		}
 	}
 	for _, p := range ps {
 		if !f.Presence.Allows("m.presence", p.UserID) {
@@ -272,9 +333,11 @@ func (b *builder) ephemeralAndAccountData(ctx context.Context, resp *Response, f
 		}
 		byType[rc.Type][rc.UserID] = r
 	}
-	counts, err := b.userCounts(ctx)
-	if err != nil {
-		return err
+	var counts map[string]storage.NotificationCounts
+	if len(rooms) > 0 {
+		if counts, err = b.userCounts(ctx); err != nil {
+			return err
+		}
 	}
 	ef := f.Room.Ephemeral
 	for _, room := range rooms {

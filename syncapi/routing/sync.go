@@ -18,6 +18,7 @@ import (
 	"github.com/axon-hs/axon/internal/eventlog"
 	"github.com/axon-hs/axon/internal/httputil"
 	"github.com/axon-hs/axon/syncapi/internal/notifier"
+	"github.com/axon-hs/axon/syncapi/internal/streams"
 	"github.com/axon-hs/axon/syncapi/internal/typing"
 	"github.com/axon-hs/axon/syncapi/storage"
 	userapi "github.com/axon-hs/axon/userapi/api"
@@ -78,7 +79,21 @@ type Sync struct {
 	log      *slog.Logger
 	metrics  *Metrics
 	now      func() time.Time
+	// memberships and ignored are what most incremental syncs would
+	// otherwise read again unchanged (spancache.go).
+	memberships *spanCache[[]storage.Membership]
+	ignored     *spanCache[map[string]bool]
+	// maxWindow is defaultMaxWindow (see builder.maxWindow); tests turn it
+	// off (-1) to compare with the reads it replaces.
+	maxWindow streams.Position
 }
+
+// Bounds of the /sync caches, in memberships and in ignored users (plus
+// one per user): a few tens of MB at most.
+const (
+	membershipCacheLimit = 200_000
+	ignoredCacheLimit    = 200_000
+)
 
 // Deps are what the handlers need.
 type Deps struct {
@@ -96,7 +111,10 @@ type Deps struct {
 // NewSync returns the handlers.
 func NewSync(d Deps) *Sync {
 	return &Sync{db: d.DB, notifier: d.Notifier, typing: d.Typing, userAPI: d.UserAPI, evlog: d.EventLog, log: d.Log,
-		metrics: d.Metrics, now: time.Now}
+		metrics: d.Metrics, now: time.Now,
+		memberships: newSpanCache(membershipCacheLimit, func(ms []storage.Membership) int { return len(ms) + 1 }),
+		ignored:     newSpanCache(ignoredCacheLimit, func(m map[string]bool) int { return len(m) + 1 }),
+		maxWindow:   defaultMaxWindow}
 }
 
 // device authenticates a request.
@@ -195,7 +213,7 @@ func (s *Sync) sync(ctx context.Context, dev userapi.Device, req Request) (*Resp
 			since = &clamped
 		}
 		b := &builder{db: s.db, q: s.db.DB.Reader(), dev: dev, req: req, cur: cur, now: s.now(), typing: s.typing,
-			peers: s.peers(dev.UserID)}
+			peers: s.peers, membershipCache: s.memberships, ignoredCache: s.ignored, maxWindow: s.maxWindow}
 		resp, err := b.build(ctx, since)
 		if err != nil || !resp.empty() || req.Timeout == 0 || req.FullState {
 			l.Close()

@@ -109,3 +109,20 @@ func (t AccountDataTable) Get(ctx context.Context, q sqlutil.Querier, userID, ro
 	}
 	return []byte(c), nil
 }
+
+// Entry returns one entry with the position of its last change; false when
+// absent. Entries are never deleted, so an absent one never changed.
+func (t AccountDataTable) Entry(ctx context.Context, q sqlutil.Querier, userID, roomID, typ string) (AccountData, bool, error) {
+	a := AccountData{RoomID: roomID, Type: typ}
+	var c string
+	err := q.QueryRowContext(ctx, `SELECT content, version, position FROM syncapi_account_data
+		WHERE user_id = $1 AND room_id = $2 AND type = $3`, userID, roomID, typ).Scan(&c, &a.Version, &a.Position)
+	if errors.Is(err, sql.ErrNoRows) {
+		return a, false, nil
+	}
+	if err != nil {
+		return a, false, fmt.Errorf("select account data (%s, %q, %s): %w", userID, roomID, typ, err)
+	}
+	a.Content = []byte(c)
+	return a, true, nil
+}

@@ -223,6 +223,28 @@ func (t OutputRoomEventsTable) Recent(ctx context.Context, q sqlutil.Querier, ro
 	return evs, limited, nil
 }
 
+// InRange returns the events of the given rooms with after < position <=
+// upTo, in position order. It scans the whole range, whatever the rooms:
+// callers bound it (positions are dense, so it holds at most upTo-after
+// events), which is cheaper than a seek per room for the few positions a
+// woken long-poll asks about.
+func (t OutputRoomEventsTable) InRange(ctx context.Context, q sqlutil.Querier, roomIDs []string, after, upTo streams.Position) ([]Event, error) {
+	if len(roomIDs) == 0 || upTo <= after {
+		return nil, nil
+	}
+	// (room_id || '') keeps the planners off the room index.
+	rows, err := q.QueryContext(ctx, `SELECT `+eventColumns+` FROM syncapi_output_room_events
+		WHERE position > $2 AND position <= $3 AND `+t.d.In("(room_id || '')", 1)+` ORDER BY position`, t.d.List(roomIDs), after, upTo)
+	if err != nil {
+		return nil, fmt.Errorf("select events of %d rooms in (%d, %d]: %w", len(roomIDs), after, upTo, err)
+	}
+	evs, err := scanEvents(rows)
+	if err != nil {
+		return nil, fmt.Errorf("events of %d rooms in (%d, %d]: %w", len(roomIDs), after, upTo, err)
+	}
+	return evs, nil
+}
+
 // RoomsWithEvents returns which of roomIDs have events with after <
 // position <= upTo.
 func (t OutputRoomEventsTable) RoomsWithEvents(ctx context.Context, q sqlutil.Querier, roomIDs []string, after, upTo streams.Position) ([]string, error) {

@@ -89,17 +89,39 @@ func scanMemberships(ctx context.Context, q sqlutil.Querier, query string, args 
 // MembershipsAt returns the memberships of a user at position at, one per
 // room where the user has a membership event in the state.
 func (t StateDeltasTable) MembershipsAt(ctx context.Context, q sqlutil.Querier, userID string, at streams.Position) ([]Membership, error) {
-	out, err := scanMemberships(ctx, q, `SELECT d.room_id, d.membership, d.event_id, d.position FROM syncapi_state_deltas d
+	out, _, err := t.MembershipState(ctx, q, userID, at)
+	return out, err
+}
+
+// MembershipState returns what MembershipsAt does and the position of the
+// user's latest membership change up to at (0 when none), removals
+// included: the memberships stay the same from that position until the
+// user's next change, which is what lets callers cache them.
+func (t StateDeltasTable) MembershipState(ctx context.Context, q sqlutil.Querier, userID string, at streams.Position) ([]Membership, streams.Position, error) {
+	// Removals ('' event ids) are read too, for the latest change, and dropped here.
+	all, err := scanMemberships(ctx, q, `SELECT d.room_id, d.membership, d.event_id, d.position FROM syncapi_state_deltas d
 		WHERE d.state_key = $1 AND d.type = 'm.room.member' AND d.position <= $2 AND `+latestUpTo(2)+`
-		AND d.event_id <> '' ORDER BY d.position`, userID, at)
+		ORDER BY d.position`, userID, at)
 	if err != nil {
-		return nil, fmt.Errorf("memberships of %s at %d: %w", userID, at, err)
+		return nil, 0, fmt.Errorf("memberships of %s at %d: %w", userID, at, err)
 	}
-	return out, nil
+	var latest streams.Position
+	out := all[:0]
+	for _, m := range all {
+		latest = max(latest, m.Position)
+		if m.EventID != "" {
+			out = append(out, m)
+		}
+	}
+	if len(out) == 0 {
+		out = nil
+	}
+	return out, latest, nil
 }
 
 // MembershipChanges returns every change of a user's membership with after
-// < position <= upTo, in position order.
+// < position <= upTo, in position order; a removal from the room state has
+// an empty EventID.
 func (t StateDeltasTable) MembershipChanges(ctx context.Context, q sqlutil.Querier, userID string, after, upTo streams.Position) ([]Membership, error) {
 	if upTo <= after {
 		return nil, nil
