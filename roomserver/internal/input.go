@@ -30,13 +30,15 @@ func reject(format string, args ...any) error { return rejection{apierr.Forbidde
 // room meanwhile. A transient failure returns an error: nothing of the
 // batch was stored, and the log hands the messages over again, one per
 // call. An event already stored is skipped, which makes redelivery
-// harmless. Callers are answered only after the commit.
+// harmless. Callers are answered only after the commit, and after the
+// head cache has followed it (head.go).
 func (r *Roomserver) HandleInput(ctx context.Context, msgs []eventlog.Msg[api.InputMessage]) error {
 	type answer struct {
 		to  string
 		err error
 	}
 	var answers []answer
+	var moves []headMove
 	units := make([][][]api.InputEvent, len(msgs))
 	n := 0
 	for i, m := range msgs {
@@ -48,7 +50,7 @@ func (r *Roomserver) HandleInput(ctx context.Context, msgs []eventlog.Msg[api.In
 	// back the transaction.
 	savepoints := n > 1
 	err := r.st.InTx(ctx, func(tx *sql.Tx) error {
-		answers = answers[:0]
+		answers, moves = answers[:0], moves[:0]
 		// The outputs are published inside the transaction, after the
 		// events they describe: if the commit then fails, the input is
 		// redelivered and published again, which consumers ignore;
@@ -63,7 +65,7 @@ func (r *Roomserver) HandleInput(ctx context.Context, msgs []eventlog.Msg[api.In
 			}
 			var refused error
 			for _, evs := range units[i] {
-				unit, rej, err := r.storeUnit(ctx, tx, v, req.RoomID, evs, savepoints)
+				unit, moved, rej, err := r.storeUnit(ctx, tx, v, req.RoomID, evs, savepoints)
 				if err != nil {
 					return err
 				}
@@ -76,6 +78,7 @@ func (r *Roomserver) HandleInput(ctx context.Context, msgs []eventlog.Msg[api.In
 					break // the request's later events are not tried
 				}
 				outs = append(outs, unit...)
+				moves = append(moves, moved...)
 			}
 			answers = append(answers, answer{m.Value.ReplyTo, refused})
 		}
@@ -87,6 +90,19 @@ func (r *Roomserver) HandleInput(ctx context.Context, msgs []eventlog.Msg[api.In
 		return nil
 	})
 	var rej rejection
+	switch {
+	case err == nil:
+		r.heads.advance(moves)
+	case !errors.As(err, &rej):
+		// Rolled back, or perhaps committed (a failed commit may have
+		// reached the database): the heads are read again. A refusal
+		// rolled back for certain and leaves them as they are.
+		rooms := make([]string, len(msgs))
+		for i, m := range msgs {
+			rooms[i] = m.Value.Request.RoomID
+		}
+		r.heads.forget(rooms)
+	}
 	if errors.As(err, &rej) {
 		// A lone unit, refused: nothing to store.
 		r.reply(msgs[0].Value.ReplyTo, rej.err)
@@ -114,54 +130,56 @@ func unitsOf(req api.InputRoomEventsRequest) [][]api.InputEvent {
 	return units
 }
 
-// storeUnit stores the events of one unit in tx and returns their outputs,
-// or the refusal of one of them (with savepoint, the unit's writes are
-// undone; without, the caller rolls back).
-func (r *Roomserver) storeUnit(ctx context.Context, tx *sql.Tx, v *event.RoomVersion, roomID string, evs []api.InputEvent, savepoint bool) ([]api.OutputEvent, *apierr.Error, error) {
+// storeUnit stores the events of one unit in tx and returns their outputs
+// and head moves, or the refusal of one of them (with savepoint, the unit's
+// writes are undone; without, the caller rolls back).
+func (r *Roomserver) storeUnit(ctx context.Context, tx *sql.Tx, v *event.RoomVersion, roomID string, evs []api.InputEvent, savepoint bool) ([]api.OutputEvent, []headMove, *apierr.Error, error) {
 	if savepoint {
 		if _, err := tx.ExecContext(ctx, `SAVEPOINT axon_input`); err != nil {
-			return nil, nil, fmt.Errorf("savepoint: %w", err)
+			return nil, nil, nil, fmt.Errorf("savepoint: %w", err)
 		}
 	}
 	var outs []api.OutputEvent
+	var moves []headMove
 	var rej rejection
 	for _, in := range evs {
-		out, err := r.processEvent(ctx, tx, v, roomID, in)
+		out, move, err := r.processEvent(ctx, tx, v, roomID, in)
 		if errors.As(err, &rej) {
 			break
 		}
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 		if out != nil {
-			outs = append(outs, *out)
+			outs, moves = append(outs, *out), append(moves, move)
 		}
 	}
 	if savepoint {
 		if rej.err != nil {
 			if _, err := tx.ExecContext(ctx, `ROLLBACK TO SAVEPOINT axon_input`); err != nil {
-				return nil, nil, fmt.Errorf("roll back to savepoint: %w", err)
+				return nil, nil, nil, fmt.Errorf("roll back to savepoint: %w", err)
 			}
 		}
 		if _, err := tx.ExecContext(ctx, `RELEASE SAVEPOINT axon_input`); err != nil {
-			return nil, nil, fmt.Errorf("release savepoint: %w", err)
+			return nil, nil, nil, fmt.Errorf("release savepoint: %w", err)
 		}
 	}
 	if rej.err != nil {
-		return nil, rej.err, nil
+		return nil, nil, rej.err, nil
 	}
-	return outs, nil, nil
+	return outs, moves, nil, nil
 }
 
 // processEvent checks and stores one event in tx and returns the output
-// that announces it (nil when it was stored before).
-func (r *Roomserver) processEvent(ctx context.Context, tx *sql.Tx, v *event.RoomVersion, roomID string, in api.InputEvent) (*api.OutputEvent, error) {
+// that announces it (nil when it was stored before) and how it moved the
+// room's head.
+func (r *Roomserver) processEvent(ctx context.Context, tx *sql.Tx, v *event.RoomVersion, roomID string, in api.InputEvent) (*api.OutputEvent, headMove, error) {
 	pdu, err := event.Parse(in.Event, v)
 	if err != nil {
-		return nil, rejection{apierr.BadJSON("invalid event: %v", err)}
+		return nil, headMove{}, rejection{apierr.BadJSON("invalid event: %v", err)}
 	}
 	if string(pdu.RoomID()) != roomID {
-		return nil, reject("event %s is for room %s, not %s", pdu.EventID(), pdu.RoomID(), roomID)
+		return nil, headMove{}, reject("event %s is for room %s, not %s", pdu.EventID(), pdu.RoomID(), roomID)
 	}
 	// The event itself and its prev events in one query (a round trip each
 	// on PostgreSQL otherwise).
@@ -171,13 +189,13 @@ func (r *Roomserver) processEvent(ctx context.Context, tx *sql.Tx, v *event.Room
 	}
 	found, err := r.st.Events.SelectByIDs(ctx, tx, append([]string{string(pdu.EventID())}, prevIDs...))
 	if err != nil {
-		return nil, err
+		return nil, headMove{}, err
 	}
 	var prevs []storage.Event
 	for _, e := range found {
 		if e.EventID == string(pdu.EventID()) {
 			if !e.Outlier {
-				return nil, nil // already processed: a redelivery or a retried request
+				return nil, headMove{}, nil // already processed: a redelivery or a retried request
 			}
 			// A stored outlier is processed now; it is one of its own prev
 			// events only if it lists itself.
@@ -193,39 +211,39 @@ func (r *Roomserver) processEvent(ctx context.Context, tx *sql.Tx, v *event.Room
 	if isCreate {
 		nid, err := r.st.Rooms.Insert(ctx, tx, roomID, v.ID)
 		if err != nil {
-			return nil, err
+			return nil, headMove{}, err
 		}
 		room = storage.Room{NID: nid, RoomID: roomID, Version: v.ID}
 		if len(pdu.PrevEventIDs()) != 0 {
-			return nil, reject("create event must not have prev_events")
+			return nil, headMove{}, reject("create event must not have prev_events")
 		}
 	} else {
 		room, err = r.st.Rooms.Select(ctx, tx, roomID)
 		if errors.Is(err, storage.ErrNotFound) {
-			return nil, rejection{apierr.NotFound("unknown room %s", roomID)}
+			return nil, headMove{}, rejection{apierr.NotFound("unknown room %s", roomID)}
 		}
 		if err != nil {
-			return nil, err
+			return nil, headMove{}, err
 		}
 		if room.Version != v.ID {
-			return nil, reject("room %s is version %s, not %s", roomID, room.Version, v.ID)
+			return nil, headMove{}, reject("room %s is version %s, not %s", roomID, room.Version, v.ID)
 		}
 	}
 
 	// The state before the event is the state after its prev events, resolved when they diverge.
 	if len(prevs) != len(prevIDs) {
-		return nil, reject("event %s has prev events this server does not have", pdu.EventID())
+		return nil, headMove{}, reject("event %s has prev events this server does not have", pdu.EventID())
 	}
 	var prevNIDs []int64
 	var prevStates []storage.State
 	parentSnapshot := int64(0)
 	for _, p := range prevs {
 		if p.Rejected || p.Outlier {
-			return nil, reject("event %s references unusable prev event %s", pdu.EventID(), p.EventID)
+			return nil, headMove{}, reject("event %s references unusable prev event %s", pdu.EventID(), p.EventID)
 		}
 		st, err := r.st.Snapshots.Load(ctx, tx, p.SnapshotNID)
 		if err != nil {
-			return nil, err
+			return nil, headMove{}, err
 		}
 		prevNIDs = append(prevNIDs, p.NID)
 		prevStates = append(prevStates, st)
@@ -233,7 +251,7 @@ func (r *Roomserver) processEvent(ctx context.Context, tx *sql.Tx, v *event.Room
 	}
 	before, err := r.resolve(ctx, tx, v, prevStates)
 	if err != nil {
-		return nil, err
+		return nil, headMove{}, err
 	}
 	if len(prevs) != 1 {
 		parentSnapshot = 0
@@ -242,7 +260,7 @@ func (r *Roomserver) processEvent(ctx context.Context, tx *sql.Tx, v *event.Room
 	// Auth rules against the state before the event.
 	authEvents, err := r.authEventsFor(ctx, tx, pdu, v, before)
 	if err != nil {
-		return nil, err
+		return nil, headMove{}, err
 	}
 	var rejectReason string
 	if r.auth != nil {
@@ -254,7 +272,7 @@ func (r *Roomserver) processEvent(ctx context.Context, tx *sql.Tx, v *event.Room
 	var tupleNID int64
 	if sk := pdu.StateKey(); sk != nil {
 		if tupleNID, err = r.st.StateKeys.Assign(ctx, tx, storage.Tuple{Type: pdu.Type(), StateKey: *sk}); err != nil {
-			return nil, err
+			return nil, headMove{}, err
 		}
 	}
 	row := storage.Event{RoomNID: room.NID, EventID: string(pdu.EventID()), TupleNID: tupleNID, Depth: pdu.Depth(),
@@ -273,29 +291,29 @@ func (r *Roomserver) processEvent(ctx context.Context, tx *sql.Tx, v *event.Room
 	if tupleNID == 0 && rejectReason == "" {
 		if snapshot == 0 {
 			if snapshot, err = r.st.Snapshots.Insert(ctx, tx, room.NID, 0, nil, after); err != nil {
-				return nil, err
+				return nil, headMove{}, err
 			}
 		}
 		row.SnapshotNID = snapshot
 	}
 	nid, inserted, err := r.st.Events.Insert(ctx, tx, row, rejectReason)
 	if err != nil {
-		return nil, err
+		return nil, headMove{}, err
 	}
 	if rejectReason != "" {
-		return nil, reject("%s", rejectReason)
+		return nil, headMove{}, reject("%s", rejectReason)
 	}
 	if tupleNID != 0 {
 		after = maps.Clone(before)
 		after[tupleNID] = nid
 		if snapshot, err = r.st.Snapshots.Insert(ctx, tx, room.NID, parentSnapshot, parentState, after); err != nil {
-			return nil, err
+			return nil, headMove{}, err
 		}
 	}
 	// An outlier stored before keeps its row (and got no snapshot from the insert).
 	if tupleNID != 0 || !inserted {
 		if err := r.st.Events.SetSnapshot(ctx, tx, nid, snapshot); err != nil {
-			return nil, err
+			return nil, headMove{}, err
 		}
 	}
 
@@ -317,50 +335,79 @@ func (r *Roomserver) processEvent(ctx context.Context, tx *sql.Tx, v *event.Room
 	}
 	if oldState == nil {
 		if oldState, err = r.st.Snapshots.Load(ctx, tx, room.SnapshotNID); err != nil {
-			return nil, err
+			return nil, headMove{}, err
 		}
 	}
 	current, currentSnapshot := after, snapshot
+	var others []storage.Event
 	if len(latest) > 1 {
 		// Several extremities: the current state is their resolution.
 		states := []storage.State{after}
-		others, err := r.st.Events.SelectByNIDs(ctx, tx, latest[1:])
+		others, err = r.st.Events.SelectByNIDs(ctx, tx, latest[1:])
 		if err != nil {
-			return nil, err
+			return nil, headMove{}, err
 		}
 		for _, o := range others {
 			st, err := r.st.Snapshots.Load(ctx, tx, o.SnapshotNID)
 			if err != nil {
-				return nil, err
+				return nil, headMove{}, err
 			}
 			states = append(states, st)
 		}
 		if current, err = r.resolve(ctx, tx, v, states); err != nil {
-			return nil, err
+			return nil, headMove{}, err
 		}
 		if !maps.Equal(current, after) {
 			if currentSnapshot, err = r.st.Snapshots.Insert(ctx, tx, room.NID, snapshot, after, current); err != nil {
-				return nil, err
+				return nil, headMove{}, err
 			}
 		}
 	}
 	depth := max(room.Depth, pdu.Depth())
 	if err := r.st.Rooms.UpdateLatest(ctx, tx, room.NID, latest, currentSnapshot, depth); err != nil {
-		return nil, err
+		return nil, headMove{}, err
 	}
 
 	adds, removes, err := r.stateDelta(ctx, tx, room.NID, oldState, current)
 	if err != nil {
-		return nil, err
+		return nil, headMove{}, err
 	}
 	out := api.OutputEvent{RoomID: roomID, RoomVersion: v.ID, Event: pdu.JSON(), EventID: string(pdu.EventID()),
 		AddsState: adds, RemovesState: removes, TxnID: in.TxnID}
 	if pdu.Type() == event.TypeRedaction {
 		if out.RedactedEventID, out.RedactedEvent, err = r.applyRedaction(ctx, tx, v, room.NID, pdu, before); err != nil {
-			return nil, err
+			return nil, headMove{}, err
 		}
 	}
-	return &out, nil
+
+	move := headMove{roomID: roomID, before: room, after: storage.Room{NID: room.NID, RoomID: roomID, Version: room.Version,
+		LatestEvents: latest, SnapshotNID: currentSnapshot, Depth: depth}, latestIDs: []string{string(pdu.EventID())}, reread: isCreate}
+	for _, nid := range latest[1:] {
+		i := slices.IndexFunc(others, func(e storage.Event) bool { return e.NID == nid })
+		if i < 0 {
+			return nil, headMove{}, fmt.Errorf("latest event %d of room %s is missing", nid, roomID)
+		}
+		move.latestIDs = append(move.latestIDs, others[i].EventID)
+	}
+	// The cached state of the room carries over when the current state
+	// did not change, or changed only in the event's own tuple (adds and
+	// removes count the tuples that differ). A redaction may have
+	// rewritten a state event: the state is read again.
+	if inserted && out.RedactedEventID == "" {
+		replaced := 0 // the removes of a change in the event's tuple alone
+		if _, ok := oldState[tupleNID]; ok {
+			replaced = 1
+		}
+		switch {
+		case len(adds) == 0 && len(removes) == 0:
+			move.stateKept = true
+		case tupleNID != 0 && current[tupleNID] == nid && len(adds) == 1 && len(removes) == replaced:
+			move.stateKept = true
+			move.tuple = &storage.Tuple{Type: pdu.Type(), StateKey: *pdu.StateKey()}
+			move.ev = stateEvent{id: string(pdu.EventID()), json: pdu.JSON()}
+		}
+	}
+	return &out, move, nil
 }
 
 // stateDelta lists the event ids added to and removed from the current

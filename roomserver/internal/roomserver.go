@@ -8,8 +8,10 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -40,13 +42,14 @@ type Roomserver struct {
 	instance string
 	next     atomic.Uint64
 	waiters  sync.Map // reply id → chan error
+	heads    *headCache
 }
 
 // New returns the roomserver implementation.
 func New(st *storage.Storage, log eventlog.Log, logger *slog.Logger, auth AuthChecker) *Roomserver {
 	var b [6]byte
 	_, _ = rand.Read(b[:])
-	return &Roomserver{st: st, log: log, logger: logger, auth: auth, instance: hex.EncodeToString(b[:])}
+	return &Roomserver{st: st, log: log, logger: logger, auth: auth, instance: hex.EncodeToString(b[:]), heads: newHeadCache()}
 }
 
 var _ api.API = (*Roomserver)(nil)
@@ -93,54 +96,104 @@ func (r *Roomserver) reply(id string, err error) {
 	}
 }
 
-// QueryLatestEventsAndState implements api.API.
+// QueryLatestEventsAndState implements api.API. It answers from the head
+// cache (head.go) when that has the room and the tuples, and fills it from
+// committed rows otherwise.
 func (r *Roomserver) QueryLatestEventsAndState(ctx context.Context, req api.QueryLatestEventsAndStateRequest) (api.QueryLatestEventsAndStateResponse, error) {
-	var resp api.QueryLatestEventsAndStateResponse
-	q := r.st.DB.Reader()
-	room, err := r.st.Rooms.Select(ctx, q, req.RoomID)
-	if err == storage.ErrNotFound {
+	want := make([]storage.Tuple, len(req.StateToFetch))
+	for i, t := range req.StateToFetch {
+		want[i] = storage.Tuple{Type: t.Type, StateKey: t.StateKey}
+	}
+	resp, hit, miss := r.heads.lookup(req.RoomID, want)
+	if hit {
 		return resp, nil
 	}
+	q := r.st.DB.Reader()
+	if miss.head != nil {
+		// The head is known, some of the state is not: it is read from the
+		// head's snapshot, which never changes.
+		state, _, err := r.readState(ctx, q, miss.head.room.SnapshotNID, miss.missing, nil)
+		if err != nil {
+			return resp, err
+		}
+		r.heads.addState(req.RoomID, miss.e, state)
+		maps.Copy(miss.have, state)
+		return miss.head.response(want, miss.have), nil
+	}
+	head, err := r.readHead(ctx, q, req.RoomID, want)
 	if err != nil {
+		r.heads.drop(req.RoomID, miss.e)
+		if errors.Is(err, storage.ErrNotFound) {
+			return api.QueryLatestEventsAndStateResponse{}, nil
+		}
 		return resp, err
 	}
-	resp.RoomExists, resp.RoomVersion, resp.Depth = true, room.Version, room.Depth
+	r.heads.fill(req.RoomID, miss.e, head)
+	return head.response(want, head.state), nil
+}
+
+// readHead reads a room's head and the state events of tuples in it from
+// q; storage.ErrNotFound for an unknown room.
+func (r *Roomserver) readHead(ctx context.Context, q sqlutil.Querier, roomID string, tuples []storage.Tuple) (*headEntry, error) {
+	room, err := r.st.Rooms.Select(ctx, q, roomID)
+	if err != nil {
+		return nil, err
+	}
+	h := &headEntry{filled: true, room: room}
 	// The latest events and the state events in one query (a round trip
-	// fewer per send on PostgreSQL); an event may be both.
-	stateNIDs, tupleOf, err := r.stateNIDs(ctx, q, room.SnapshotNID, req.StateToFetch)
-	if err != nil {
-		return resp, err
-	}
-	isLatest := make(map[int64]bool, len(room.LatestEvents))
-	for _, n := range room.LatestEvents {
-		isLatest[n] = true
-	}
-	rows, err := r.st.Events.SelectByNIDs(ctx, q, append(slices.Clone(room.LatestEvents), stateNIDs...))
-	if err != nil {
-		return resp, err
+	// fewer on PostgreSQL); an event may be both.
+	var latest []storage.Event
+	if h.state, latest, err = r.readState(ctx, q, room.SnapshotNID, tuples, room.LatestEvents); err != nil {
+		return nil, err
 	}
 	v, _ := event.Version(room.Version)
-	for _, e := range rows {
-		if tu, ok := tupleOf[e.NID]; ok {
-			resp.StateEvents = append(resp.StateEvents, e.JSON)
-			resp.StateEventIDs = append(resp.StateEventIDs, api.StateEventID{Type: tu.Type, StateKey: tu.StateKey, EventID: e.EventID})
-		}
-		if !isLatest[e.NID] {
+	for _, nid := range room.LatestEvents {
+		i := slices.IndexFunc(latest, func(e storage.Event) bool { return e.NID == nid })
+		if i < 0 {
 			continue
 		}
-		resp.LatestEvents = append(resp.LatestEvents, e.EventID)
+		e := latest[i]
+		h.latestIDs = append(h.latestIDs, e.EventID)
 		if v != nil && v.EventIDInJSON() {
-			h, err := event.ReferenceHash(e.JSON, v)
+			hash, err := event.ReferenceHash(e.JSON, v)
 			if err != nil {
-				return resp, fmt.Errorf("reference hash of %s: %w", e.EventID, err)
+				return nil, fmt.Errorf("reference hash of %s: %w", e.EventID, err)
 			}
-			if resp.LatestEventHashes == nil {
-				resp.LatestEventHashes = map[string][]byte{}
+			if h.hashes == nil {
+				h.hashes = map[string][]byte{}
 			}
-			resp.LatestEventHashes[e.EventID] = h
+			h.hashes[e.EventID] = hash
 		}
 	}
-	return resp, nil
+	return h, nil
+}
+
+// readState reads the state events of tuples in a snapshot, a zero
+// stateEvent for each tuple the snapshot lacks, and in the same query the
+// events extra.
+func (r *Roomserver) readState(ctx context.Context, q sqlutil.Querier, snapshot int64, tuples []storage.Tuple, extra []int64) (map[storage.Tuple]stateEvent, []storage.Event, error) {
+	nids, tupleOf, err := r.stateNIDs(ctx, q, snapshot, tuples)
+	if err != nil {
+		return nil, nil, err
+	}
+	rows, err := r.st.Events.SelectByNIDs(ctx, q, append(slices.Clone(extra), nids...))
+	if err != nil {
+		return nil, nil, err
+	}
+	state := make(map[storage.Tuple]stateEvent, len(tuples))
+	for _, t := range tuples {
+		state[t] = stateEvent{}
+	}
+	var extraRows []storage.Event
+	for _, e := range rows {
+		if t, ok := tupleOf[e.NID]; ok {
+			state[t] = stateEvent{id: e.EventID, json: e.JSON}
+		}
+		if slices.Contains(extra, e.NID) {
+			extraRows = append(extraRows, e)
+		}
+	}
+	return state, extraRows, nil
 }
 
 // QueryCurrentState implements api.API.
@@ -163,7 +216,11 @@ func (r *Roomserver) QueryCurrentState(ctx context.Context, req api.QueryCurrent
 }
 
 func (r *Roomserver) stateEvents(ctx context.Context, snapshot int64, tuples []api.StateKeyTuple) ([]json.RawMessage, error) {
-	nids, _, err := r.stateNIDs(ctx, r.st.DB.Reader(), snapshot, tuples)
+	want := make([]storage.Tuple, len(tuples))
+	for i, t := range tuples {
+		want[i] = storage.Tuple{Type: t.Type, StateKey: t.StateKey}
+	}
+	nids, _, err := r.stateNIDs(ctx, r.st.DB.Reader(), snapshot, want)
 	if err != nil {
 		return nil, err
 	}
@@ -172,7 +229,7 @@ func (r *Roomserver) stateEvents(ctx context.Context, snapshot int64, tuples []a
 
 // stateNIDs returns the nids of the events holding the tuples in a
 // snapshot, and the tuple of each.
-func (r *Roomserver) stateNIDs(ctx context.Context, q sqlutil.Querier, snapshot int64, tuples []api.StateKeyTuple) ([]int64, map[int64]storage.Tuple, error) {
+func (r *Roomserver) stateNIDs(ctx context.Context, q sqlutil.Querier, snapshot int64, tuples []storage.Tuple) ([]int64, map[int64]storage.Tuple, error) {
 	if len(tuples) == 0 || snapshot == 0 {
 		return nil, nil, nil
 	}
@@ -180,11 +237,7 @@ func (r *Roomserver) stateNIDs(ctx context.Context, q sqlutil.Querier, snapshot 
 	if err != nil {
 		return nil, nil, err
 	}
-	want := make([]storage.Tuple, len(tuples))
-	for i, t := range tuples {
-		want[i] = storage.Tuple{Type: t.Type, StateKey: t.StateKey}
-	}
-	nids, err := r.st.StateKeys.Lookup(ctx, q, want)
+	nids, err := r.st.StateKeys.Lookup(ctx, q, tuples)
 	if err != nil {
 		return nil, nil, err
 	}
