@@ -7,7 +7,6 @@ import (
 	"strings"
 
 	"github.com/axon-hs/axon/clientapi/internal"
-	"github.com/axon-hs/axon/clientapi/storage"
 	"github.com/axon-hs/axon/internal/apierr"
 	"github.com/axon-hs/axon/internal/httputil"
 	"github.com/axon-hs/axon/matrix"
@@ -40,12 +39,13 @@ func (rt *Routes) redact(w http.ResponseWriter, r *http.Request, dev userapi.Dev
 	if err := httputil.DecodeJSON(r, &body); err != nil {
 		return err
 	}
-	txn := storage.Txn{UserID: dev.UserID, DeviceID: dev.DeviceID, Scope: "redact:" + string(roomID), TxnID: r.PathValue("txnId")}
-	unlock := rt.txnMu.Lock(txn.UserID + "\x00" + txn.DeviceID + "\x00" + txn.Scope + "\x00" + txn.TxnID)
-	defer unlock()
-	if id, err := rt.db.Txns.Select(ctx, rt.db.DB.Reader(), txn); err != nil {
+	txn := rsapi.TransactionID{UserID: dev.UserID, DeviceID: dev.DeviceID, Scope: "redact:" + string(roomID), TransactionID: r.PathValue("txnId")}
+	unlock, id, err := rt.startTxn(ctx, txn)
+	if err != nil {
 		return err
-	} else if id != "" {
+	}
+	defer unlock()
+	if id != "" {
 		return httputil.JSON(w, map[string]string{"event_id": id})
 	}
 
@@ -87,7 +87,7 @@ func (rt *Routes) redact(w http.ResponseWriter, r *http.Request, dev userapi.Dev
 		return apierr.Forbidden("you may not redact event %s: it was sent by someone else and your power level is below redact", target)
 	}
 	req := internal.SingleInput(red, v)
-	req.Events[0].TxnID = &rsapi.TransactionID{UserID: dev.UserID, DeviceID: dev.DeviceID, TransactionID: txn.TxnID}
+	req.Events[0].TxnID = &txn // recorded with the event by the roomserver
 	if _, err := rt.rs.InputRoomEvents(ctx, req); err != nil {
 		return err
 	}
@@ -95,9 +95,6 @@ func (rt *Routes) redact(w http.ResponseWriter, r *http.Request, dev userapi.Dev
 		// Redacting the guest access event strips its guest_access:
 		// removeGuests checks what the current state says now.
 		rt.removeGuests(ctx, roomID)
-	}
-	if err := rt.rememberTxn(ctx, txn, string(red.EventID())); err != nil {
-		return err
 	}
 	return httputil.JSON(w, map[string]json.RawMessage{"event_id": mustJSON(string(red.EventID()))})
 }

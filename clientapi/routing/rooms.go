@@ -9,7 +9,6 @@ import (
 	"slices"
 
 	"github.com/axon-hs/axon/clientapi/internal"
-	"github.com/axon-hs/axon/clientapi/storage"
 	"github.com/axon-hs/axon/internal/apierr"
 	"github.com/axon-hs/axon/internal/httputil"
 	"github.com/axon-hs/axon/matrix"
@@ -291,12 +290,13 @@ func (rt *Routes) send(w http.ResponseWriter, r *http.Request, dev userapi.Devic
 	if err := httputil.DecodeJSON(r, &content); err != nil {
 		return err
 	}
-	txn := storage.Txn{UserID: dev.UserID, DeviceID: dev.DeviceID, Scope: "send:" + string(roomID), TxnID: r.PathValue("txnId")}
-	unlock := rt.txnMu.Lock(txn.UserID + "\x00" + txn.DeviceID + "\x00" + txn.Scope + "\x00" + txn.TxnID)
-	defer unlock()
-	if id, err := rt.db.Txns.Select(ctx, rt.db.DB.Reader(), txn); err != nil {
+	txn := rsapi.TransactionID{UserID: dev.UserID, DeviceID: dev.DeviceID, Scope: "send:" + string(roomID), TransactionID: r.PathValue("txnId")}
+	unlock, id, err := rt.startTxn(ctx, txn)
+	if err != nil {
 		return err
-	} else if id != "" {
+	}
+	defer unlock()
+	if id != "" {
 		return httputil.JSON(w, map[string]string{"event_id": id})
 	}
 
@@ -308,19 +308,26 @@ func (rt *Routes) send(w http.ResponseWriter, r *http.Request, dev userapi.Devic
 		return err
 	}
 	req := internal.SingleInput(e, v)
-	req.Events[0].TxnID = &rsapi.TransactionID{UserID: dev.UserID, DeviceID: dev.DeviceID, TransactionID: txn.TxnID}
+	req.Events[0].TxnID = &txn // recorded with the event by the roomserver
 	if _, err := rt.rs.InputRoomEvents(ctx, req); err != nil {
-		return err
-	}
-	if err := rt.rememberTxn(ctx, txn, string(e.EventID())); err != nil {
 		return err
 	}
 	return httputil.JSON(w, map[string]string{"event_id": string(e.EventID())})
 }
 
-// rememberTxn stores the event a transaction id produced.
-func (rt *Routes) rememberTxn(ctx context.Context, txn storage.Txn, eventID string) error {
-	return rt.db.Txns.Insert(ctx, rt.db.DB, txn, eventID, rt.now().UnixMilli())
+// startTxn serialises the requests of one client transaction in this
+// process and returns the event an earlier request of it made, "" if none.
+// The roomserver records the id with the event it accepts (one write, no
+// commit of the send's own), so a retry after the answer, or after a
+// restart, finds it.
+func (rt *Routes) startTxn(ctx context.Context, t rsapi.TransactionID) (unlock func(), eventID string, err error) {
+	unlock = rt.txnMu.Lock(t.UserID + "\x00" + t.DeviceID + "\x00" + t.Scope + "\x00" + t.TransactionID)
+	res, err := rt.rs.QueryTransaction(ctx, rsapi.QueryTransactionRequest{Txn: t})
+	if err != nil {
+		unlock()
+		return nil, "", err
+	}
+	return unlock, res.EventID, nil
 }
 
 // checkThreadRoot refuses a thread started off an event that itself relates

@@ -1,5 +1,8 @@
-// Package storage holds the clientapi's only durable data: transaction ids,
-// so a retried PUT /send returns the first request's event.
+// Package storage is the clientapi database. It holds nothing the server
+// reads any more: the transaction ids of PUT /send and /redact, its only
+// table, are recorded by the roomserver with the events they made (in the
+// event's own transaction, so a send no longer waits for a commit here).
+// The schema stays as released.
 package storage
 
 import (
@@ -10,8 +13,7 @@ import (
 
 // Storage is the clientapi database.
 type Storage struct {
-	DB   *sqlutil.DB
-	Txns TxnsTable
+	DB *sqlutil.DB
 }
 
 var migrations = []sqlutil.Migration{

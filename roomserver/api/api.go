@@ -45,6 +45,10 @@ type API interface {
 	// QueryEvents returns accepted events of a room by id. M_NOT_FOUND for
 	// an unknown room; unknown events are left out.
 	QueryEvents(ctx context.Context, req QueryEventsRequest) (QueryEventsResponse, error)
+	// QueryTransaction returns the event an accepted input event with this
+	// client transaction id (and a Scope) became, "" if none: the record is
+	// written with the event, so it exists exactly when the event does.
+	QueryTransaction(ctx context.Context, req QueryTransactionRequest) (QueryTransactionResponse, error)
 	// PerformForget marks a room the user left as forgotten. M_NOT_FOUND if
 	// the user has no membership there, M_UNKNOWN (400) while they are
 	// joined, invited or knocking. Idempotent.
@@ -99,6 +103,18 @@ type TransactionID struct {
 	UserID        string `json:"user_id"`
 	DeviceID      string `json:"device_id"`
 	TransactionID string `json:"transaction_id"`
+	// Scope is the endpoint the id was used on (the same id may serve two);
+	// when set, the roomserver records the id with the accepted event for
+	// QueryTransaction.
+	Scope string `json:"scope,omitempty"`
+}
+
+type QueryTransactionRequest struct {
+	Txn TransactionID `json:"txn"`
+}
+
+type QueryTransactionResponse struct {
+	EventID string `json:"event_id,omitempty"`
 }
 
 type InputRoomEventsRequest struct {

@@ -14,6 +14,7 @@ var (
 	queryRoomsForUser         = rpc.NewMethod[QueryRoomsForUserRequest, QueryRoomsForUserResponse]("roomserver.QueryRoomsForUser")
 	queryStateForUser         = rpc.NewMethod[QueryStateForUserRequest, QueryStateForUserResponse]("roomserver.QueryStateForUser")
 	queryEvents               = rpc.NewMethod[QueryEventsRequest, QueryEventsResponse]("roomserver.QueryEvents")
+	queryTransaction          = rpc.NewMethod[QueryTransactionRequest, QueryTransactionResponse]("roomserver.QueryTransaction")
 	performForget             = rpc.NewMethod[PerformForgetRequest, PerformForgetResponse]("roomserver.PerformForget")
 	setRoomAlias              = rpc.NewMethod[SetRoomAliasRequest, SetRoomAliasResponse]("roomserver.SetRoomAlias")
 	getRoomAlias              = rpc.NewMethod[GetRoomAliasRequest, GetRoomAliasResponse]("roomserver.GetRoomAlias")
@@ -48,6 +49,9 @@ func (c Client) QueryStateForUser(ctx context.Context, r QueryStateForUserReques
 }
 func (c Client) QueryEvents(ctx context.Context, r QueryEventsRequest) (QueryEventsResponse, error) {
 	return queryEvents.Call(ctx, c.C, r)
+}
+func (c Client) QueryTransaction(ctx context.Context, r QueryTransactionRequest) (QueryTransactionResponse, error) {
+	return queryTransaction.Call(ctx, c.C, r)
 }
 func (c Client) PerformForget(ctx context.Context, r PerformForgetRequest) (PerformForgetResponse, error) {
 	return performForget.Call(ctx, c.C, r)
@@ -86,6 +90,7 @@ func Serve(s *rpc.Server, impl API) {
 	queryRoomsForUser.Handle(s, impl.QueryRoomsForUser)
 	queryStateForUser.Handle(s, impl.QueryStateForUser)
 	queryEvents.Handle(s, impl.QueryEvents)
+	queryTransaction.Handle(s, impl.QueryTransaction)
 	performForget.Handle(s, impl.PerformForget)
 	setRoomAlias.Handle(s, impl.SetRoomAlias)
 	getRoomAlias.Handle(s, impl.GetRoomAlias)

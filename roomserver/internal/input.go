@@ -10,6 +10,7 @@ import (
 
 	"github.com/axon-hs/axon/internal/apierr"
 	"github.com/axon-hs/axon/internal/eventlog"
+	"github.com/axon-hs/axon/matrix"
 	"github.com/axon-hs/axon/matrix/event"
 	"github.com/axon-hs/axon/roomserver/api"
 	"github.com/axon-hs/axon/roomserver/storage"
@@ -372,6 +373,14 @@ func (r *Roomserver) processEvent(ctx context.Context, tx *sql.Tx, v *event.Room
 	if err != nil {
 		return nil, headMove{}, err
 	}
+	if t := in.TxnID; t != nil && t.Scope != "" {
+		// With the event, in its transaction: a retried request finds it
+		// exactly when the event exists.
+		if err := r.st.Txns.Insert(ctx, tx, storage.Txn{UserID: t.UserID, DeviceID: t.DeviceID, Scope: t.Scope, TxnID: t.TransactionID},
+			string(pdu.EventID())); err != nil {
+			return nil, headMove{}, err
+		}
+	}
 	out := api.OutputEvent{RoomID: roomID, RoomVersion: v.ID, Event: pdu.JSON(), EventID: string(pdu.EventID()),
 		AddsState: adds, RemovesState: removes, TxnID: in.TxnID}
 	if pdu.Type() == event.TypeRedaction {
@@ -479,7 +488,7 @@ func (r *Roomserver) authEventsFor(ctx context.Context, tx *sql.Tx, pdu *event.P
 	}
 	out := make([]*event.PDU, 0, len(rows)+1)
 	for _, row := range rows {
-		e, err := event.Parse(row.JSON, v)
+		e, err := event.ParseStored(row.JSON, v, matrix.EventID(row.EventID))
 		if err != nil {
 			return nil, fmt.Errorf("parse stored event %s: %w", row.EventID, err)
 		}

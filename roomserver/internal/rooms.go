@@ -15,6 +15,7 @@ import (
 
 	"github.com/axon-hs/axon/internal/apierr"
 	"github.com/axon-hs/axon/internal/sqlutil"
+	"github.com/axon-hs/axon/matrix"
 	"github.com/axon-hs/axon/matrix/authrules"
 	"github.com/axon-hs/axon/matrix/event"
 	"github.com/axon-hs/axon/roomserver/api"
@@ -57,7 +58,7 @@ func (r *Roomserver) applyRedaction(ctx context.Context, tx *sql.Tx, v *event.Ro
 	} else if !errors.Is(err, storage.ErrNotFound) {
 		return "", nil, err
 	}
-	orig, err := event.Parse(rows[0].JSON, v)
+	orig, err := event.ParseStored(rows[0].JSON, v, matrix.EventID(rows[0].EventID))
 	if err != nil {
 		return "", nil, fmt.Errorf("parse redaction target %s: %w", target, err)
 	}
@@ -93,7 +94,7 @@ func (r *Roomserver) createAndPowerLevels(ctx context.Context, q sqlutil.Querier
 		return nil, nil, err
 	}
 	for _, row := range evs {
-		e, err := event.Parse(row.JSON, v)
+		e, err := event.ParseStored(row.JSON, v, matrix.EventID(row.EventID))
 		if err != nil {
 			return nil, nil, fmt.Errorf("parse state event %s: %w", row.EventID, err)
 		}
@@ -286,6 +287,19 @@ func (r *Roomserver) currentContents(ctx context.Context, q sqlutil.Querier, roo
 		out[e.Type] = e.Content
 	}
 	return out, nil
+}
+
+// QueryTransaction implements api.API.
+func (r *Roomserver) QueryTransaction(ctx context.Context, req api.QueryTransactionRequest) (api.QueryTransactionResponse, error) {
+	t := req.Txn
+	if t.UserID == "" || t.Scope == "" || t.TransactionID == "" {
+		return api.QueryTransactionResponse{}, apierr.InvalidParam("a transaction needs a user, a scope and an id")
+	}
+	id, err := r.st.Txns.Select(ctx, r.st.DB.Reader(), storage.Txn{UserID: t.UserID, DeviceID: t.DeviceID, Scope: t.Scope, TxnID: t.TransactionID})
+	if err != nil {
+		return api.QueryTransactionResponse{}, err
+	}
+	return api.QueryTransactionResponse{EventID: id}, nil
 }
 
 // QueryEvents implements api.API.

@@ -88,7 +88,7 @@ func (e *txEvents) Event(ctx context.Context, id matrix.EventID) (*event.PDU, er
 	if len(rows) == 0 {
 		return nil, fmt.Errorf("event %s is not stored", id)
 	}
-	return event.Parse(rows[0].JSON, e.v)
+	return event.ParseStored(rows[0].JSON, e.v, matrix.EventID(rows[0].EventID))
 }
 
 func (e *txEvents) Rejected(ctx context.Context, id matrix.EventID) (bool, error) {

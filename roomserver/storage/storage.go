@@ -29,11 +29,13 @@ type Storage struct {
 	Aliases   AliasesTable
 	Published PublishedTable
 	Reports   ReportsTable
+	Txns      TxnsTable
 }
 
 var migrations = []sqlutil.Migration{
 	{Version: 1, Name: "initial tables", Up: sqlutil.Exec(roomsSchema, eventsSchema, eventsIndexes, stateKeysSchema, snapshotsSchema)},
 	{Version: 2, Name: "memberships, redactions, aliases, directory, reports", Up: migrateRoomsArea},
+	{Version: 3, Name: "client transaction ids", Up: sqlutil.Exec(sqlutil.Static(txnsSchema))},
 }
 
 // Open migrates db and returns the tables.
@@ -43,7 +45,7 @@ func Open(ctx context.Context, db *sqlutil.DB) (*Storage, error) {
 	}
 	d, c := db.Dialect, newCaches()
 	return &Storage{DB: db, Rooms: RoomsTable{d}, Events: EventsTable{d}, StateKeys: StateKeysTable{d, c}, Snapshots: SnapshotsTable{d, c},
-		Members: MembershipTable{d}, Redacts: RedactionsTable{d}, Aliases: AliasesTable{d}, Published: PublishedTable{d}, Reports: ReportsTable{d}}, nil
+		Members: MembershipTable{d}, Redacts: RedactionsTable{d}, Aliases: AliasesTable{d}, Published: PublishedTable{d}, Reports: ReportsTable{d}, Txns: TxnsTable{d}}, nil
 }
 
 // InTx runs f in a write transaction.
