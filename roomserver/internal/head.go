@@ -215,6 +215,13 @@ type headMove struct {
 	stateKept bool
 	tuple     *storage.Tuple
 	ev        stateEvent
+	// snapshots are the states the event's processing read or wrote, by
+	// snapshot number, for the snapshot cache once the transaction
+	// committed (storage.SnapshotsTable.Committed).
+	snapshots map[int64]storage.State
+	// tuples are the tuple numbers it looked up or assigned, likewise
+	// (storage.StateKeysTable.Committed).
+	tuples map[storage.Tuple]int64
 }
 
 // advance applies the head moves of a committed transaction, in order. A

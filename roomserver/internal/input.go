@@ -94,6 +94,10 @@ func (r *Roomserver) HandleInput(ctx context.Context, msgs []eventlog.Msg[api.In
 	switch {
 	case err == nil:
 		r.heads.advance(moves)
+		for _, m := range moves {
+			r.st.Snapshots.Committed(m.snapshots)
+			r.st.StateKeys.Committed(m.tuples)
+		}
 	case !errors.As(err, &rej):
 		// Rolled back, or perhaps committed (a failed commit may have
 		// reached the database): the heads are read again. A refusal
@@ -259,7 +263,7 @@ func (r *Roomserver) processEvent(ctx context.Context, tx *sql.Tx, v *event.Room
 	}
 
 	// Auth rules against the state before the event.
-	authEvents, err := r.authEventsFor(ctx, tx, pdu, v, before)
+	authEvents, tuples, err := r.authEventsFor(ctx, tx, pdu, v, before)
 	if err != nil {
 		return nil, headMove{}, err
 	}
@@ -272,9 +276,11 @@ func (r *Roomserver) processEvent(ctx context.Context, tx *sql.Tx, v *event.Room
 
 	var tupleNID int64
 	if sk := pdu.StateKey(); sk != nil {
-		if tupleNID, err = r.st.StateKeys.Assign(ctx, tx, storage.Tuple{Type: pdu.Type(), StateKey: *sk}); err != nil {
+		tu := storage.Tuple{Type: pdu.Type(), StateKey: *sk}
+		if tupleNID, err = r.st.StateKeys.Assign(ctx, tx, tu); err != nil {
 			return nil, headMove{}, err
 		}
+		tuples[tu] = tupleNID
 	}
 	row := storage.Event{RoomNID: room.NID, EventID: string(pdu.EventID()), TupleNID: tupleNID, Depth: pdu.Depth(),
 		JSON: pdu.JSON(), Rejected: rejectReason != ""}
@@ -390,7 +396,11 @@ func (r *Roomserver) processEvent(ctx context.Context, tx *sql.Tx, v *event.Room
 	}
 
 	move := headMove{roomID: roomID, before: room, after: storage.Room{NID: room.NID, RoomID: roomID, Version: room.Version,
-		LatestEvents: latest, SnapshotNID: currentSnapshot, Depth: depth}, latestIDs: []string{string(pdu.EventID())}, reread: isCreate}
+		LatestEvents: latest, SnapshotNID: currentSnapshot, Depth: depth}, latestIDs: []string{string(pdu.EventID())}, reread: isCreate,
+		snapshots: map[int64]storage.State{room.SnapshotNID: oldState, snapshot: after, currentSnapshot: current}, tuples: tuples}
+	for i, p := range prevs {
+		move.snapshots[p.SnapshotNID] = prevStates[i]
+	}
 	for _, nid := range latest[1:] {
 		i := slices.IndexFunc(others, func(e storage.Event) bool { return e.NID == nid })
 		if i < 0 {
@@ -464,8 +474,9 @@ func (r *Roomserver) stateDelta(ctx context.Context, q *sql.Tx, roomNID int64, o
 	return adds, removes, nil
 }
 
-// authEventsFor loads the events of state that the auth rules consult for pdu.
-func (r *Roomserver) authEventsFor(ctx context.Context, tx *sql.Tx, pdu *event.PDU, v *event.RoomVersion, state storage.State) ([]*event.PDU, error) {
+// authEventsFor loads the events of state that the auth rules consult for
+// pdu, and returns the tuple numbers it looked up.
+func (r *Roomserver) authEventsFor(ctx context.Context, tx *sql.Tx, pdu *event.PDU, v *event.RoomVersion, state storage.State) ([]*event.PDU, map[storage.Tuple]int64, error) {
 	needed := event.AuthEventsNeededFor(pdu)
 	// The create event is always consulted, even where (room v12) it is not an auth event.
 	tuples := []storage.Tuple{{Type: event.TypeCreate}}
@@ -474,7 +485,7 @@ func (r *Roomserver) authEventsFor(ctx context.Context, tx *sql.Tx, pdu *event.P
 	}
 	nids, err := r.st.StateKeys.Lookup(ctx, tx, tuples)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	var eventNIDs []int64
 	for _, tn := range nids {
@@ -484,17 +495,17 @@ func (r *Roomserver) authEventsFor(ctx context.Context, tx *sql.Tx, pdu *event.P
 	}
 	rows, err := r.st.Events.SelectByNIDs(ctx, tx, eventNIDs)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	out := make([]*event.PDU, 0, len(rows)+1)
 	for _, row := range rows {
 		e, err := event.ParseStored(row.JSON, v, matrix.EventID(row.EventID))
 		if err != nil {
-			return nil, fmt.Errorf("parse stored event %s: %w", row.EventID, err)
+			return nil, nil, fmt.Errorf("parse stored event %s: %w", row.EventID, err)
 		}
 		out = append(out, e)
 	}
-	return out, nil
+	return out, nids, nil
 }
 
 // resolve merges the states after several prev events. States that agree

@@ -85,6 +85,23 @@ const loadChain = `WITH RECURSIVE chain (snapshot_nid, parent_nid, entries, dept
 
 // Load returns the full state of a snapshot; snapshot 0 is the empty state.
 // The State may be shared with other callers: it must not be modified.
+// Committed records snapshots the caller's transaction wrote or read and
+// has since committed: rows read or written inside a transaction are not
+// cached before (see cache.go), and the input path reads snapshots only
+// inside its transactions, so without this each send would load its prev
+// event's state from the database again. The states must not be modified
+// afterwards.
+func (t SnapshotsTable) Committed(states map[int64]State) {
+	if t.c == nil {
+		return
+	}
+	for nid, s := range states {
+		if nid != 0 && s != nil {
+			t.c.snapshots.put(nid, s)
+		}
+	}
+}
+
 func (t SnapshotsTable) Load(ctx context.Context, q sqlutil.Querier, nid int64) (State, error) {
 	if nid == 0 {
 		return State{}, nil

@@ -68,6 +68,17 @@ func (t StateKeysTable) Assign(ctx context.Context, q sqlutil.Querier, tu Tuple)
 // stored pair of the listed types and the listed state keys, served by the
 // (event_type, state_key) index, and keeps the pairs asked for. The extra
 // pairs are few: the types asked together are a handful.
+// Committed records tuple numbers the caller's transaction read or
+// assigned and has since committed (see SnapshotsTable.Committed).
+func (t StateKeysTable) Committed(nids map[Tuple]int64) {
+	if t.c == nil {
+		return
+	}
+	for tu, nid := range nids {
+		t.c.tuples.put(tu, nid)
+	}
+}
+
 func (t StateKeysTable) Lookup(ctx context.Context, q sqlutil.Querier, tuples []Tuple) (map[Tuple]int64, error) {
 	out := make(map[Tuple]int64, len(tuples))
 	if t.c != nil {

@@ -181,3 +181,45 @@ func TestEventsIdempotentInsert(t *testing.T) {
 		}
 	})
 }
+
+// TestSnapshotsCommitted: a snapshot recorded as committed is served from
+// the cache afterwards, inside a transaction too, without its row.
+func TestSnapshotsCommitted(t *testing.T) {
+	storagetest.Each(t, func(t *testing.T, db *sqlutil.DB) {
+		ctx := t.Context()
+		st, err := Open(ctx, db)
+		if err != nil {
+			t.Fatal(err)
+		}
+		room, err := st.Rooms.Insert(ctx, db, "!c:x", "12")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var nid int64
+		err = db.InTx(ctx, func(tx *sql.Tx) error {
+			nid, err = st.Snapshots.Insert(ctx, tx, room, 0, nil, State{3: 300})
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		st.Snapshots.Committed(map[int64]State{nid: {3: 300}, 0: {9: 9}})
+		// Gone from the table: only the cache can answer now.
+		if _, err := db.ExecContext(ctx, `DELETE FROM roomserver_state_snapshots WHERE snapshot_nid = $1`, nid); err != nil {
+			t.Fatal(err)
+		}
+		err = db.InTx(ctx, func(tx *sql.Tx) error {
+			got, err := st.Snapshots.Load(ctx, tx, nid)
+			if err != nil || !maps.Equal(got, State{3: 300}) {
+				t.Errorf("Load(%d) in a transaction = %v, %v; want {3:300} from the cache", nid, got, err)
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, err := st.Snapshots.Load(ctx, db.Reader(), 0); err != nil || len(got) != 0 {
+			t.Errorf("Load(0) = %v, %v; want the empty state", got, err)
+		}
+	})
+}
