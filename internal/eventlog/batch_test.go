@@ -496,8 +496,9 @@ func TestBatchLinger(t *testing.T) {
 	})
 }
 
-// TestBatchLingerGathers: in a busy period the messages arriving within
-// Linger are handled in one call.
+// TestBatchLingerGathers: in a busy period the messages arriving while a
+// worker lingers are handled in one call, which starts as soon as a whole
+// batch (HandlerBatch) is ready, however long Linger is.
 func TestBatchLingerGathers(t *testing.T) {
 	eachBackend(t, func(t *testing.T, b *backend) {
 		l := b.open(t)
@@ -509,18 +510,20 @@ func TestBatchLingerGathers(t *testing.T) {
 			once.Do(func() { close(firstDone) })
 			return nil
 		}
-		// Two seconds, against five messages published within about 0.1 s.
-		_, err := ConsumeBatch(t.Context(), l, testTopic, "gather", ConsumeOptions{Ordered: true, Parallelism: 1, Linger: 2 * time.Second}, h)
+		_, err := ConsumeBatch(t.Context(), l, testTopic, "gather", ConsumeOptions{Ordered: true, Parallelism: 1, Linger: time.Hour, HandlerBatch: 5}, h)
 		if err != nil {
 			t.Fatalf("ConsumeBatch() = %v", err)
 		}
 		publishN(t, l, testTopic, []string{"a"}, 1)
-		<-firstDone
+		select {
+		case <-firstDone:
+		case <-time.After(30 * time.Second):
+			t.Fatal("the first message, sent while idle, was not handled")
+		}
 		for i := range 5 {
 			if _, err := Publish(t.Context(), l, testTopic, "b", event{Key: "b", N: i}); err != nil {
 				t.Fatalf("Publish() = %v", err)
 			}
-			time.Sleep(20 * time.Millisecond)
 		}
 		st.waitTotal(t, 6)
 		st.check(t, map[string][]int{"a": upTo(1), "b": upTo(5)})

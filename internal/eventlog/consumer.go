@@ -42,6 +42,10 @@ type subscription struct {
 	paused   bool      // a resync is waiting for running handlers
 	running  int       // handlers in progress
 	lastCall time.Time // when the last handler call ended (Linger)
+	// lingering counts the workers waiting out a Linger; lingerWake ends
+	// a wait early once a whole batch is ready.
+	lingering  int
+	lingerWake chan struct{}
 	cons     jetstream.Consumer
 	iter     jetstream.MessagesContext
 	// lastDelivery is the consumer sequence of the last delivery seen
@@ -83,6 +87,7 @@ func newSubscription(l *jsLog, stream, topic, group string, opts ConsumeOptions,
 		fetchDone:    make(chan struct{}),
 		stopBg:       make(chan struct{}),
 		stopped:      make(chan struct{}),
+		lingerWake:   make(chan struct{}, 1),
 	}
 	if opts.Partitions > 1 {
 		s.partition = strconv.Itoa(opts.Partition) + "/" + strconv.Itoa(opts.Partitions)

@@ -83,6 +83,7 @@ func (s *subscription) dispatch(m jetstream.Msg) bool {
 	now := time.Now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	defer s.wakeLingering() // before the unlock
 	if h, ok := s.held[md.Sequence.Stream]; ok {
 		// The server redelivered a message we still hold (a heartbeat came
 		// too late): keep one copy, with the newest delivery to answer.
@@ -158,6 +159,24 @@ func (s *subscription) push(ln *lane) {
 	s.cond.Signal()
 }
 
+// wakeLingering ends a worker's linger early once a whole batch is ready.
+// s.mu is held.
+func (s *subscription) wakeLingering() {
+	if s.lingering == 0 {
+		return
+	}
+	n := 0
+	for _, ln := range s.ready {
+		n += len(ln.msgs)
+	}
+	if n >= s.opts.HandlerBatch {
+		select {
+		case s.lingerWake <- struct{}{}:
+		default: // a wake is pending already
+		}
+	}
+}
+
 // work runs handlers until Stop.
 func (s *subscription) work(ctx context.Context) {
 	for {
@@ -170,15 +189,20 @@ func (s *subscription) work(ctx context.Context) {
 			return
 		}
 		if s.shouldLinger() {
-			// Unlocked: dispatch keeps adding to the ready lanes meanwhile.
+			// Unlocked: dispatch keeps adding to the ready lanes meanwhile,
+			// and wakes us once a whole batch is there.
+			s.lingering++
 			s.mu.Unlock()
 			t := time.NewTimer(s.opts.Linger)
 			select {
 			case <-t.C:
+			case <-s.lingerWake:
+				t.Stop()
 			case <-s.stopFetch: // Stop need not wait out the linger
 				t.Stop()
 			}
 			s.mu.Lock()
+			s.lingering--
 			if s.stopping || s.paused || len(s.ready) == 0 {
 				s.mu.Unlock()
 				continue // the loop's checks decide
@@ -317,11 +341,24 @@ func (s *subscription) finish(ln *lane, h *held, err error) {
 	} else if s.opts.Ordered {
 		delete(s.lanes, ln.key)
 	}
+	stopping := s.stopping
 	s.mu.Unlock()
-	if err := m.Ack(); err != nil {
+	if err := ack(m, stopping); err != nil {
 		// The server will redeliver it; handlers are idempotent.
 		s.logger.Warn("ack failed", "seq", seq, "err", err)
 	}
+}
+
+// ack acks m. While stopping it waits for the server to confirm: Stop
+// returns after the running handlers' acks, and the group's next
+// subscriber must not get those messages again.
+func ack(m jetstream.Msg, stopping bool) error {
+	if !stopping {
+		return m.Ack()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	return m.DoubleAck(ctx)
 }
 
 // finishBatch acks the n messages of a batch after the handler returned
@@ -372,9 +409,10 @@ func (s *subscription) finishBatch(lanes []*lane, n int, err error) {
 	for i, h := range acks {
 		ms[i] = h.msg
 	}
+	stopping := s.stopping
 	s.mu.Unlock()
 	for i, m := range ms {
-		if err := m.Ack(); err != nil {
+		if err := ack(m, stopping); err != nil {
 			// The server will redeliver it; handlers are idempotent.
 			s.logger.Warn("ack failed", "seq", acks[i].raw.Seq, "err", err)
 		}

@@ -179,10 +179,10 @@ type batchRoom struct {
 // their notifications and counts in one transaction. Each event id is
 // recorded in that transaction and an event already recorded (or repeated
 // in the batch) is skipped, so a batch redelivered wholly or in part
-// changes nothing twice. An event sees the counts the earlier ones of its
-// room wrote. After the commit, each event's counts are published and its
-// pushes queued, in the order of the events. An error stores nothing and
-// leaves the cached room state as it was.
+// changes nothing twice. The counts are added once per room and thread for
+// the whole batch (storeCounts); after the commit one counts message per
+// room is published and the pushes are queued, in the order of the events.
+// An error stores nothing and leaves the cached room state as it was.
 func (c *RoomServerOutput) HandleBatch(ctx context.Context, msgs []eventlog.Msg[rsapi.OutputEvent]) error {
 	items := make([]pushItem, 0, len(msgs))
 	rooms := map[string]*batchRoom{}
@@ -300,6 +300,7 @@ func (c *RoomServerOutput) storeCounts(ctx context.Context, tx *sql.Tx, items []
 	var groups []*group
 	rooms := map[string]int{}       // room → out index
 	byKey := map[[2]string]*group{} // (room, thread) → group
+	listed := map[[2]string]bool{}  // (room, localpart) in out's locals
 	for i := range items {
 		it := &items[i]
 		if !it.fresh || len(it.notifs) == 0 {
@@ -323,7 +324,8 @@ func (c *RoomServerOutput) storeCounts(ctx context.Context, tx *sql.Tx, items []
 				di = len(g.deltas)
 				g.index[n.Localpart] = di
 				g.deltas = append(g.deltas, storage.CountDelta{Localpart: n.Localpart})
-				if !slices.Contains(out[ri].locals, n.Localpart) {
+				if k := [2]string{it.ev.RoomID, n.Localpart}; !listed[k] {
+					listed[k] = true
 					out[ri].locals = append(out[ri].locals, n.Localpart)
 				}
 			}
