@@ -46,8 +46,8 @@ type subscription struct {
 	// a wait early once a whole batch is ready.
 	lingering  int
 	lingerWake chan struct{}
-	cons     jetstream.Consumer
-	iter     jetstream.MessagesContext
+	cons       jetstream.Consumer
+	iter       jetstream.MessagesContext
 	// lastDelivery is the consumer sequence of the last delivery seen
 	// (ordered mode): deliveries are numbered 1, 2, 3... by the server, so
 	// a jump means some were lost on the way and will come back late.
