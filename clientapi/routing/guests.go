@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
-	"strings"
 
 	"github.com/axon-hs/axon/internal/apierr"
 	"github.com/axon-hs/axon/internal/httputil"
@@ -14,54 +13,9 @@ import (
 	userapi "github.com/axon-hs/axon/userapi/api"
 )
 
-// guestRoutes are the authenticated routes a guest may use: the spec's
-// guest access module lists them ("Client behaviour"), by method and path
-// after /_matrix/client/<version>. POST /join/{roomIdOrAlias} is the same
-// action as POST /rooms/{roomId}/join and is allowed with it (as Synapse
-// does). /sync and /events are the syncapi's.
-var guestRoutes = map[string]bool{
-	"GET /rooms/{roomId}/state":                           true,
-	"GET /rooms/{roomId}/context/{eventId}":               true,
-	"GET /rooms/{roomId}/event/{eventId}":                 true,
-	"GET /rooms/{roomId}/state/{eventType}":               true,
-	"GET /rooms/{roomId}/state/{eventType}/{stateKey...}": true,
-	"GET /rooms/{roomId}/messages":                        true,
-	"GET /rooms/{roomId}/members":                         true,
-	"GET /rooms/{roomId}/initialSync":                     true,
-	"POST /rooms/{roomId}/join":                           true,
-	"POST /join/{roomIdOrAlias}":                          true,
-	"POST /rooms/{roomId}/leave":                          true,
-	"PUT /rooms/{roomId}/send/{eventType}/{txnId}":        true,
-	"PUT /rooms/{roomId}/state/{eventType}":               true,
-	"PUT /rooms/{roomId}/state/{eventType}/{stateKey...}": true,
-	"PUT /sendToDevice/{eventType}/{txnId}":               true,
-	"PUT /profile/{userId}/{keyName}":                     true,
-	"DELETE /profile/{userId}/{keyName}":                  true,
-	"GET /devices":                                        true,
-	"GET /devices/{deviceId}":                             true,
-	"PUT /devices/{deviceId}":                             true,
-	"GET /account/whoami":                                 true,
-	"POST /keys/upload":                                   true,
-	"POST /keys/query":                                    true,
-	"POST /keys/claim":                                    true,
-}
-
-// guestRoute is the route of r as guestRoutes keys it: the method and the
-// mux pattern without the /_matrix/client/<version> prefix.
-func guestRoute(r *http.Request) string {
-	method, path, ok := strings.Cut(r.Pattern, " ")
-	if !ok {
-		return ""
-	}
-	rest, ok := strings.CutPrefix(path, "/_matrix/client/")
-	if !ok {
-		return ""
-	}
-	if i := strings.IndexByte(rest, '/'); i >= 0 {
-		return method + " " + rest[i:]
-	}
-	return ""
-}
+// guestRoute is the route of r as the guest list keys it
+// (httputil.GuestRoute); the profile and join rules below switch on it.
+func guestRoute(r *http.Request) string { return httputil.GuestRoute(r.Pattern) }
 
 // guestGate refuses a guest what the guest access module does not allow:
 // routes outside the list, profile fields but the display name, and joins
@@ -70,11 +24,10 @@ func (rt *Routes) guestGate(r *http.Request, dev userapi.Device) error {
 	if dev.AccountType != userapi.AccountGuest {
 		return nil
 	}
-	route := guestRoute(r)
-	if !guestRoutes[route] {
+	if !httputil.GuestAllowed(r.Pattern) {
 		return apierr.New(apierr.CodeGuestAccessForbided, "guests cannot use this endpoint")
 	}
-	switch route {
+	switch guestRoute(r) {
 	case "PUT /profile/{userId}/{keyName}", "DELETE /profile/{userId}/{keyName}":
 		if r.PathValue("keyName") != "displayname" {
 			return apierr.New(apierr.CodeGuestAccessForbided, "guests may only change their display name")

@@ -83,10 +83,15 @@ type relationsResponse struct {
 
 // ServeRelations is GET /_matrix/client/v1/rooms/{roomId}/relations/{eventId}
 // [/{relType}[/{eventType}]]: the children of an event, newest first by
-// default. 404 M_NOT_FOUND when the parent is not in the room or the user
-// may not see it.
+// default. Errors: M_INVALID_PARAM for a bad room or event id or query
+// value, M_NOT_FOUND when the parent is not in the room or the user may not
+// see it.
 func (s *Sync) ServeRelations(w http.ResponseWriter, r *http.Request) error {
-	dev, err := s.device(r)
+	dev, roomID, err := s.deviceInRoom(r)
+	if err != nil {
+		return err
+	}
+	parentID, err := pathEvent(r)
 	if err != nil {
 		return err
 	}
@@ -94,7 +99,6 @@ func (s *Sync) ServeRelations(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	roomID, parentID := r.PathValue("roomId"), r.PathValue("eventId")
 	resp, err := s.relations(r.Context(), dev, roomID, parentID, r.PathValue("relType"), r.PathValue("eventType"), req)
 	if err != nil {
 		return err
@@ -103,94 +107,63 @@ func (s *Sync) ServeRelations(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Sync) relations(ctx context.Context, dev userapi.Device, roomID, parentID, relType, eventType string, req RelationsRequest) (*relationsResponse, error) {
-	notFound := apierr.New(apierr.CodeNotFound, "event %s not found", parentID)
 	cur := s.notifier.Current()
 	rr, err := s.openRoom(ctx, dev, roomID, cur)
 	var ae *apierr.Error
 	if errors.As(err, &ae) && ae.Code == apierr.CodeForbidden {
-		return nil, notFound
+		return nil, apierr.New(apierr.CodeNotFound, "event %s not found", parentID)
 	}
 	if err != nil {
 		return nil, err
 	}
-	parents, err := s.db.Events.SelectByIDs(ctx, rr.b.q, []string{parentID})
-	if err != nil {
+	if _, err := rr.visibleEvent(ctx, parentID); err != nil {
 		return nil, err
 	}
-	if len(parents) != 1 || parents[0].RoomID != roomID || parents[0].Position > rr.upTo || !rr.vis.visible(parents[0]) {
-		return nil, notFound
-	}
-	keep := rr.keep(RoomEventFilter{})
-	upTo := rr.upTo
 	q := storage.ChildrenQuery{RoomID: roomID, Parent: parentID, RelType: relType, Type: eventType,
-		Backwards: !req.Forward, Limit: scanBatch, Depth: 1}
+		Backwards: !req.Forward, Depth: 1}
 	if req.Recurse != nil && *req.Recurse {
 		q.Depth = recurseDepth
 	}
-	// pos is the token position: backwards, children at or below it are
-	// next; forwards, children above it.
-	var pos, bound streams.Position
+	// The children are events at their own positions: runs the user may
+	// not see are skipped as /messages skips them.
+	p := pager[storage.Event]{
+		forward: req.Forward,
+		read: func(ctx context.Context, from, bound streams.Position, n int) ([]storage.Event, error) {
+			q := q
+			q.From, q.To, q.Limit = from, bound, n
+			return s.db.Relations.Children(ctx, rr.b.q, q)
+		},
+		pos:    eventPos,
+		hidden: rr.vis.hiddenRun,
+	}
+	// from is the token position: backwards, children at or below it are
+	// next; forwards, children above it. Backwards, bound 0 is the start
+	// of the room.
+	var from, bound streams.Position
 	if req.Forward {
-		bound = upTo
+		bound = rr.upTo
 		if req.From != nil {
-			pos = req.From.Get(streams.PDU)
+			from = req.From.Get(streams.PDU)
 		}
 		if req.To != nil {
 			bound = min(bound, req.To.Get(streams.PDU))
 		}
 	} else {
-		pos = upTo
+		from = rr.upTo
 		if req.From != nil {
-			pos = min(pos, req.From.Get(streams.PDU))
+			from = min(from, req.From.Get(streams.PDU))
 		}
 		if req.To != nil {
 			bound = req.To.Get(streams.PDU)
 		}
 	}
-	var out []storage.Event
-	more, scanned := true, 0
-	for len(out) < req.Limit && scanned < maxScanned {
-		if (req.Forward && pos >= bound) || (!req.Forward && pos <= bound) {
-			more = false
-			break
-		}
-		// Backwards, pos > bound >= 0 here: From is never the unbounded 0.
-		q.From, q.To = pos, bound
-		evs, err := s.db.Relations.Children(ctx, rr.b.q, q)
-		if err != nil {
-			return nil, err
-		}
-		for _, e := range evs {
-			scanned++
-			if req.Forward {
-				pos = e.Position
-			} else {
-				pos = e.Position - 1
-			}
-			if keep(e) {
-				out = append(out, e)
-				if len(out) == req.Limit {
-					break
-				}
-			}
-		}
-		if len(evs) < scanBatch && len(out) < req.Limit {
-			more = false
-			break
-		}
+	out, pos, done, err := collect(ctx, p, from, bound, req.Limit, rr.keep(RoomEventFilter{}))
+	if err != nil {
+		return nil, err
 	}
-	if more && len(out) == req.Limit {
-		// Say next_batch only if something is left.
-		q.From, q.To, q.Limit = pos, bound, 1
-		if (req.Forward && pos >= bound) || (!req.Forward && pos <= bound) {
-			more = false
-		} else {
-			rest, err := s.db.Relations.Children(ctx, rr.b.q, q)
-			if err != nil {
-				return nil, err
-			}
-			more = len(rest) > 0
-		}
+	more, err := p.more(ctx, pos, bound, done, len(out) == req.Limit)
+	if err != nil {
+		return nil, err
 	}
 	chunk, err := rr.render(ctx, out)
 	if err != nil {
@@ -218,12 +191,21 @@ type threadsResponse struct {
 	NextBatch string            `json:"next_batch,omitempty"`
 }
 
+// threadRoot is a thread as /threads pages it: at the position of its
+// latest reply, with its root event when that is stored.
+type threadRoot struct {
+	latest streams.Position
+	root   storage.Event
+	found  bool
+}
+
 // ServeThreads is GET /_matrix/client/v1/rooms/{roomId}/threads: the
 // room's thread roots, the most recently replied to first, with their
 // bundled aggregations. include=participated keeps the threads the user
-// started or replied to. 403 M_FORBIDDEN for a room the user cannot read.
+// started or replied to. Errors: M_INVALID_PARAM for a bad room id or
+// query value, M_FORBIDDEN for a room the user cannot read.
 func (s *Sync) ServeThreads(w http.ResponseWriter, r *http.Request) error {
-	dev, err := s.device(r)
+	dev, roomID, err := s.deviceInRoom(r)
 	if err != nil {
 		return err
 	}
@@ -245,82 +227,64 @@ func (s *Sync) ServeThreads(w http.ResponseWriter, r *http.Request) error {
 	if limit == 0 {
 		return apierr.InvalidParam("limit must be greater than 0")
 	}
-	var before streams.Position
+	var from *streams.Position
 	if v := q.Get("from"); v != "" {
 		tok, err := streams.ParseToken(v)
 		if err != nil {
 			return apierr.InvalidParam("from: %q is not a pagination token", v)
 		}
-		if before = tok.Get(streams.PDU); before == 0 {
+		before := tok.Get(streams.PDU)
+		if before == 0 {
 			// Nothing is at or below position 0.
 			return httputil.JSON(w, threadsResponse{Chunk: []json.RawMessage{}})
 		}
+		from = &before
 	}
 	ctx := r.Context()
-	roomID := r.PathValue("roomId")
 	cur := s.notifier.Current()
 	rr, err := s.openRoom(ctx, dev, roomID, cur)
 	if err != nil {
 		return err
 	}
-	var roots []storage.Event
-	more, scanned := true, 0
-	for len(roots) < limit && scanned < maxScanned {
-		page, err := s.db.Relations.RoomThreads(ctx, rr.b.q, storage.RoomThreadsQuery{RoomID: roomID, UserID: dev.UserID,
-			Participated: participated, Before: before, UpTo: rr.upTo, Limit: scanBatch})
-		if err != nil {
-			return err
-		}
-		ids := make([]string, len(page))
-		for i, t := range page {
-			ids[i] = t.Root
-		}
-		evs, err := s.db.Events.SelectByIDs(ctx, rr.b.q, ids)
-		if err != nil {
-			return err
-		}
-		byID := make(map[string]storage.Event, len(evs))
-		for _, e := range evs {
-			byID[e.EventID] = e
-		}
-		keep := rr.keep(RoomEventFilter{})
-		for _, t := range page {
-			scanned++
-			before = t.LatestPos - 1
-			e, ok := byID[t.Root]
-			switch {
-			case !ok:
-				continue
-			case e.StateKey == nil && rr.b.ignored[e.Sender] && rr.vis.visible(e):
-				// An ignored user's root is returned redacted, as a client
-				// aggregating the thread itself would show it (threads_list).
-				if e, err = redactedCopy(e); err != nil {
-					return err
-				}
-			case !keep(e):
-				continue
-			}
-			roots = append(roots, e)
-			if len(roots) == limit {
-				break
-			}
-		}
-		if len(page) < scanBatch && len(roots) < limit {
-			more = false
-			break
-		}
-		if before <= 0 {
-			more = false
-			break
-		}
+	// Threads are ordered by their latest reply, not by the root's
+	// position: no run of them can be skipped by visibility.
+	p := pager[threadRoot]{
+		read: func(ctx context.Context, before, _ streams.Position, n int) ([]threadRoot, error) {
+			return s.threadRoots(ctx, rr, storage.RoomThreadsQuery{RoomID: roomID, UserID: dev.UserID,
+				Participated: participated, Before: before, UpTo: rr.upTo, Limit: n})
+		},
+		pos: func(t threadRoot) streams.Position { return t.latest },
 	}
-	if more && len(roots) == limit {
-		rest, err := s.db.Relations.RoomThreads(ctx, rr.b.q, storage.RoomThreadsQuery{RoomID: roomID, UserID: dev.UserID,
-			Participated: participated, Before: before, UpTo: rr.upTo, Limit: 1})
-		if err != nil {
-			return err
+	start := rr.upTo
+	if from != nil {
+		start = *from
+	}
+	keep := rr.keep(RoomEventFilter{})
+	var roots []storage.Event
+	pos, done, err := p.page(ctx, start, 0, limit, func(t threadRoot) (bool, error) {
+		e := t.root
+		switch {
+		case !t.found:
+			return false, nil
+		case e.StateKey == nil && rr.b.ignored[e.Sender] && rr.vis.visible(e):
+			// An ignored user's root is returned redacted, as a client
+			// aggregating the thread itself would show it (threads_list).
+			var err error
+			if e, err = redactedCopy(e); err != nil {
+				return false, err
+			}
+		case !keep(e):
+			return false, nil
 		}
-		more = before > 0 && len(rest) > 0
+		roots = append(roots, e)
+		return true, nil
+	})
+	if err != nil {
+		return err
+	}
+	more, err := p.more(ctx, pos, 0, done, len(roots) == limit)
+	if err != nil {
+		return err
 	}
 	chunk, err := rr.render(ctx, roots)
 	if err != nil {
@@ -331,9 +295,35 @@ func (s *Sync) ServeThreads(w http.ResponseWriter, r *http.Request) error {
 		resp.Chunk = []json.RawMessage{}
 	}
 	if more {
-		resp.NextBatch = cur.With(streams.PDU, before).String()
+		resp.NextBatch = cur.With(streams.PDU, pos).String()
 	}
 	return httputil.JSON(w, resp)
+}
+
+// threadRoots reads a page of the room's threads with their root events.
+func (s *Sync) threadRoots(ctx context.Context, rr *roomReader, q storage.RoomThreadsQuery) ([]threadRoot, error) {
+	page, err := s.db.Relations.RoomThreads(ctx, rr.b.q, q)
+	if err != nil {
+		return nil, err
+	}
+	ids := make([]string, len(page))
+	for i, t := range page {
+		ids[i] = t.Root
+	}
+	evs, err := s.db.Events.SelectByIDs(ctx, rr.b.q, ids)
+	if err != nil {
+		return nil, err
+	}
+	byID := make(map[string]storage.Event, len(evs))
+	for _, e := range evs {
+		byID[e.EventID] = e
+	}
+	out := make([]threadRoot, len(page))
+	for i, t := range page {
+		e, ok := byID[t.Root]
+		out[i] = threadRoot{latest: t.LatestPos, root: e, found: ok}
+	}
+	return out, nil
 }
 
 // redactedCopy is e as the redaction algorithm of its room version leaves it.

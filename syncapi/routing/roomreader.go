@@ -79,59 +79,132 @@ func (rr *roomReader) keep(f RoomEventFilter) func(storage.Event) bool {
 // filtered-out events are not read twice) and whether it reached bound.
 // Runs of events the user may not see are skipped without reading them.
 func (rr *roomReader) page(ctx context.Context, from, bound streams.Position, forward bool, limit int, keep func(storage.Event) bool) ([]storage.Event, streams.Position, bool, error) {
+	p := pager[storage.Event]{
+		forward: forward,
+		read: func(ctx context.Context, from, bound streams.Position, n int) ([]storage.Event, error) {
+			if forward {
+				return rr.b.db.Events.Range(ctx, rr.b.q, rr.roomID, from, bound, true, n)
+			}
+			return rr.b.db.Events.Range(ctx, rr.b.q, rr.roomID, bound, from, false, n)
+		},
+		pos:    eventPos,
+		hidden: rr.vis.hiddenRun,
+	}
+	return collect(ctx, p, from, bound, limit, keep)
+}
+
+// collect pages through events with p and returns those that pass keep,
+// with what p.page returns.
+func collect(ctx context.Context, p pager[storage.Event], from, bound streams.Position, limit int, keep func(storage.Event) bool) ([]storage.Event, streams.Position, bool, error) {
 	var out []storage.Event
-	cur, scanned := from, 0
+	cur, done, err := p.page(ctx, from, bound, limit, func(e storage.Event) (bool, error) {
+		if !keep(e) {
+			return false, nil
+		}
+		out = append(out, e)
+		return true, nil
+	})
+	if err != nil {
+		return nil, 0, false, err
+	}
+	return out, cur, done, nil
+}
+
+// eventPos is an event's stream position, the order the room's events
+// and an event's children are read in.
+func eventPos(e storage.Event) streams.Position { return e.Position }
+
+// pager pages through one of a room's lists in stream order: its events
+// (/messages, /context), an event's children (/relations), its threads
+// (/threads). Every paged read of a room goes through it, so tokens,
+// bounds and the maxScanned cut mean the same on every endpoint.
+type pager[T any] struct {
+	forward bool
+	// read returns at most n entries after from up to bound (from
+	// excluded, bound included) going forward, at from down to bound
+	// (from included, bound excluded) going backward, in reading order.
+	read func(ctx context.Context, from, bound streams.Position, n int) ([]T, error)
+	// pos is the position of an entry in the list's order.
+	pos func(T) streams.Position
+	// hidden, if set, is visibility.hiddenRun: the list holds only
+	// events at their own positions, so runs the user may not see can be
+	// skipped unread.
+	hidden func(streams.Position) (lo, hi streams.Position, hidden bool)
+}
+
+// page reads from from towards bound, offering each entry to take, until
+// take has kept limit of them, maxScanned were read, or bound is reached.
+// It returns the position reached (the token for the next page: entries
+// not kept are not read twice) and whether it is bound.
+func (p pager[T]) page(ctx context.Context, from, bound streams.Position, limit int, take func(T) (bool, error)) (streams.Position, bool, error) {
+	cur, kept, scanned := from, 0, 0
 	atBound := func() bool {
-		if forward {
+		if p.forward {
 			return cur >= bound
 		}
 		return cur <= bound
 	}
-	for !atBound() && len(out) < limit && scanned < maxScanned {
-		// The next candidate is cur+1 going forward, cur going backward.
-		next := cur
-		if forward {
-			next = cur + 1
-		}
-		if lo, hi, hidden := rr.vis.hiddenRun(next); hidden {
-			if forward {
-				cur = min(hi-1, bound)
-			} else {
-				cur = max(lo, bound)
+	for !atBound() && kept < limit && scanned < maxScanned {
+		if p.hidden != nil {
+			// The next candidate is cur+1 going forward, cur going backward.
+			next := cur
+			if p.forward {
+				next = cur + 1
 			}
-			continue
+			if lo, hi, hidden := p.hidden(next); hidden {
+				if p.forward {
+					cur = min(hi-1, bound)
+				} else {
+					cur = max(lo, bound)
+				}
+				continue
+			}
 		}
-		var evs []storage.Event
-		var err error
-		if forward {
-			evs, err = rr.b.db.Events.Range(ctx, rr.b.q, rr.roomID, cur, bound, true, scanBatch)
-		} else {
-			evs, err = rr.b.db.Events.Range(ctx, rr.b.q, rr.roomID, bound, cur, false, scanBatch)
-		}
+		entries, err := p.read(ctx, cur, bound, scanBatch)
 		if err != nil {
-			return nil, 0, false, err
+			return 0, false, err
 		}
 		consumed := 0
-		for _, e := range evs {
+		for _, e := range entries {
 			scanned++
 			consumed++
-			cur = e.Position
-			if !forward {
-				cur = e.Position - 1
+			cur = p.pos(e)
+			if !p.forward {
+				cur--
 			}
-			if keep(e) {
-				out = append(out, e)
-				if len(out) == limit {
+			ok, err := take(e)
+			if err != nil {
+				return 0, false, err
+			}
+			if ok {
+				if kept++; kept == limit {
 					break
 				}
 			}
 		}
-		if len(evs) < scanBatch && consumed == len(evs) {
+		if len(entries) < scanBatch && consumed == len(entries) {
 			// A short read is all there was up to the bound.
 			cur = bound
 		}
 	}
-	return out, cur, atBound(), nil
+	return cur, atBound(), nil
+}
+
+// more reports whether entries are left after a page that ended at cur,
+// at bound (done) or not, with limit entries kept (full) or not: a page
+// cut short by maxScanned leaves some, a full one only if an entry is
+// left before bound (so next_batch is not given for an empty page). The
+// entry found may be one the user is not given; the next page is then
+// empty, as the spec allows.
+func (p pager[T]) more(ctx context.Context, cur, bound streams.Position, done, full bool) (bool, error) {
+	if done || !full {
+		return !done, nil
+	}
+	rest, err := p.read(ctx, cur, bound, 1)
+	if err != nil {
+		return false, err
+	}
+	return len(rest) > 0, nil
 }
 
 // render formats events in the client format with their room_id, as

@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"net/http"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -127,7 +126,7 @@ func (s *Sync) device(r *http.Request) (userapi.Device, error) {
 	if err != nil {
 		return userapi.Device{}, err
 	}
-	if dev.Device.AccountType == userapi.AccountGuest && !guestAllowed(r.Pattern) {
+	if dev.Device.AccountType == userapi.AccountGuest && !httputil.GuestAllowed(r.Pattern) {
 		return userapi.Device{}, apierr.New(apierr.CodeGuestAccessForbided, "guests cannot use this endpoint")
 	}
 	return dev.Device, nil
@@ -145,20 +144,6 @@ func (s *Sync) deviceInRoom(r *http.Request) (userapi.Device, string, error) {
 		return userapi.Device{}, "", err
 	}
 	return dev, roomID, nil
-}
-
-// guestAllowed reports whether a guest may use the route with this mux
-// pattern: of the syncapi's endpoints, the guest access module lists only
-// these (typing, receipts, read markers, presence, relations, threads,
-// search and timestamp_to_event are not among them).
-func guestAllowed(pattern string) bool {
-	_, path, _ := strings.Cut(pattern, " ")
-	for _, suffix := range []string{"/sync", "/messages", "/context/{eventId}", "/event/{eventId}"} {
-		if strings.HasSuffix(path, suffix) {
-			return true
-		}
-	}
-	return false
 }
 
 // ServeSync is GET /_matrix/client/v3/sync. Errors: M_MISSING_TOKEN and
