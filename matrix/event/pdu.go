@@ -102,7 +102,9 @@ func ParseWithID(raw []byte, v *RoomVersion, id matrix.EventID) (*PDU, error) {
 // canonical JSON (PDU.JSON) and id its ID. It skips what only re-derives
 // the stored facts, canonicalization and the reference hash, and still
 // checks the format, so a corrupt row is an error; a row whose JSON and ID
-// do not match is not detected. Use it only for the server's own storage.
+// do not match is not detected, nor an event over the size limits (it was
+// checked when stored). The event keeps raw, which the caller must not
+// modify afterwards. Use it only for the server's own storage.
 func ParseStored(raw []byte, v *RoomVersion, id matrix.EventID) (*PDU, error) {
 	if v == nil {
 		return nil, errors.New("parse stored event: nil room version")

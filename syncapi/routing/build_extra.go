@@ -156,6 +156,10 @@ func (b *builder) accountDataChanges(ctx context.Context, since streams.Position
 // tells it did not change since since at all (an entry keeps only its last
 // change). Read once per response.
 func (b *builder) accountDataSince(ctx context.Context, since streams.Position) ([]storage.AccountData, error) {
+	if b.haveAccountData && b.accountDataFrom != since {
+		// One response has one since; a caller with another reads its own.
+		return b.db.AccountData.Changed(ctx, b.q, b.dev.UserID, since, math.MaxInt64)
+	}
 	if !b.haveAccountData {
 		var ads []storage.AccountData
 		if since < b.cur.Get(streams.AccountData) {
@@ -164,7 +168,7 @@ func (b *builder) accountDataSince(ctx context.Context, since streams.Position) 
 				return nil, err
 			}
 		}
-		b.accountData, b.haveAccountData = ads, true
+		b.accountData, b.accountDataFrom, b.haveAccountData = ads, since, true
 	}
 	return b.accountData, nil
 }

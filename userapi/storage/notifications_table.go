@@ -2,6 +2,7 @@ package storage
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
 	"fmt"
 	"strconv"
@@ -88,6 +89,20 @@ func notificationsV3Schema(d sqlutil.Dialect) string {
 const notificationsFromV2 = `INSERT INTO userapi_notifications_v3 (localpart, seq, room_nid, thread_id, highlight, read, actions_nid)
 	SELECT localpart, seq, room_nid, thread_id, highlight, read, actions_nid FROM userapi_notifications WHERE TRUE
 	ON CONFLICT (localpart, seq) DO NOTHING`
+
+// notificationsRekey is push migration 3: on SQLite the table is copied
+// into notificationsV3Schema. On PostgreSQL a table with a primary key is
+// still a heap beside a B-tree, as it is with the (localpart, seq) index
+// it has, so the copy would gain nothing: it is left as it is.
+func notificationsRekey(ctx context.Context, tx *sql.Tx, d sqlutil.Dialect) error {
+	if d.Engine == sqlutil.Postgres {
+		return nil
+	}
+	return sqlutil.Exec(notificationsV3Schema, sqlutil.Static(notificationsFromV2),
+		sqlutil.Static(`DROP TABLE userapi_notifications`),
+		sqlutil.Static(`ALTER TABLE userapi_notifications_v3 RENAME TO userapi_notifications`),
+	)(ctx, tx, d)
+}
 
 // NotificationRow is a notification as /notifications lists it.
 type NotificationRow struct {

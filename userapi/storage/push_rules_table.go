@@ -33,11 +33,7 @@ var pushMigrations = []sqlutil.Migration{
 		sqlutil.Static(`ALTER TABLE userapi_notification_counts_v2 RENAME TO userapi_notification_counts`),
 		sqlutil.Static(notificationCountsThreadsIndex),
 	)},
-	{Version: 3, Name: "notifications keyed by user and sequence", Up: sqlutil.Exec(
-		notificationsV3Schema, sqlutil.Static(notificationsFromV2),
-		sqlutil.Static(`DROP TABLE userapi_notifications`),
-		sqlutil.Static(`ALTER TABLE userapi_notifications_v3 RENAME TO userapi_notifications`),
-	)},
+	{Version: 3, Name: "notifications keyed by user and sequence (SQLite)", Up: notificationsRekey},
 }
 
 // PushTables are the tables of push.
