@@ -222,6 +222,10 @@ type headMove struct {
 	// tuples are the tuple numbers it looked up or assigned, likewise
 	// (storage.StateKeysTable.Committed).
 	tuples map[storage.Tuple]int64
+	// authEvents are the state events, parsed, that the event's auth check
+	// read from the database, and the event itself when it may be an auth
+	// event of later ones, by event number (authEventCache).
+	authEvents map[int64]*event.PDU
 }
 
 // advance applies the head moves of a committed transaction, in order. A

@@ -50,6 +50,17 @@ func (r *Roomserver) HandleInput(ctx context.Context, msgs []eventlog.Msg[api.In
 	// transaction a savepoint undoes a refused one. Alone, a refusal rolls
 	// back the transaction.
 	savepoints := n > 1
+	reqs := make([]api.InputRoomEventsRequest, len(msgs))
+	for i, m := range msgs {
+		reqs[i] = m.Value.Request
+	}
+	redacting := mayRedact(reqs)
+	if redacting {
+		// A redaction rewrites a stored event: read past the cache, and
+		// empty it whatever happens to the transaction.
+		ctx = context.WithValue(ctx, authCacheOff{}, true)
+		defer r.authEvs.clear()
+	}
 	err := r.st.InTx(ctx, func(tx *sql.Tx) error {
 		answers, moves = answers[:0], moves[:0]
 		// The outputs are published inside the transaction, after the
@@ -97,6 +108,9 @@ func (r *Roomserver) HandleInput(ctx context.Context, msgs []eventlog.Msg[api.In
 		for _, m := range moves {
 			r.st.Snapshots.Committed(m.snapshots)
 			r.st.StateKeys.Committed(m.tuples)
+			if !redacting {
+				r.authEvs.put(m.authEvents)
+			}
 		}
 	case !errors.As(err, &rej):
 		// Rolled back, or perhaps committed (a failed commit may have
@@ -263,7 +277,7 @@ func (r *Roomserver) processEvent(ctx context.Context, tx *sql.Tx, v *event.Room
 	}
 
 	// Auth rules against the state before the event.
-	authEvents, tuples, err := r.authEventsFor(ctx, tx, pdu, v, before)
+	authEvents, tuples, loaded, err := r.authEventsFor(ctx, tx, pdu, v, before)
 	if err != nil {
 		return nil, headMove{}, err
 	}
@@ -397,7 +411,14 @@ func (r *Roomserver) processEvent(ctx context.Context, tx *sql.Tx, v *event.Room
 
 	move := headMove{roomID: roomID, before: room, after: storage.Room{NID: room.NID, RoomID: roomID, Version: room.Version,
 		LatestEvents: latest, SnapshotNID: currentSnapshot, Depth: depth}, latestIDs: []string{string(pdu.EventID())}, reread: isCreate,
-		snapshots: map[int64]storage.State{room.SnapshotNID: oldState, snapshot: after, currentSnapshot: current}, tuples: tuples}
+		snapshots: map[int64]storage.State{room.SnapshotNID: oldState, snapshot: after, currentSnapshot: current}, tuples: tuples,
+		authEvents: loaded}
+	if tupleNID != 0 && cachesAuth(pdu.Type()) {
+		if move.authEvents == nil {
+			move.authEvents = map[int64]*event.PDU{}
+		}
+		move.authEvents[nid] = pdu
+	}
 	for i, p := range prevs {
 		move.snapshots[p.SnapshotNID] = prevStates[i]
 	}
@@ -475,8 +496,9 @@ func (r *Roomserver) stateDelta(ctx context.Context, q *sql.Tx, roomNID int64, o
 }
 
 // authEventsFor loads the events of state that the auth rules consult for
-// pdu, and returns the tuple numbers it looked up.
-func (r *Roomserver) authEventsFor(ctx context.Context, tx *sql.Tx, pdu *event.PDU, v *event.RoomVersion, state storage.State) ([]*event.PDU, map[storage.Tuple]int64, error) {
+// pdu, and returns the tuple numbers it looked up and the events it read
+// from the database (not the cache) by event number.
+func (r *Roomserver) authEventsFor(ctx context.Context, tx *sql.Tx, pdu *event.PDU, v *event.RoomVersion, state storage.State) ([]*event.PDU, map[storage.Tuple]int64, map[int64]*event.PDU, error) {
 	needed := event.AuthEventsNeededFor(pdu)
 	// The create event is always consulted, even where (room v12) it is not an auth event.
 	tuples := []storage.Tuple{{Type: event.TypeCreate}}
@@ -485,7 +507,7 @@ func (r *Roomserver) authEventsFor(ctx context.Context, tx *sql.Tx, pdu *event.P
 	}
 	nids, err := r.st.StateKeys.Lookup(ctx, tx, tuples)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	var eventNIDs []int64
 	for _, tn := range nids {
@@ -493,19 +515,32 @@ func (r *Roomserver) authEventsFor(ctx context.Context, tx *sql.Tx, pdu *event.P
 			eventNIDs = append(eventNIDs, en)
 		}
 	}
-	rows, err := r.st.Events.SelectByNIDs(ctx, tx, eventNIDs)
-	if err != nil {
-		return nil, nil, err
+	out := make([]*event.PDU, 0, len(eventNIDs))
+	missing := eventNIDs
+	if authCacheUsable(ctx) {
+		var found map[int64]*event.PDU
+		found, missing = r.authEvs.get(eventNIDs)
+		for _, e := range found {
+			out = append(out, e)
+		}
 	}
-	out := make([]*event.PDU, 0, len(rows)+1)
+	if len(missing) == 0 {
+		return out, nids, nil, nil
+	}
+	rows, err := r.st.Events.SelectByNIDs(ctx, tx, missing)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	loaded := make(map[int64]*event.PDU, len(rows))
 	for _, row := range rows {
 		e, err := event.ParseStored(row.JSON, v, matrix.EventID(row.EventID))
 		if err != nil {
-			return nil, nil, fmt.Errorf("parse stored event %s: %w", row.EventID, err)
+			return nil, nil, nil, fmt.Errorf("parse stored event %s: %w", row.EventID, err)
 		}
 		out = append(out, e)
+		loaded[row.NID] = e
 	}
-	return out, nids, nil
+	return out, nids, loaded, nil
 }
 
 // resolve merges the states after several prev events. States that agree

@@ -43,13 +43,15 @@ type Roomserver struct {
 	next     atomic.Uint64
 	waiters  sync.Map // reply id → chan error
 	heads    *headCache
+	authEvs  *authEventCache
 }
 
 // New returns the roomserver implementation.
 func New(st *storage.Storage, log eventlog.Log, logger *slog.Logger, auth AuthChecker) *Roomserver {
 	var b [6]byte
 	_, _ = rand.Read(b[:])
-	return &Roomserver{st: st, log: log, logger: logger, auth: auth, instance: hex.EncodeToString(b[:]), heads: newHeadCache()}
+	return &Roomserver{st: st, log: log, logger: logger, auth: auth, instance: hex.EncodeToString(b[:]), heads: newHeadCache(),
+		authEvs: newAuthEventCache()}
 }
 
 var _ api.API = (*Roomserver)(nil)

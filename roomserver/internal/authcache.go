@@ -1,0 +1,110 @@
+package internal
+
+import (
+	"bytes"
+	"context"
+	"sync"
+
+	"github.com/axon-hs/axon/matrix/event"
+	"github.com/axon-hs/axon/roomserver/api"
+)
+
+// authEventCache keeps parsed state events by event number for the auth
+// checks of input: every message is checked against the same few events
+// (create, power levels, the sender's membership), which were read and
+// parsed again for each one.
+//
+// A stored event changes only when a redaction rewrites its JSON. An input
+// call holding a redaction reads past the cache and empties it afterwards
+// (whatever its outcome); other calls cannot see that room's events change
+// meanwhile, since a room's input is handled one call at a time. Entries
+// come only from transactions that committed (headMove.authEvents), so a
+// number SQLite hands out again after a rollback is never cached.
+type authEventCache struct {
+	mu   sync.Mutex
+	m    map[int64]*event.PDU
+	used int // bytes of JSON held
+	max  int
+}
+
+const maxAuthCacheBytes = 16 << 20
+
+func newAuthEventCache() *authEventCache {
+	return &authEventCache{m: map[int64]*event.PDU{}, max: maxAuthCacheBytes}
+}
+
+// get returns the cached events of nids and the numbers it lacks.
+func (c *authEventCache) get(nids []int64) (map[int64]*event.PDU, []int64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	found := make(map[int64]*event.PDU, len(nids))
+	var missing []int64
+	for _, n := range nids {
+		if e, ok := c.m[n]; ok {
+			found[n] = e
+		} else {
+			missing = append(missing, n)
+		}
+	}
+	return found, missing
+}
+
+// put records committed events. When full, arbitrary entries are dropped
+// until it is three quarters full.
+func (c *authEventCache) put(evs map[int64]*event.PDU) {
+	if len(evs) == 0 {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for n, e := range evs {
+		if old, ok := c.m[n]; ok {
+			c.used -= len(old.JSON())
+		}
+		c.m[n] = e
+		c.used += len(e.JSON())
+	}
+	for n, e := range c.m {
+		if c.used <= c.max {
+			break
+		}
+		delete(c.m, n)
+		c.used -= len(e.JSON())
+	}
+}
+
+func (c *authEventCache) clear() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	clear(c.m)
+	c.used = 0
+}
+
+// authCacheOff marks the context of an input call that may redact: its
+// auth events are read from the database.
+type authCacheOff struct{}
+
+func authCacheUsable(ctx context.Context) bool { return ctx.Value(authCacheOff{}) == nil }
+
+// mayRedact reports whether any event of the messages could be a
+// redaction (a cheap check: false positives only skip the cache).
+func mayRedact(reqs []api.InputRoomEventsRequest) bool {
+	for _, req := range reqs {
+		for _, e := range req.Events {
+			if bytes.Contains(e.Event, []byte(event.TypeRedaction)) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// cachesAuth reports whether an accepted state event of this type may be
+// an auth event of later ones.
+func cachesAuth(typ string) bool {
+	switch typ {
+	case event.TypeCreate, event.TypePowerLevels, event.TypeJoinRules, event.TypeMember, event.TypeThirdPartyInvite:
+		return true
+	}
+	return false
+}
