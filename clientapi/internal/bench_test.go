@@ -2,16 +2,12 @@ package internal
 
 import (
 	"fmt"
-	"log/slog"
 	"testing"
 
-	"github.com/axon-hs/axon/internal/eventlog"
 	"github.com/axon-hs/axon/internal/sqlutil"
 	"github.com/axon-hs/axon/internal/sqlutil/storagetest"
 	"github.com/axon-hs/axon/matrix"
 	"github.com/axon-hs/axon/matrix/event"
-	"github.com/axon-hs/axon/matrix/signing"
-	"github.com/axon-hs/axon/roomserver"
 )
 
 // BenchmarkSendMessage is a client's send below the HTTP layer, in a room
@@ -21,32 +17,9 @@ import (
 func BenchmarkSendMessage(b *testing.B) {
 	storagetest.EachBench(b, func(b *testing.B, db *sqlutil.DB) {
 		ctx := b.Context()
-		log := slog.New(slog.DiscardHandler)
-		l, err := eventlog.OpenJetStream(ctx, eventlog.JetStreamConfig{DataDir: b.TempDir()}, log)
-		if err != nil {
-			b.Fatal(err)
-		}
-		b.Cleanup(func() { l.Close() })
-		comp, err := roomserver.New(ctx, roomserver.Deps{Log: log, DB: db, EventLog: l})
-		if err != nil {
-			b.Fatal(err)
-		}
-		b.Cleanup(comp.Close)
-		key, err := signing.GenerateKey(signing.NewKeyID())
-		if err != nil {
-			b.Fatal(err)
-		}
 		const origin = matrix.ServerName("bench.test")
-		builder := &Builder{ServerName: origin, Key: key, RS: comp.API()}
-		v, _ := event.Version(event.DefaultRoomVersion)
-		alice := matrix.UserID("@alice:" + origin)
-		chain := builder.NewChain(v, "")
-		steps := []event.Proto{
-			{Type: event.TypeCreate, StateKey: new(""), Sender: alice, Content: map[string]any{"room_version": v.ID}},
-			{Type: event.TypeMember, StateKey: new(string(alice)), Sender: alice, Content: map[string]any{"membership": "join"}},
-			{Type: event.TypePowerLevels, StateKey: new(""), Sender: alice, Content: map[string]any{}},
-			{Type: event.TypeJoinRules, StateKey: new(""), Sender: alice, Content: map[string]any{"join_rule": "public"}},
-		}
+		builder, comp, chain, alice := newRoomserverBuilder(b, db, origin)
+		var steps []event.Proto
 		for i := range 19 {
 			u := fmt.Sprintf("@u%d:%s", i, origin)
 			steps = append(steps, event.Proto{Type: event.TypeMember, StateKey: new(u), Sender: matrix.UserID(u),

@@ -2,18 +2,14 @@ package internal
 
 import (
 	"fmt"
-	"log/slog"
 	"slices"
 	"testing"
 
 	"github.com/axon-hs/axon/internal/apierr"
-	"github.com/axon-hs/axon/internal/eventlog"
 	"github.com/axon-hs/axon/internal/sqlutil"
 	"github.com/axon-hs/axon/internal/sqlutil/storagetest"
 	"github.com/axon-hs/axon/matrix"
 	"github.com/axon-hs/axon/matrix/event"
-	"github.com/axon-hs/axon/matrix/signing"
-	"github.com/axon-hs/axon/roomserver"
 )
 
 // TestBuildOnCommittedHead: against a real roomserver (whose answers to
@@ -23,36 +19,9 @@ import (
 func TestBuildOnCommittedHead(t *testing.T) {
 	storagetest.Each(t, func(t *testing.T, db *sqlutil.DB) {
 		ctx := t.Context()
-		log := slog.New(slog.DiscardHandler)
-		l, err := eventlog.OpenJetStream(ctx, eventlog.JetStreamConfig{DataDir: t.TempDir()}, log)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { l.Close() })
-		comp, err := roomserver.New(ctx, roomserver.Deps{Log: log, DB: db, EventLog: l})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(comp.Close)
-		key, err := signing.GenerateKey(signing.NewKeyID())
-		if err != nil {
-			t.Fatal(err)
-		}
 		const origin = matrix.ServerName("build.test")
-		b := &Builder{ServerName: origin, Key: key, RS: comp.API()}
-		v, _ := event.Version(event.DefaultRoomVersion)
-		alice, bob := matrix.UserID("@alice:"+origin), matrix.UserID("@bob:"+origin)
-		chain := b.NewChain(v, "")
-		for _, p := range []event.Proto{
-			{Type: event.TypeCreate, StateKey: new(""), Sender: alice, Content: map[string]any{"room_version": v.ID}},
-			{Type: event.TypeMember, StateKey: new(string(alice)), Sender: alice, Content: map[string]any{"membership": "join"}},
-			{Type: event.TypePowerLevels, StateKey: new(""), Sender: alice, Content: map[string]any{}},
-			{Type: event.TypeJoinRules, StateKey: new(""), Sender: alice, Content: map[string]any{"join_rule": "public"}},
-		} {
-			if _, err := chain.Add(p); err != nil {
-				t.Fatal(err)
-			}
-		}
+		b, comp, chain, alice := newRoomserverBuilder(t, db, origin)
+		bob := matrix.UserID("@bob:" + origin)
 		if _, err := comp.API().InputRoomEvents(ctx, chain.Input()); err != nil {
 			t.Fatal(err)
 		}
