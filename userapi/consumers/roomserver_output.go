@@ -225,9 +225,22 @@ func (c *RoomServerOutput) HandleBatch(ctx context.Context, msgs []eventlog.Msg[
 	}()
 	var counts []roomCounts
 	err := c.st.DB.InTx(ctx, func(tx *sql.Tx) error {
+		// Every event is recorded as handled at once; the ones recorded
+		// before (a redelivery) write nothing else.
+		evs := make([]storage.PushEvent, len(items))
+		for i, it := range items {
+			evs[i] = storage.PushEvent{EventID: it.ev.EventID, RoomID: it.ev.RoomID, Seq: it.seq}
+			if len(it.notifs) > 0 {
+				evs[i].Event = it.ev.Event
+			}
+		}
+		fresh, err := c.st.Push.Events.InsertMany(ctx, tx, evs)
+		if err != nil {
+			return err
+		}
 		for i := range items {
 			it := &items[i]
-			it.fresh = false // InTx may run this again
+			it.fresh = fresh[it.ev.EventID] // InTx may run this again
 			if err := c.store(ctx, tx, it); err != nil {
 				return err
 			}
@@ -237,7 +250,6 @@ func (c *RoomServerOutput) HandleBatch(ctx context.Context, msgs []eventlog.Msg[
 				}
 			}
 		}
-		var err error
 		counts, err = c.storeCounts(ctx, tx, items)
 		return err
 	})
@@ -419,18 +431,10 @@ func (c *RoomServerOutput) prepare(ctx context.Context, m eventlog.Msg[rsapi.Out
 	return it, nil
 }
 
-// store records an event as handled and, the first time, writes its
-// notifications (the counts are storeCounts' work, per batch).
+// store writes the notifications of an event recorded now (it.fresh;
+// the counts are storeCounts' work, per batch).
 func (c *RoomServerOutput) store(ctx context.Context, tx *sql.Tx, it *pushItem) error {
-	stored := []byte(nil)
-	if len(it.notifs) > 0 {
-		stored = it.ev.Event
-	}
-	var err error
-	if it.fresh, err = c.st.Push.Events.Insert(ctx, tx, it.ev.EventID, it.ev.RoomID, it.seq, stored); err != nil || !it.fresh {
-		return err
-	}
-	if len(it.notifs) == 0 {
+	if !it.fresh || len(it.notifs) == 0 {
 		return nil
 	}
 	return c.st.Push.Notifs.InsertBatch(ctx, tx, it.seq, it.roomNID, it.thread, it.notifs)

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/axon-hs/axon/internal/sqlutil"
 )
@@ -39,6 +40,57 @@ func (PushEventsTable) Insert(ctx context.Context, q sqlutil.Querier, eventID, r
 		return false, fmt.Errorf("record push event %s: rows affected: %w", eventID, err)
 	}
 	return n == 1, nil
+}
+
+// PushEvent is a row for InsertMany.
+type PushEvent struct {
+	EventID, RoomID string
+	Seq             int64
+	Event           []byte // nil when it notified nobody
+}
+
+// pushEventsPerStatement bounds the rows of one InsertMany statement (four
+// parameters each: the driver's cost of binding grows with the square of
+// their number).
+const pushEventsPerStatement = 64
+
+// InsertMany records events as handled, in statements of many rows, and
+// returns the ids of those recorded now (not before).
+func (PushEventsTable) InsertMany(ctx context.Context, q sqlutil.Querier, evs []PushEvent) (map[string]bool, error) {
+	fresh := make(map[string]bool, len(evs))
+	for len(evs) > 0 {
+		n := min(len(evs), pushEventsPerStatement)
+		var b strings.Builder
+		b.WriteString(`INSERT INTO userapi_push_events (event_id, room_id, seq, event) VALUES `)
+		args := make([]any, 0, 4*n)
+		for i, e := range evs[:n] {
+			if i > 0 {
+				b.WriteString(", ")
+			}
+			k := len(args)
+			fmt.Fprintf(&b, "($%d, $%d, $%d, $%d)", k+1, k+2, k+3, k+4)
+			args = append(args, e.EventID, e.RoomID, e.Seq, string(e.Event)) // '' when nil
+		}
+		b.WriteString(` ON CONFLICT (event_id) DO NOTHING RETURNING event_id`)
+		rows, err := q.QueryContext(ctx, b.String(), args...)
+		if err != nil {
+			return nil, fmt.Errorf("record %d push events: %w", n, err)
+		}
+		for rows.Next() {
+			var id string
+			if err := rows.Scan(&id); err != nil {
+				rows.Close()
+				return nil, fmt.Errorf("record %d push events: %w", n, err)
+			}
+			fresh[id] = true
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, fmt.Errorf("record %d push events: %w", n, err)
+		}
+		evs = evs[n:]
+	}
+	return fresh, nil
 }
 
 // SelectSeq returns the stream sequence of a handled event, or an error

@@ -3,6 +3,7 @@ package storage
 import (
 	"database/sql"
 	"errors"
+	"fmt"
 	"slices"
 	"testing"
 
@@ -173,6 +174,48 @@ func TestPushNIDs(t *testing.T) {
 		n3, err3 := st.Push.Actions.NID(ctx, db, `["notify",{"set_tweak":"highlight"}]`)
 		if err := errors.Join(err1, err2, err3); err != nil || n1 != n2 || n3 == n1 {
 			t.Fatalf("actions numbered %d, %d, %d (%v); want the first two equal and the third different", n1, n2, n3, err)
+		}
+	})
+}
+
+// TestPushEventsInsertMany: the ids recorded now are returned, not those
+// recorded before or repeated; more rows than one statement takes are
+// split; an event that notified nobody keeps no JSON.
+func TestPushEventsInsertMany(t *testing.T) {
+	storagetest.Each(t, func(t *testing.T, db *sqlutil.DB) {
+		ctx := t.Context()
+		st := open(t, db)
+		if _, err := st.Push.Events.Insert(ctx, db, "$old", "!r:x", 1, []byte(`{"a":1}`)); err != nil {
+			t.Fatal(err)
+		}
+		evs := []PushEvent{{EventID: "$old", RoomID: "!r:x", Seq: 1}}
+		for i := range pushEventsPerStatement + 10 {
+			e := PushEvent{EventID: fmt.Sprintf("$e%d", i), RoomID: "!r:x", Seq: int64(10 + i)}
+			if i%2 == 0 {
+				e.Event = []byte(fmt.Sprintf(`{"n":%d}`, i))
+			}
+			evs = append(evs, e)
+		}
+		var fresh map[string]bool
+		err := db.InTx(ctx, func(tx *sql.Tx) (err error) {
+			fresh, err = st.Push.Events.InsertMany(ctx, tx, evs)
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(fresh) != pushEventsPerStatement+10 || fresh["$old"] || !fresh["$e0"] || !fresh[fmt.Sprintf("$e%d", pushEventsPerStatement+9)] {
+			t.Fatalf("fresh = %d ids (old: %v), want the %d new ones", len(fresh), fresh["$old"], pushEventsPerStatement+10)
+		}
+		for _, e := range evs[1:4] {
+			seq, err := st.Push.Events.SelectSeq(ctx, db.Reader(), e.EventID)
+			if err != nil || seq != e.Seq {
+				t.Errorf("SelectSeq(%s) = %d, %v; want %d", e.EventID, seq, err, e.Seq)
+			}
+		}
+		again, err := st.Push.Events.InsertMany(ctx, db, evs[:3])
+		if err != nil || len(again) != 0 {
+			t.Errorf("InsertMany again = %v, %v; want nothing fresh", again, err)
 		}
 	})
 }
