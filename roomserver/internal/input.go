@@ -289,18 +289,14 @@ func (r *Roomserver) processEvent(ctx context.Context, tx *sql.Tx, v *event.Room
 	if err != nil {
 		return nil, headMove{}, err
 	}
-	var rejectReason string
 	if r.auth != nil {
 		if err := r.auth(pdu, authEvents); err != nil {
-			rejectReason = err.Error()
+			// Refused before anything of it is written (but a create's room
+			// row, or a (type, state_key) number that state resolution gave
+			// a new key, which is harmless to keep): storeUnit needs no
+			// savepoint for one other event.
+			return nil, headMove{}, reject("%s", err.Error())
 		}
-	}
-	if rejectReason != "" {
-		// Refused before anything of it is written (but a create's room
-		// row, or a (type, state_key) number that state resolution gave a
-		// new key, which is harmless to keep): storeUnit needs no savepoint
-		// for one other event.
-		return nil, headMove{}, reject("%s", rejectReason)
 	}
 
 	var tupleNID int64
@@ -312,7 +308,7 @@ func (r *Roomserver) processEvent(ctx context.Context, tx *sql.Tx, v *event.Room
 		tuples[tu] = tupleNID
 	}
 	row := storage.Event{RoomNID: room.NID, EventID: string(pdu.EventID()), TupleNID: tupleNID, Depth: pdu.Depth(),
-		JSON: pdu.JSON(), Rejected: rejectReason != ""}
+		JSON: pdu.JSON()}
 
 	// The state after the event, stored as a snapshot only when it changed.
 	// A message event does not change it, so its snapshot is known before
@@ -324,7 +320,7 @@ func (r *Roomserver) processEvent(ctx context.Context, tx *sql.Tx, v *event.Room
 	}
 	after := before
 	snapshot := parentSnapshot
-	if tupleNID == 0 && rejectReason == "" {
+	if tupleNID == 0 {
 		if snapshot == 0 {
 			if snapshot, err = r.st.Snapshots.Insert(ctx, tx, room.NID, 0, nil, after); err != nil {
 				return nil, headMove{}, err
@@ -332,7 +328,7 @@ func (r *Roomserver) processEvent(ctx context.Context, tx *sql.Tx, v *event.Room
 		}
 		row.SnapshotNID = snapshot
 	}
-	nid, inserted, err := r.st.Events.Insert(ctx, tx, row, rejectReason)
+	nid, inserted, err := r.st.Events.Insert(ctx, tx, row, "")
 	if err != nil {
 		return nil, headMove{}, err
 	}
