@@ -88,7 +88,8 @@ func (rt *Routes) redact(w http.ResponseWriter, r *http.Request, dev userapi.Dev
 	}
 	req := internal.SingleInput(red, v)
 	req.Events[0].TxnID = &txn // recorded with the event by the roomserver
-	if _, err := rt.rs.InputRoomEvents(ctx, req); err != nil {
+	res, err := rt.rs.InputRoomEvents(ctx, req)
+	if err != nil {
 		return err
 	}
 	if orig.Type() == typeGuestAccess && orig.StateKeyEquals("") {
@@ -96,7 +97,7 @@ func (rt *Routes) redact(w http.ResponseWriter, r *http.Request, dev userapi.Dev
 		// removeGuests checks what the current state says now.
 		rt.removeGuests(ctx, roomID)
 	}
-	return httputil.JSON(w, map[string]json.RawMessage{"event_id": mustJSON(string(red.EventID()))})
+	return httputil.JSON(w, map[string]json.RawMessage{"event_id": mustJSON(txnEvent(res, string(red.EventID())))})
 }
 
 func mustJSON(s string) json.RawMessage {

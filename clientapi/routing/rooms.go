@@ -309,10 +309,21 @@ func (rt *Routes) send(w http.ResponseWriter, r *http.Request, dev userapi.Devic
 	}
 	req := internal.SingleInput(e, v)
 	req.Events[0].TxnID = &txn // recorded with the event by the roomserver
-	if _, err := rt.rs.InputRoomEvents(ctx, req); err != nil {
+	res, err := rt.rs.InputRoomEvents(ctx, req)
+	if err != nil {
 		return err
 	}
-	return httputil.JSON(w, map[string]string{"event_id": string(e.EventID())})
+	return httputil.JSON(w, map[string]string{"event_id": txnEvent(res, string(e.EventID()))})
+}
+
+// txnEvent is the event a send made: the submitted one, or the one an
+// earlier request of the same transaction made when the roomserver had
+// recorded it first (a retry built before that event was stored).
+func txnEvent(res rsapi.InputRoomEventsResponse, submitted string) string {
+	if id, ok := res.TxnEvents[submitted]; ok {
+		return id
+	}
+	return submitted
 }
 
 // startTxn serialises the requests of one client transaction in this

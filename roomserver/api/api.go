@@ -127,7 +127,13 @@ type InputRoomEventsRequest struct {
 	// on its own and the events before a rejected one stay.
 	Atomic bool `json:"atomic,omitempty"`
 }
-type InputRoomEventsResponse struct{}
+type InputRoomEventsResponse struct {
+	// TxnEvents maps a submitted event whose client transaction id (with a
+	// scope) was already recorded for another event to that event's id:
+	// the submitted one was not stored. A retried request built before the
+	// first one's event was stored ends here.
+	TxnEvents map[string]string `json:"txn_events,omitempty"`
+}
 
 // StateKeyTuple names one piece of state.
 type StateKeyTuple struct {

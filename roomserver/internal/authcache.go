@@ -1,7 +1,6 @@
 package internal
 
 import (
-	"bytes"
 	"context"
 	"sync"
 
@@ -87,11 +86,11 @@ type authCacheOff struct{}
 func authCacheUsable(ctx context.Context) bool { return ctx.Value(authCacheOff{}) == nil }
 
 // mayRedact reports whether any event of the messages could be a
-// redaction (a cheap check: false positives only skip the cache).
+// redaction: one that says so, or whose type cannot be read here.
 func mayRedact(reqs []api.InputRoomEventsRequest) bool {
 	for _, req := range reqs {
 		for _, e := range req.Events {
-			if bytes.Contains(e.Event, []byte(event.TypeRedaction)) {
+			if typ, ok := inputType(e); !ok || typ == event.TypeRedaction {
 				return true
 			}
 		}

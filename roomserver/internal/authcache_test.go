@@ -8,6 +8,7 @@ import (
 	"github.com/axon-hs/axon/internal/sqlutil/storagetest"
 	"github.com/axon-hs/axon/matrix"
 	"github.com/axon-hs/axon/matrix/event"
+	"github.com/axon-hs/axon/roomserver/api"
 )
 
 // checkAuthCache fails unless every cached auth event is its stored row.
@@ -95,4 +96,26 @@ func TestAuthEventCache(t *testing.T) {
 			t.Fatalf("%d cached auth events after the next message, want at least 3", n)
 		}
 	})
+}
+
+// TestMayRedact: the type is read as JSON, escapes included; an event whose
+// type cannot be read counts as a possible redaction.
+func TestMayRedact(t *testing.T) {
+	in := func(raw string) []api.InputRoomEventsRequest {
+		return []api.InputRoomEventsRequest{{Events: []api.InputEvent{{Event: []byte(raw)}}}}
+	}
+	for raw, want := range map[string]bool{
+		`{"type":"m.room.message","content":{"body":"m.room.redaction"}}`: false,
+		`{"type":"m.room.redaction"}`:                                     true,
+		`{"type":"m.room.redac\u0074ion"}`:                                true,
+		`{"content":{}}`:                                                  true,
+		`not json`:                                                        true,
+	} {
+		if got := mayRedact(in(raw)); got != want {
+			t.Errorf("mayRedact(%s) = %v, want %v", raw, got, want)
+		}
+	}
+	if typ, ok := inputType(api.InputEvent{Event: []byte(`{"type":"m.room.cr\u0065ate"}`)}); !ok || typ != event.TypeCreate {
+		t.Errorf("inputType of an escaped create = %q, %v", typ, ok)
+	}
 }

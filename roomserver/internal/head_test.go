@@ -243,29 +243,37 @@ func (h *testRoom) request(evs ...*event.PDU) api.InputRoomEventsRequest {
 // handle runs the requests as one input batch and returns the first error:
 // HandleInput's, or a request's refusal.
 func (h *testRoom) handle(reqs ...api.InputRoomEventsRequest) error {
+	_, err := h.handleResults(reqs...)
+	return err
+}
+
+// handleResults is handle that also returns each request's answer.
+func (h *testRoom) handleResults(reqs ...api.InputRoomEventsRequest) ([]inputResult, error) {
 	msgs := make([]eventlog.Msg[api.InputMessage], len(reqs))
-	chans := make([]chan error, len(reqs))
+	chans := make([]chan inputResult, len(reqs))
 	for i, req := range reqs {
 		id := fmt.Sprintf("%s-%d", h.t.Name(), h.r.next.Add(1))
-		chans[i] = make(chan error, 1)
+		chans[i] = make(chan inputResult, 1)
 		h.r.waiters.Store(id, chans[i])
 		defer h.r.waiters.Delete(id)
 		msgs[i] = eventlog.Msg[api.InputMessage]{Value: api.InputMessage{Request: req, ReplyTo: id}}
 	}
 	if err := h.r.HandleInput(h.t.Context(), msgs); err != nil {
-		return err
+		return nil, err
 	}
-	for _, ch := range chans {
+	out := make([]inputResult, len(chans))
+	for i, ch := range chans {
 		select {
-		case err := <-ch:
-			if err != nil {
-				return err
+		case res := <-ch:
+			if res.err != nil {
+				return nil, res.err
 			}
+			out[i] = res
 		default:
-			return errors.New("no answer")
+			return nil, errors.New("no answer")
 		}
 	}
-	return nil
+	return out, nil
 }
 
 func (h *testRoom) send(evs ...*event.PDU) error { return h.handle(h.request(evs...)) }

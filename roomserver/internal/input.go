@@ -1,9 +1,9 @@
 package internal
 
 import (
-	"bytes"
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
@@ -17,8 +17,8 @@ import (
 	"github.com/axon-hs/axon/roomserver/storage"
 )
 
-// rejection is an event the rules refuse: stored as rejected, reported to
-// the caller, never retried.
+// rejection is an event the rules refuse: not stored, reported to the
+// caller, never retried.
 type rejection struct{ err *apierr.Error }
 
 func (r rejection) Error() string { return r.err.Error() }
@@ -36,8 +36,8 @@ func reject(format string, args ...any) error { return rejection{apierr.Forbidde
 // head cache has followed it (head.go).
 func (r *Roomserver) HandleInput(ctx context.Context, msgs []eventlog.Msg[api.InputMessage]) error {
 	type answer struct {
-		to  string
-		err error
+		to string
+		inputResult
 	}
 	var answers []answer
 	var moves []headMove
@@ -73,12 +73,13 @@ func (r *Roomserver) HandleInput(ctx context.Context, msgs []eventlog.Msg[api.In
 			req := m.Value.Request
 			v, ok := event.Version(req.RoomVersion)
 			if !ok {
-				answers = append(answers, answer{m.Value.ReplyTo, apierr.New(apierr.CodeUnsupportedRoomVer, "unsupported room version %q", req.RoomVersion)})
+				answers = append(answers, answer{m.Value.ReplyTo, inputResult{err: apierr.New(apierr.CodeUnsupportedRoomVer, "unsupported room version %q", req.RoomVersion)}})
 				continue
 			}
 			var refused error
+			var txnEvents map[string]string
 			for _, evs := range units[i] {
-				unit, moved, rej, err := r.storeUnit(ctx, tx, v, req.RoomID, evs, savepoints)
+				unit, moved, replaced, rej, err := r.storeUnit(ctx, tx, v, req.RoomID, evs, savepoints)
 				if err != nil {
 					return err
 				}
@@ -92,8 +93,14 @@ func (r *Roomserver) HandleInput(ctx context.Context, msgs []eventlog.Msg[api.In
 				}
 				outs = append(outs, unit...)
 				moves = append(moves, moved...)
+				for k, v := range replaced {
+					if txnEvents == nil {
+						txnEvents = map[string]string{}
+					}
+					txnEvents[k] = v
+				}
 			}
-			answers = append(answers, answer{m.Value.ReplyTo, refused})
+			answers = append(answers, answer{m.Value.ReplyTo, inputResult{err: refused, txnEvents: txnEvents}})
 		}
 		for _, out := range outs {
 			if _, err := eventlog.Publish(ctx, r.log, api.OutputTopic, out.RoomID, out); err != nil {
@@ -125,14 +132,14 @@ func (r *Roomserver) HandleInput(ctx context.Context, msgs []eventlog.Msg[api.In
 	}
 	if errors.As(err, &rej) {
 		// A lone unit, refused: nothing to store.
-		r.reply(msgs[0].Value.ReplyTo, rej.err)
+		r.reply(msgs[0].Value.ReplyTo, inputResult{err: rej.err})
 		return nil
 	}
 	if err != nil {
 		return err
 	}
 	for _, a := range answers {
-		r.reply(a.to, a.err)
+		r.reply(a.to, a.inputResult)
 	}
 	return nil
 }
@@ -154,28 +161,38 @@ func unitsOf(req api.InputRoomEventsRequest) [][]api.InputEvent {
 // and head moves, or the refusal of one of them. With savepoint the unit's
 // writes are undone then; without, the caller rolls back, except for a
 // unit of one event other than a create, refused before any write.
-func (r *Roomserver) storeUnit(ctx context.Context, tx *sql.Tx, v *event.RoomVersion, roomID string, evs []api.InputEvent, savepoint bool) ([]api.OutputEvent, []headMove, *apierr.Error, error) {
+func (r *Roomserver) storeUnit(ctx context.Context, tx *sql.Tx, v *event.RoomVersion, roomID string, evs []api.InputEvent, savepoint bool) ([]api.OutputEvent, []headMove, map[string]string, *apierr.Error, error) {
 	// processEvent refuses an event before writing anything of it, but for
 	// a create (the room row comes first): a unit of one other event needs
 	// no savepoint (two statements per message on PostgreSQL).
-	if savepoint && len(evs) == 1 && !bytes.Contains(evs[0].Event, []byte(event.TypeCreate)) {
+	if typ, ok := inputType(evs[0]); savepoint && len(evs) == 1 && ok && typ != event.TypeCreate {
 		savepoint = false
 	}
 	if savepoint {
 		if _, err := tx.ExecContext(ctx, `SAVEPOINT axon_input`); err != nil {
-			return nil, nil, nil, fmt.Errorf("savepoint: %w", err)
+			return nil, nil, nil, nil, fmt.Errorf("savepoint: %w", err)
 		}
 	}
 	var outs []api.OutputEvent
 	var moves []headMove
+	var replaced map[string]string
 	var rej rejection
 	for _, in := range evs {
 		out, move, err := r.processEvent(ctx, tx, v, roomID, in)
+		var dup txnRecorded
+		if errors.As(err, &dup) {
+			// Another event made this transaction: this one is not stored.
+			if replaced == nil {
+				replaced = map[string]string{}
+			}
+			replaced[dup.submitted] = dup.recorded
+			continue
+		}
 		if errors.As(err, &rej) {
 			break
 		}
 		if err != nil {
-			return nil, nil, nil, err
+			return nil, nil, nil, nil, err
 		}
 		if out != nil {
 			outs, moves = append(outs, *out), append(moves, move)
@@ -184,17 +201,37 @@ func (r *Roomserver) storeUnit(ctx context.Context, tx *sql.Tx, v *event.RoomVer
 	if savepoint {
 		if rej.err != nil {
 			if _, err := tx.ExecContext(ctx, `ROLLBACK TO SAVEPOINT axon_input`); err != nil {
-				return nil, nil, nil, fmt.Errorf("roll back to savepoint: %w", err)
+				return nil, nil, nil, nil, fmt.Errorf("roll back to savepoint: %w", err)
 			}
 		}
 		if _, err := tx.ExecContext(ctx, `RELEASE SAVEPOINT axon_input`); err != nil {
-			return nil, nil, nil, fmt.Errorf("release savepoint: %w", err)
+			return nil, nil, nil, nil, fmt.Errorf("release savepoint: %w", err)
 		}
 	}
 	if rej.err != nil {
-		return nil, nil, rej.err, nil
+		return nil, nil, nil, rej.err, nil
 	}
-	return outs, moves, nil, nil
+	return outs, moves, replaced, nil, nil
+}
+
+// txnRecorded says an event's client transaction id is recorded for
+// another event (a retried request): the event is not stored.
+type txnRecorded struct{ submitted, recorded string }
+
+func (t txnRecorded) Error() string {
+	return fmt.Sprintf("transaction of %s recorded for %s", t.submitted, t.recorded)
+}
+
+// inputType is the type of an input event as its JSON says (escapes
+// decoded); false when the JSON does not say.
+func inputType(in api.InputEvent) (string, bool) {
+	var h struct {
+		Type *string `json:"type"`
+	}
+	if json.Unmarshal(in.Event, &h) != nil || h.Type == nil {
+		return "", false
+	}
+	return *h.Type, true
 }
 
 // processEvent checks and stores one event in tx and returns the output
@@ -296,6 +333,20 @@ func (r *Roomserver) processEvent(ctx context.Context, tx *sql.Tx, v *event.Room
 			// a new key, which is harmless to keep): storeUnit needs no
 			// savepoint for one other event.
 			return nil, headMove{}, reject("%s", err.Error())
+		}
+	}
+
+	if t := in.TxnID; t != nil && t.Scope != "" {
+		// With the event, in its transaction, before anything of it is
+		// written: a retried request finds it exactly when the event exists,
+		// and one built before the first was stored is not stored twice.
+		prior, err := r.st.Txns.Record(ctx, tx, storage.Txn{UserID: t.UserID, DeviceID: t.DeviceID, Scope: t.Scope, TxnID: t.TransactionID},
+			string(pdu.EventID()))
+		if err != nil {
+			return nil, headMove{}, err
+		}
+		if prior != "" {
+			return nil, headMove{}, txnRecorded{submitted: string(pdu.EventID()), recorded: prior}
 		}
 	}
 
@@ -401,14 +452,6 @@ func (r *Roomserver) processEvent(ctx context.Context, tx *sql.Tx, v *event.Room
 	if err != nil {
 		return nil, headMove{}, err
 	}
-	if t := in.TxnID; t != nil && t.Scope != "" {
-		// With the event, in its transaction: a retried request finds it
-		// exactly when the event exists.
-		if err := r.st.Txns.Insert(ctx, tx, storage.Txn{UserID: t.UserID, DeviceID: t.DeviceID, Scope: t.Scope, TxnID: t.TransactionID},
-			string(pdu.EventID())); err != nil {
-			return nil, headMove{}, err
-		}
-	}
 	out := api.OutputEvent{RoomID: roomID, RoomVersion: v.ID, Event: pdu.JSON(), EventID: string(pdu.EventID()),
 		AddsState: adds, RemovesState: removes, TxnID: in.TxnID}
 	if pdu.Type() == event.TypeRedaction {
@@ -421,7 +464,8 @@ func (r *Roomserver) processEvent(ctx context.Context, tx *sql.Tx, v *event.Room
 		LatestEvents: latest, SnapshotNID: currentSnapshot, Depth: depth}, latestIDs: []string{string(pdu.EventID())}, reread: isCreate,
 		snapshots: map[int64]storage.State{room.SnapshotNID: oldState, snapshot: after, currentSnapshot: current}, tuples: tuples,
 		authEvents: loaded}
-	if tupleNID != 0 && cachesAuth(pdu.Type()) {
+	if tupleNID != 0 && inserted && cachesAuth(pdu.Type()) {
+		// inserted: a stored outlier processed now keeps its own row.
 		if move.authEvents == nil {
 			move.authEvents = map[int64]*event.PDU{}
 		}

@@ -41,7 +41,7 @@ type Roomserver struct {
 	auth     AuthChecker
 	instance string
 	next     atomic.Uint64
-	waiters  sync.Map // reply id → chan error
+	waiters  sync.Map // reply id → chan inputResult
 	heads    *headCache
 	authEvs  *authEventCache
 }
@@ -67,7 +67,7 @@ func (r *Roomserver) InputRoomEvents(ctx context.Context, req api.InputRoomEvent
 		return api.InputRoomEventsResponse{}, apierr.BadJSON("input needs a room id and events")
 	}
 	id := fmt.Sprintf("%s.%d", r.instance, r.next.Add(1))
-	ch := make(chan error, 1)
+	ch := make(chan inputResult, 1)
 	r.waiters.Store(id, ch)
 	defer r.waiters.Delete(id)
 	if _, err := eventlog.Publish(ctx, r.log, api.InputTopic, req.RoomID, api.InputMessage{Request: req, ReplyTo: id}); err != nil {
@@ -76,8 +76,8 @@ func (r *Roomserver) InputRoomEvents(ctx context.Context, req api.InputRoomEvent
 	timer := time.NewTimer(inputTimeout)
 	defer timer.Stop()
 	select {
-	case err := <-ch:
-		return api.InputRoomEventsResponse{}, err
+	case res := <-ch:
+		return api.InputRoomEventsResponse{TxnEvents: res.txnEvents}, res.err
 	case <-ctx.Done():
 		return api.InputRoomEventsResponse{}, ctx.Err()
 	case <-timer.C:
@@ -85,14 +85,20 @@ func (r *Roomserver) InputRoomEvents(ctx context.Context, req api.InputRoomEvent
 	}
 }
 
+// inputResult is what the input consumer answers a waiting caller.
+type inputResult struct {
+	err       error
+	txnEvents map[string]string // see api.InputRoomEventsResponse
+}
+
 // reply hands a processing result to the waiting caller, if it is here.
-func (r *Roomserver) reply(id string, err error) {
+func (r *Roomserver) reply(id string, res inputResult) {
 	if id == "" {
 		return
 	}
 	if ch, ok := r.waiters.Load(id); ok {
 		select {
-		case ch.(chan error) <- err:
+		case ch.(chan inputResult) <- res:
 		default:
 		}
 	}

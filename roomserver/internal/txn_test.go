@@ -85,3 +85,49 @@ func TestTransactionRecordedWithEvent(t *testing.T) {
 		}
 	})
 }
+
+// TestTransactionRetriedBeforeStored: a second event with a transaction id
+// already recorded (a retry built before the first event was stored, in
+// the same batch or a later one) is not stored, and the answer names the
+// recorded event; other requests of the batch go on.
+func TestTransactionRetriedBeforeStored(t *testing.T) {
+	storagetest.Each(t, func(t *testing.T, db *sqlutil.DB) {
+		r, _ := newTestRoomserver(t, db)
+		h := newTestRoom(t, r, 11)
+		alice := "@alice:" + string(testOrigin)
+		tx := api.TransactionID{UserID: alice, DeviceID: "DEV", Scope: "send:" + string(h.roomID), TransactionID: "t1"}
+		with := func(e *event.PDU) api.InputRoomEventsRequest {
+			req := h.request(e)
+			req.Events[0].TxnID = &tx
+			return req
+		}
+		first, retry := h.message(alice, "one"), h.message(alice, "one, again")
+		other := h.message(alice, "unrelated")
+		res, err := h.handleResults(with(first), with(retry), h.request(other))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(res[0].txnEvents) != 0 || res[1].txnEvents[string(retry.EventID())] != string(first.EventID()) || len(res[2].txnEvents) != 0 {
+			t.Fatalf("answers %+v, want the retry mapped to %s", res, first.EventID())
+		}
+		stored, err := r.st.Events.SelectByIDs(t.Context(), r.st.DB.Reader(), []string{string(first.EventID()), string(retry.EventID()), string(other.EventID())})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids := map[string]bool{}
+		for _, e := range stored {
+			ids[e.EventID] = true
+		}
+		if !ids[string(first.EventID())] || ids[string(retry.EventID())] || !ids[string(other.EventID())] {
+			t.Fatalf("stored %v: want the first and the unrelated event, not the retry", ids)
+		}
+		// In a later batch too.
+		late := h.message(alice, "one, once more")
+		if res, err = h.handleResults(with(late)); err != nil || res[0].txnEvents[string(late.EventID())] != string(first.EventID()) {
+			t.Fatalf("late retry: %+v, %v", res, err)
+		}
+		if got, _ := r.QueryTransaction(t.Context(), api.QueryTransactionRequest{Txn: tx}); got.EventID != string(first.EventID()) {
+			t.Fatalf("QueryTransaction = %q, want %s", got.EventID, first.EventID())
+		}
+	})
+}

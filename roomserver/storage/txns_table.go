@@ -32,15 +32,27 @@ type Txn struct {
 // TxnsTable is roomserver_txns.
 type TxnsTable struct{ d sqlutil.Dialect }
 
-// Insert records the event of t; an id recorded already keeps its first event.
-func (TxnsTable) Insert(ctx context.Context, q sqlutil.Querier, t Txn, eventID string) error {
-	_, err := q.ExecContext(ctx, `INSERT INTO roomserver_txns (user_id, device_id, scope, txn_id, event_id)
-		VALUES ($1, $2, $3, $4, $5) ON CONFLICT (user_id, device_id, scope, txn_id) DO NOTHING`,
-		t.UserID, t.DeviceID, t.Scope, t.TxnID, eventID)
-	if err != nil {
-		return fmt.Errorf("insert txn %s of %s: %w", t.TxnID, t.UserID, err)
+// Record records eventID for t unless another event is recorded for it,
+// whose id it then returns ("" when eventID is the one recorded).
+func (TxnsTable) Record(ctx context.Context, q sqlutil.Querier, t Txn, eventID string) (string, error) {
+	var id string
+	err := q.QueryRowContext(ctx, `INSERT INTO roomserver_txns (user_id, device_id, scope, txn_id, event_id)
+		VALUES ($1, $2, $3, $4, $5) ON CONFLICT (user_id, device_id, scope, txn_id) DO NOTHING RETURNING event_id`,
+		t.UserID, t.DeviceID, t.Scope, t.TxnID, eventID).Scan(&id)
+	if err == nil {
+		return "", nil
 	}
-	return nil
+	if !errors.Is(err, sql.ErrNoRows) {
+		return "", fmt.Errorf("record txn %s of %s: %w", t.TxnID, t.UserID, err)
+	}
+	if err := q.QueryRowContext(ctx, `SELECT event_id FROM roomserver_txns WHERE user_id = $1 AND device_id = $2 AND scope = $3 AND txn_id = $4`,
+		t.UserID, t.DeviceID, t.Scope, t.TxnID).Scan(&id); err != nil {
+		return "", fmt.Errorf("select txn %s of %s: %w", t.TxnID, t.UserID, err)
+	}
+	if id == eventID {
+		return "", nil
+	}
+	return id, nil
 }
 
 // Select returns the event recorded for t, "" if none.
