@@ -12,6 +12,7 @@ import (
 	"github.com/axon-hs/axon/internal/apierr"
 	"github.com/axon-hs/axon/internal/eventlog"
 	"github.com/axon-hs/axon/matrix"
+	"github.com/axon-hs/axon/matrix/canonicaljson"
 	"github.com/axon-hs/axon/matrix/event"
 	"github.com/axon-hs/axon/roomserver/api"
 	"github.com/axon-hs/axon/roomserver/storage"
@@ -223,8 +224,14 @@ func (t txnRecorded) Error() string {
 }
 
 // inputType is the type of an input event as its JSON says (escapes
-// decoded); false when the JSON does not say.
+// decoded); false when the JSON does not say. Canonical JSON, what this
+// server's own clients send, is read without decoding the whole event.
 func inputType(in api.InputEvent) (string, bool) {
+	if v, ok := canonicaljson.Lookup(in.Event, "type"); ok {
+		if s, err := canonicaljson.Unquote(v); err == nil {
+			return s, true
+		}
+	}
 	var h struct {
 		Type *string `json:"type"`
 	}
