@@ -445,34 +445,41 @@ func TestBatchUnordered(t *testing.T) {
 	})
 }
 
+// lingering subscribes a batch consumer with opts (one worker, an hour's
+// Linger) and hands it one message while it is idle, which it must handle
+// at once: were that lingered over, the test would time out. The busy
+// period starts when it returns.
+func lingering(t *testing.T, l Log, group string, opts ConsumeOptions) (*txStore, Subscription) {
+	t.Helper()
+	st := newTxStore()
+	firstDone := make(chan struct{})
+	var once sync.Once
+	h := func(_ context.Context, msgs []Msg[event]) error {
+		st.commit(msgs)
+		once.Do(func() { close(firstDone) })
+		return nil
+	}
+	opts.Ordered, opts.Parallelism, opts.Linger = true, 1, time.Hour
+	sub, err := ConsumeBatch(t.Context(), l, testTopic, group, opts, h)
+	if err != nil {
+		t.Fatalf("ConsumeBatch() = %v", err)
+	}
+	publishN(t, l, testTopic, []string{"a"}, 1)
+	select {
+	case <-firstDone:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the first message, sent while idle, was not handled")
+	}
+	return st, sub
+}
+
 // TestBatchLinger: a message arriving while the handler is idle is handled
 // at once, however long Linger is; messages arriving in a busy period are
 // gathered into one batch; and Stop does not wait out a linger.
 func TestBatchLinger(t *testing.T) {
 	eachBackend(t, func(t *testing.T, b *backend) {
 		l := b.open(t)
-		st := newTxStore()
-		firstDone := make(chan struct{})
-		var once sync.Once
-		h := func(_ context.Context, msgs []Msg[event]) error {
-			st.commit(msgs)
-			once.Do(func() { close(firstDone) })
-			return nil
-		}
-		// An hour: were the first message lingered over, the test would
-		// time out; the busy-period batch below waits for it to run out
-		// only if the messages stopped coming, which they do not before
-		// Stop.
-		sub, err := ConsumeBatch(t.Context(), l, testTopic, "linger", ConsumeOptions{Ordered: true, Parallelism: 1, Linger: time.Hour}, h)
-		if err != nil {
-			t.Fatalf("ConsumeBatch() = %v", err)
-		}
-		publishN(t, l, testTopic, []string{"a"}, 1)
-		select {
-		case <-firstDone:
-		case <-time.After(30 * time.Second):
-			t.Fatal("the first message, sent while idle, was not handled")
-		}
+		st, sub := lingering(t, l, "linger", ConsumeOptions{})
 		// Busy period: each message alone would be a batch of one without
 		// Linger; with it they wait together until Stop.
 		for i := range 5 {
@@ -502,24 +509,7 @@ func TestBatchLinger(t *testing.T) {
 func TestBatchLingerGathers(t *testing.T) {
 	eachBackend(t, func(t *testing.T, b *backend) {
 		l := b.open(t)
-		st := newTxStore()
-		firstDone := make(chan struct{})
-		var once sync.Once
-		h := func(_ context.Context, msgs []Msg[event]) error {
-			st.commit(msgs)
-			once.Do(func() { close(firstDone) })
-			return nil
-		}
-		_, err := ConsumeBatch(t.Context(), l, testTopic, "gather", ConsumeOptions{Ordered: true, Parallelism: 1, Linger: time.Hour, HandlerBatch: 5}, h)
-		if err != nil {
-			t.Fatalf("ConsumeBatch() = %v", err)
-		}
-		publishN(t, l, testTopic, []string{"a"}, 1)
-		select {
-		case <-firstDone:
-		case <-time.After(30 * time.Second):
-			t.Fatal("the first message, sent while idle, was not handled")
-		}
+		st, _ := lingering(t, l, "gather", ConsumeOptions{HandlerBatch: 5})
 		for i := range 5 {
 			if _, err := Publish(t.Context(), l, testTopic, "b", event{Key: "b", N: i}); err != nil {
 				t.Fatalf("Publish() = %v", err)
