@@ -42,7 +42,7 @@ const ConsumerGroup = "syncapi"
 // every syncing client's path, so they wait little; counts, which only
 // change a number, wait longer.
 const (
-	outputLinger = 2 * time.Millisecond
+	outputLinger = 5 * time.Millisecond
 	countsLinger = 20 * time.Millisecond
 )
 
