@@ -40,13 +40,14 @@ func (rt *Routes) redact(w http.ResponseWriter, r *http.Request, dev userapi.Dev
 		return err
 	}
 	txn := rsapi.TransactionID{UserID: dev.UserID, DeviceID: dev.DeviceID, Scope: "redact:" + string(roomID), TransactionID: r.PathValue("txnId")}
-	unlock, id, err := rt.startTxn(ctx, txn)
-	if err != nil {
+	defer rt.startTxn(txn)()
+	// Looked up first here: the checks below answer before the roomserver
+	// could, and a retry must get the first request's event even if the
+	// sender may no longer redact (redactions are rare; sends skip this).
+	if prior, err := rt.rs.QueryTransaction(ctx, rsapi.QueryTransactionRequest{Txn: txn}); err != nil {
 		return err
-	}
-	defer unlock()
-	if id != "" {
-		return httputil.JSON(w, map[string]string{"event_id": id})
+	} else if prior.EventID != "" {
+		return httputil.JSON(w, map[string]string{"event_id": prior.EventID})
 	}
 
 	if _, err := rt.knownRoom(ctx, roomID, dev.UserID); err != nil {

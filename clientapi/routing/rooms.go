@@ -291,14 +291,7 @@ func (rt *Routes) send(w http.ResponseWriter, r *http.Request, dev userapi.Devic
 		return err
 	}
 	txn := rsapi.TransactionID{UserID: dev.UserID, DeviceID: dev.DeviceID, Scope: "send:" + string(roomID), TransactionID: r.PathValue("txnId")}
-	unlock, id, err := rt.startTxn(ctx, txn)
-	if err != nil {
-		return err
-	}
-	defer unlock()
-	if id != "" {
-		return httputil.JSON(w, map[string]string{"event_id": id})
-	}
+	defer rt.startTxn(txn)()
 
 	if err := rt.checkThreadRoot(ctx, roomID, content); err != nil {
 		return err
@@ -327,18 +320,12 @@ func txnEvent(res rsapi.InputRoomEventsResponse, submitted string) string {
 }
 
 // startTxn serialises the requests of one client transaction in this
-// process and returns the event an earlier request of it made, "" if none.
-// The roomserver records the id with the event it accepts (one write, no
-// commit of the send's own), so a retry after the answer, or after a
-// restart, finds it.
-func (rt *Routes) startTxn(ctx context.Context, t rsapi.TransactionID) (unlock func(), eventID string, err error) {
-	unlock = rt.txnMu.Lock(t.UserID + "\x00" + t.DeviceID + "\x00" + t.Scope + "\x00" + t.TransactionID)
-	res, err := rt.rs.QueryTransaction(ctx, rsapi.QueryTransactionRequest{Txn: t})
-	if err != nil {
-		unlock()
-		return nil, "", err
-	}
-	return unlock, res.EventID, nil
+// process. Nothing is looked up first: the roomserver records the id with
+// the event it accepts, before checking it, and answers a later request of
+// the same transaction with the first one's event (TxnEvents), also after
+// a restart or when the sender could no longer send it.
+func (rt *Routes) startTxn(t rsapi.TransactionID) (unlock func()) {
+	return rt.txnMu.Lock(t.UserID + "\x00" + t.DeviceID + "\x00" + t.Scope + "\x00" + t.TransactionID)
 }
 
 // checkThreadRoot refuses a thread started off an event that itself relates

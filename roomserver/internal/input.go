@@ -333,27 +333,33 @@ func (r *Roomserver) processEvent(ctx context.Context, tx *sql.Tx, v *event.Room
 	if err != nil {
 		return nil, headMove{}, err
 	}
-	if r.auth != nil {
-		if err := r.auth(pdu, authEvents); err != nil {
-			// Refused before anything of it is written (but a create's room
-			// row, or a (type, state_key) number that state resolution gave
-			// a new key, which is harmless to keep): storeUnit needs no
-			// savepoint for one other event.
-			return nil, headMove{}, reject("%s", err.Error())
-		}
-	}
-
+	var txn *storage.Txn
 	if t := in.TxnID; t != nil && t.Scope != "" {
-		// With the event, in its transaction, before anything of it is
-		// written: a retried request finds it exactly when the event exists,
-		// and one built before the first was stored is not stored twice.
-		prior, err := r.st.Txns.Record(ctx, tx, storage.Txn{UserID: t.UserID, DeviceID: t.DeviceID, Scope: t.Scope, TxnID: t.TransactionID},
-			string(pdu.EventID()))
+		// Recorded before the auth check, and before anything of the event
+		// is written: a retry finds the first event exactly when it exists
+		// (even if the sender could not send it now), and one built before
+		// the first was stored is not stored twice.
+		txn = &storage.Txn{UserID: t.UserID, DeviceID: t.DeviceID, Scope: t.Scope, TxnID: t.TransactionID}
+		prior, err := r.st.Txns.Record(ctx, tx, *txn, string(pdu.EventID()))
 		if err != nil {
 			return nil, headMove{}, err
 		}
 		if prior != "" {
 			return nil, headMove{}, txnRecorded{submitted: string(pdu.EventID()), recorded: prior}
+		}
+	}
+	if r.auth != nil {
+		if err := r.auth(pdu, authEvents); err != nil {
+			// Refused before anything of it is written (but a create's room
+			// row, or a (type, state_key) number that state resolution gave
+			// a new key, which is harmless to keep): storeUnit needs no
+			// savepoint for one other event. The transaction id goes too.
+			if txn != nil {
+				if err := r.st.Txns.Delete(ctx, tx, *txn); err != nil {
+					return nil, headMove{}, err
+				}
+			}
+			return nil, headMove{}, reject("%s", err.Error())
 		}
 	}
 

@@ -5,6 +5,7 @@ import (
 
 	"github.com/axon-hs/axon/internal/sqlutil"
 	"github.com/axon-hs/axon/internal/sqlutil/storagetest"
+	"github.com/axon-hs/axon/matrix"
 	"github.com/axon-hs/axon/matrix/event"
 	"github.com/axon-hs/axon/roomserver/api"
 )
@@ -128,6 +129,52 @@ func TestTransactionRetriedBeforeStored(t *testing.T) {
 		}
 		if got, _ := r.QueryTransaction(t.Context(), api.QueryTransactionRequest{Txn: tx}); got.EventID != string(first.EventID()) {
 			t.Fatalf("QueryTransaction = %q, want %s", got.EventID, first.EventID())
+		}
+	})
+}
+
+// TestTransactionRetriedAfterLosingAccess: a retry whose sender may no
+// longer send (here: left the room) still gets the event its first request
+// made, not a refusal.
+func TestTransactionRetriedAfterLosingAccess(t *testing.T) {
+	storagetest.Each(t, func(t *testing.T, db *sqlutil.DB) {
+		r, _ := newTestRoomserver(t, db)
+		h := newTestRoom(t, r, 13)
+		bob := "@bob:" + string(testOrigin)
+		if err := h.send(h.build(event.Proto{Type: event.TypeMember, Sender: matrix.UserID(bob), StateKey: new(bob),
+			Content: map[string]any{"membership": "join"}})); err != nil {
+			t.Fatal(err)
+		}
+		tx := api.TransactionID{UserID: bob, DeviceID: "DEV", Scope: "send:" + string(h.roomID), TransactionID: "t1"}
+		first := h.message(bob, "before leaving")
+		req := h.request(first)
+		req.Events[0].TxnID = &tx
+		if err := h.handle(req); err != nil {
+			t.Fatal(err)
+		}
+		if err := h.send(h.build(event.Proto{Type: event.TypeMember, Sender: matrix.UserID(bob), StateKey: new(bob),
+			Content: map[string]any{"membership": "leave"}})); err != nil {
+			t.Fatal(err)
+		}
+		retry := h.message(bob, "before leaving")
+		req = h.request(retry)
+		req.Events[0].TxnID = &tx
+		res, err := h.handleResults(req)
+		if err != nil {
+			t.Fatalf("retry after leaving: %v, want the first event", err)
+		}
+		if res[0].txnEvents[string(retry.EventID())] != string(first.EventID()) {
+			t.Fatalf("retry answered %+v, want it mapped to %s", res[0], first.EventID())
+		}
+		// A new transaction of bob's is refused and records nothing.
+		other := api.TransactionID{UserID: bob, DeviceID: "DEV", Scope: tx.Scope, TransactionID: "t2"}
+		req = h.request(h.message(bob, "after leaving"))
+		req.Events[0].TxnID = &other
+		if err := h.handle(req); err == nil {
+			t.Fatal("a message after leaving was accepted")
+		}
+		if got, _ := r.QueryTransaction(t.Context(), api.QueryTransactionRequest{Txn: other}); got.EventID != "" {
+			t.Fatalf("a refused event left its transaction recorded: %q", got.EventID)
 		}
 	})
 }

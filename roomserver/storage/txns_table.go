@@ -55,6 +55,15 @@ func (TxnsTable) Record(ctx context.Context, q sqlutil.Querier, t Txn, eventID s
 	return id, nil
 }
 
+// Delete forgets t (its event was refused after Record).
+func (TxnsTable) Delete(ctx context.Context, q sqlutil.Querier, t Txn) error {
+	if _, err := q.ExecContext(ctx, `DELETE FROM roomserver_txns WHERE user_id = $1 AND device_id = $2 AND scope = $3 AND txn_id = $4`,
+		t.UserID, t.DeviceID, t.Scope, t.TxnID); err != nil {
+		return fmt.Errorf("delete txn %s of %s: %w", t.TxnID, t.UserID, err)
+	}
+	return nil
+}
+
 // Select returns the event recorded for t, "" if none.
 func (TxnsTable) Select(ctx context.Context, q sqlutil.Querier, t Txn) (string, error) {
 	var id string
