@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
-	"strconv"
 	"strings"
 
 	"github.com/axon-hs/axon/internal/sqlutil"
@@ -81,21 +80,9 @@ func (t OutputRoomEventsTable) InsertMany(ctx context.Context, q sqlutil.Querier
 		b.WriteString(`INSERT INTO syncapi_output_room_events
 		(position, event_id, room_id, room_version, type, sender, state_key, event_json, replaces_event_id,
 		 txn_user_id, txn_device_id, txn_id, origin_server_ts) VALUES `)
-		const cols = 13
-		args := make([]any, 0, n*cols)
-		for i, e := range evs[:n] {
-			if i > 0 {
-				b.WriteString(", ")
-			}
-			b.WriteByte('(')
-			for c := range cols {
-				if c > 0 {
-					b.WriteString(", ")
-				}
-				b.WriteByte('$')
-				b.WriteString(strconv.Itoa(i*cols + c + 1))
-			}
-			b.WriteByte(')')
+		sqlutil.AppendRows(&b, "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", n, 1)
+		args := make([]any, 0, n*13)
+		for _, e := range evs[:n] {
 			var stateKey sql.NullString
 			if e.StateKey != nil {
 				stateKey = sql.NullString{String: *e.StateKey, Valid: true}

@@ -72,12 +72,8 @@ func (t SearchTable) InsertMany(ctx context.Context, q sqlutil.Querier, rows []S
 		args := make([]any, 0, n*4)
 		if t.d.Engine == sqlutil.Postgres {
 			b.WriteString(`INSERT INTO syncapi_search (position, vec, room_id, type) VALUES `)
-			for i, r := range rows[:n] {
-				if i > 0 {
-					b.WriteString(", ")
-				}
-				k := i * 4
-				fmt.Fprintf(&b, "($%d, to_tsvector('simple', $%d), $%d, $%d)", k+1, k+2, k+3, k+4)
+			sqlutil.AppendRows(&b, "(?, to_tsvector('simple', ?), ?, ?)", n, 1)
+			for _, r := range rows[:n] {
 				args = append(args, r.Event.Position, r.Text, r.Event.RoomID, r.Event.Type)
 			}
 			b.WriteString(` ON CONFLICT (position) DO NOTHING`)
@@ -85,12 +81,8 @@ func (t SearchTable) InsertMany(ctx context.Context, q sqlutil.Querier, rows []S
 			// FTS5 has no ON CONFLICT: only the rows whose position is not
 			// indexed yet are taken from the VALUES list.
 			b.WriteString(`INSERT INTO syncapi_search (rowid, text, room_id, type) SELECT v.column1, v.column2, v.column3, v.column4 FROM (VALUES `)
-			for i, r := range rows[:n] {
-				if i > 0 {
-					b.WriteString(", ")
-				}
-				k := i * 4
-				fmt.Fprintf(&b, "($%d, $%d, $%d, $%d)", k+1, k+2, k+3, k+4)
+			sqlutil.AppendRows(&b, "(?, ?, ?, ?)", n, 1)
+			for _, r := range rows[:n] {
 				args = append(args, int64(r.Event.Position), r.Text, r.Event.RoomID, r.Event.Type)
 			}
 			b.WriteString(`) AS v WHERE NOT EXISTS (SELECT 1 FROM syncapi_search WHERE rowid = v.column1)`)

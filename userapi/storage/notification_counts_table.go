@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
-	"strconv"
 	"strings"
 
 	"github.com/axon-hs/axon/internal/sqlutil"
@@ -78,20 +77,10 @@ func (NotificationCountsTable) Add(ctx context.Context, q sqlutil.Querier, roomI
 		b.WriteString(`INSERT INTO userapi_notification_counts (room_id, first_seq, thread_id, localpart, notification_count, highlight_count) VALUES `)
 		// Few parameters a row: the driver's cost of binding grows with
 		// the square of their number.
+		sqlutil.AppendRows(&b, "($1, $2, $3, ?, ?, ?)", n, 4)
 		args := make([]any, 3, 3+3*n)
 		args[0], args[1], args[2] = roomID, firstSeq, thread
-		for i, d := range deltas[:n] {
-			if i > 0 {
-				b.WriteString(", ")
-			}
-			k := len(args)
-			b.WriteString("($1, $2, $3, $")
-			b.WriteString(strconv.Itoa(k + 1))
-			b.WriteString(", $")
-			b.WriteString(strconv.Itoa(k + 2))
-			b.WriteString(", $")
-			b.WriteString(strconv.Itoa(k + 3))
-			b.WriteString(")")
+		for _, d := range deltas[:n] {
 			args = append(args, d.Localpart, d.Notification, d.Highlight)
 		}
 		// first_seq stays: the row's first unread notification is older.

@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
-	"strconv"
 	"strings"
 
 	"github.com/axon-hs/axon/internal/sqlutil"
@@ -139,20 +138,10 @@ func (NotificationsTable) InsertBatch(ctx context.Context, q sqlutil.Querier, se
 		var b strings.Builder
 		b.Grow(120 + n*24)
 		b.WriteString(`INSERT INTO userapi_notifications (seq, room_nid, thread_id, localpart, highlight, actions_nid) VALUES `)
+		sqlutil.AppendRows(&b, "($1, $2, $3, ?, ?, ?)", n, 4)
 		args := make([]any, 3, 3+n*3)
 		args[0], args[1], args[2] = seq, roomNID, thread
-		for i, r := range rows[:n] {
-			if i > 0 {
-				b.WriteString(", ")
-			}
-			k := len(args)
-			b.WriteString("($1, $2, $3, $")
-			b.WriteString(strconv.Itoa(k + 1))
-			b.WriteString(", $")
-			b.WriteString(strconv.Itoa(k + 2))
-			b.WriteString(", $")
-			b.WriteString(strconv.Itoa(k + 3))
-			b.WriteString(")")
+		for _, r := range rows[:n] {
 			args = append(args, r.Localpart, r.Highlight, r.ActionsNID)
 		}
 		if _, err := q.ExecContext(ctx, b.String(), args...); err != nil {

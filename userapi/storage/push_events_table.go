@@ -62,13 +62,9 @@ func (PushEventsTable) InsertMany(ctx context.Context, q sqlutil.Querier, evs []
 		n := min(len(evs), pushEventsPerStatement)
 		var b strings.Builder
 		b.WriteString(`INSERT INTO userapi_push_events (event_id, room_id, seq, event) VALUES `)
+		sqlutil.AppendRows(&b, "(?, ?, ?, ?)", n, 1)
 		args := make([]any, 0, 4*n)
-		for i, e := range evs[:n] {
-			if i > 0 {
-				b.WriteString(", ")
-			}
-			k := len(args)
-			fmt.Fprintf(&b, "($%d, $%d, $%d, $%d)", k+1, k+2, k+3, k+4)
+		for _, e := range evs[:n] {
 			args = append(args, e.EventID, e.RoomID, e.Seq, string(e.Event)) // '' when nil
 		}
 		b.WriteString(` ON CONFLICT (event_id) DO NOTHING RETURNING event_id`)
