@@ -11,7 +11,6 @@ import (
 	"github.com/axon-hs/axon/internal/sqlutil/storagetest"
 	"github.com/axon-hs/axon/userapi/api"
 	"github.com/axon-hs/axon/userapi/internal"
-	"github.com/axon-hs/axon/userapi/storage"
 )
 
 // TestPusherCacheFollowsChanges reads pushers through the cache before and
@@ -19,10 +18,7 @@ import (
 func TestPusherCacheFollowsChanges(t *testing.T) {
 	storagetest.Each(t, func(t *testing.T, db *sqlutil.DB) {
 		ctx := t.Context()
-		st, err := storage.Open(ctx, db)
-		if err != nil {
-			t.Fatal(err)
-		}
+		st := openStorage(t, db)
 		u, err := internal.New(internal.Config{Storage: st, ServerName: "example.org", BcryptCost: bcrypt.MinCost})
 		if err != nil {
 			t.Fatal(err)

@@ -20,17 +20,14 @@ import (
 func TestReceiptsClearCounts(t *testing.T) {
 	storagetest.Each(t, func(t *testing.T, db *sqlutil.DB) {
 		ctx := t.Context()
-		st, err := storage.Open(ctx, db)
-		if err != nil {
-			t.Fatal(err)
-		}
+		st := openStorage(t, db)
 		const room = "!r:test"
 		type ev struct {
 			id, thread string
 			highlight  bool
 		}
 		evs := []ev{{"$1", "", false}, {"$2", "", true}, {"$3", "", false}, {"$4", "$3", false}}
-		err = db.InTx(ctx, func(tx *sql.Tx) error {
+		err := db.InTx(ctx, func(tx *sql.Tx) error {
 			roomNID, err := st.Push.Rooms.NID(ctx, tx, room)
 			if err != nil {
 				return err

@@ -141,10 +141,7 @@ func (l *fakeLog) last(t *testing.T, user string) (api.UserCounts, bool) {
 func TestRoomServerOutputNotifies(t *testing.T) {
 	storagetest.Each(t, func(t *testing.T, db *sqlutil.DB) {
 		ctx := t.Context()
-		st, err := storage.Open(ctx, db)
-		if err != nil {
-			t.Fatal(err)
-		}
+		st := openStorage(t, db)
 		const room = "!r:test"
 		evlog := &fakeLog{}
 		c := NewRoomServerOutput(st, newFakeRoom(t, room, 3), evlog, nil, pushServer, slog.Default())
@@ -269,10 +266,7 @@ func TestRoomServerOutputNotifies(t *testing.T) {
 func BenchmarkHandleMessage(b *testing.B) {
 	storagetest.EachBench(b, func(b *testing.B, db *sqlutil.DB) {
 		ctx := b.Context()
-		st, err := storage.Open(ctx, db)
-		if err != nil {
-			b.Fatal(err)
-		}
+		st := openStorage(b, db)
 		const room = "!bench:test"
 		c := NewRoomServerOutput(st, newFakeRoom(b, room, 20), nil, nil, pushServer, slog.Default())
 		seq := uint64(0)
@@ -431,10 +425,7 @@ func TestRoomServerOutputBatch(t *testing.T) {
 		// and returns what it left and a function to read it again.
 		run := func(db *sqlutil.DB, handle func(c *RoomServerOutput) error) (pushOutcome, func() pushOutcome) {
 			t.Helper()
-			st, err := storage.Open(ctx, db)
-			if err != nil {
-				t.Fatal(err)
-			}
+			st := openStorage(t, db)
 			evlog, d := &fakeLog{}, &fakeDelivery{}
 			c := NewRoomServerOutput(st, fakeRooms{ra: newFakeRoom(t, ra, 3), rb: newFakeRoom(t, rb, 3)}, evlog, d, pushServer, slog.Default())
 			if err := c.Handle(ctx, before); err != nil {
@@ -524,10 +515,7 @@ func TestRoomServerOutputBatch(t *testing.T) {
 func TestRoomServerOutputBatchFails(t *testing.T) {
 	storagetest.Each(t, func(t *testing.T, db *sqlutil.DB) {
 		ctx := t.Context()
-		st, err := storage.Open(ctx, db)
-		if err != nil {
-			t.Fatal(err)
-		}
+		st := openStorage(t, db)
 		const room = "!r:test"
 		u0, u1, u2, u3 := member(0), member(1), member(2), member(3)
 		evlog, d := &fakeLog{}, &fakeDelivery{}
@@ -581,10 +569,7 @@ func TestRoomServerOutputBatchFails(t *testing.T) {
 func BenchmarkHandleBatch(b *testing.B) {
 	storagetest.EachBench(b, func(b *testing.B, db *sqlutil.DB) {
 		ctx := b.Context()
-		st, err := storage.Open(ctx, db)
-		if err != nil {
-			b.Fatal(err)
-		}
+		st := openStorage(b, db)
 		const room, size = "!bench:test", 32
 		c := NewRoomServerOutput(st, newFakeRoom(b, room, 20), nil, nil, pushServer, slog.Default())
 		seq := uint64(0)
@@ -609,4 +594,14 @@ func BenchmarkHandleBatch(b *testing.B) {
 		b.ReportMetric(float64(time.Since(wall).Nanoseconds())/float64(n), "ns/msg")
 		b.ReportMetric(float64((cpuTime()-start).Nanoseconds())/float64(n), "cpu-ns/msg")
 	})
+}
+
+// openStorage opens the userapi storage on db, failing the test otherwise.
+func openStorage(tb testing.TB, db *sqlutil.DB) *storage.Storage {
+	tb.Helper()
+	st, err := storage.Open(tb.Context(), db)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return st
 }
