@@ -4,6 +4,7 @@ import (
 	"context"
 	"sync"
 
+	"github.com/axon-hs/axon/internal/eventlog"
 	"github.com/axon-hs/axon/matrix/event"
 	"github.com/axon-hs/axon/roomserver/api"
 )
@@ -87,9 +88,9 @@ func authCacheUsable(ctx context.Context) bool { return ctx.Value(authCacheOff{}
 
 // mayRedact reports whether any event of the messages could be a
 // redaction: one that says so, or whose type cannot be read here.
-func mayRedact(reqs []api.InputRoomEventsRequest) bool {
-	for _, req := range reqs {
-		for _, e := range req.Events {
+func mayRedact(msgs []eventlog.Msg[api.InputMessage]) bool {
+	for _, m := range msgs {
+		for _, e := range m.Value.Request.Events {
 			if typ, ok := inputType(e); !ok || typ == event.TypeRedaction {
 				return true
 			}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"testing"
 
+	"github.com/axon-hs/axon/internal/eventlog"
 	"github.com/axon-hs/axon/internal/sqlutil"
 	"github.com/axon-hs/axon/internal/sqlutil/storagetest"
 	"github.com/axon-hs/axon/matrix"
@@ -70,8 +71,9 @@ func TestAuthEventCache(t *testing.T) {
 		}
 
 		// Committed, bob's membership is cached and his message is checked against it.
-		if err := h.send(h.build(event.Proto{Type: event.TypeMember, Sender: matrix.UserID(bob), StateKey: new(bob),
-			Content: map[string]any{"membership": "join"}})); err != nil {
+		joined := h.build(event.Proto{Type: event.TypeMember, Sender: matrix.UserID(bob), StateKey: new(bob),
+			Content: map[string]any{"membership": "join"}})
+		if err := h.send(joined); err != nil {
 			t.Fatal(err)
 		}
 		if n := checkAuthCache(t, r); n != before+1 {
@@ -81,8 +83,9 @@ func TestAuthEventCache(t *testing.T) {
 			t.Fatal(err)
 		}
 
-		// A redaction empties the cache; later checks read the database again.
-		red := h.build(event.Proto{Type: event.TypeRedaction, Sender: matrix.UserID(alice), Redacts: join.EventID(), Content: map[string]any{}})
+		// Redacting bob's cached membership empties the cache; later checks
+		// read the database again, so what is cached is the redacted row.
+		red := h.build(event.Proto{Type: event.TypeRedaction, Sender: matrix.UserID(alice), Redacts: joined.EventID(), Content: map[string]any{}})
 		if err := h.send(red); err != nil {
 			t.Fatal(err)
 		}
@@ -101,8 +104,9 @@ func TestAuthEventCache(t *testing.T) {
 // TestMayRedact: the type is read as JSON, escapes included; an event whose
 // type cannot be read counts as a possible redaction.
 func TestMayRedact(t *testing.T) {
-	in := func(raw string) []api.InputRoomEventsRequest {
-		return []api.InputRoomEventsRequest{{Events: []api.InputEvent{{Event: []byte(raw)}}}}
+	in := func(raw string) []eventlog.Msg[api.InputMessage] {
+		return []eventlog.Msg[api.InputMessage]{{Value: api.InputMessage{Request: api.InputRoomEventsRequest{
+			Events: []api.InputEvent{{Event: []byte(raw)}}}}}}
 	}
 	for raw, want := range map[string]bool{
 		`{"type":"m.room.message","content":{"body":"m.room.redaction"}}`: false,

@@ -52,11 +52,7 @@ func (r *Roomserver) HandleInput(ctx context.Context, msgs []eventlog.Msg[api.In
 	// transaction a savepoint undoes a refused one. Alone, a refusal rolls
 	// back the transaction.
 	savepoints := n > 1
-	reqs := make([]api.InputRoomEventsRequest, len(msgs))
-	for i, m := range msgs {
-		reqs[i] = m.Value.Request
-	}
-	redacting := mayRedact(reqs)
+	redacting := mayRedact(msgs)
 	if redacting {
 		// A redaction rewrites a stored event: read past the cache, and
 		// empty it whatever happens to the transaction.
@@ -166,8 +162,10 @@ func (r *Roomserver) storeUnit(ctx context.Context, tx *sql.Tx, v *event.RoomVer
 	// processEvent refuses an event before writing anything of it, but for
 	// a create (the room row comes first): a unit of one other event needs
 	// no savepoint (two statements per message on PostgreSQL).
-	if typ, ok := inputType(evs[0]); savepoint && len(evs) == 1 && ok && typ != event.TypeCreate {
-		savepoint = false
+	if savepoint && len(evs) == 1 {
+		if typ, ok := inputType(evs[0]); ok && typ != event.TypeCreate {
+			savepoint = false
+		}
 	}
 	if savepoint {
 		if _, err := tx.ExecContext(ctx, `SAVEPOINT axon_input`); err != nil {
@@ -333,33 +331,41 @@ func (r *Roomserver) processEvent(ctx context.Context, tx *sql.Tx, v *event.Room
 	if err != nil {
 		return nil, headMove{}, err
 	}
+	// A client transaction id (a scope: the messages of old clientapis in
+	// the log have none) is recorded before anything of the event is
+	// written: a retry finds the first event exactly when it exists, and one
+	// built before the first was stored is not stored twice. A refused
+	// retry is answered with the first event too: its sender may have lost
+	// the right to send since.
 	var txn *storage.Txn
 	if t := in.TxnID; t != nil && t.Scope != "" {
-		// Recorded before the auth check, and before anything of the event
-		// is written: a retry finds the first event exactly when it exists
-		// (even if the sender could not send it now), and one built before
-		// the first was stored is not stored twice.
 		txn = &storage.Txn{UserID: t.UserID, DeviceID: t.DeviceID, Scope: t.Scope, TxnID: t.TransactionID}
+	}
+	if r.auth != nil {
+		if err := r.auth(pdu, authEvents); err != nil {
+			if txn != nil {
+				prior, serr := r.st.Txns.Select(ctx, tx, *txn)
+				if serr != nil {
+					return nil, headMove{}, serr
+				}
+				if prior != "" {
+					return nil, headMove{}, txnRecorded{submitted: string(pdu.EventID()), recorded: prior}
+				}
+			}
+			// Refused before anything of it is written (but a create's room
+			// row, or a (type, state_key) number that state resolution gave
+			// a new key, which is harmless to keep): storeUnit needs no
+			// savepoint for one other event.
+			return nil, headMove{}, reject("%s", err.Error())
+		}
+	}
+	if txn != nil {
 		prior, err := r.st.Txns.Record(ctx, tx, *txn, string(pdu.EventID()))
 		if err != nil {
 			return nil, headMove{}, err
 		}
 		if prior != "" {
 			return nil, headMove{}, txnRecorded{submitted: string(pdu.EventID()), recorded: prior}
-		}
-	}
-	if r.auth != nil {
-		if err := r.auth(pdu, authEvents); err != nil {
-			// Refused before anything of it is written (but a create's room
-			// row, or a (type, state_key) number that state resolution gave
-			// a new key, which is harmless to keep): storeUnit needs no
-			// savepoint for one other event. The transaction id goes too.
-			if txn != nil {
-				if err := r.st.Txns.Delete(ctx, tx, *txn); err != nil {
-					return nil, headMove{}, err
-				}
-			}
-			return nil, headMove{}, reject("%s", err.Error())
 		}
 	}
 
@@ -392,7 +398,7 @@ func (r *Roomserver) processEvent(ctx context.Context, tx *sql.Tx, v *event.Room
 		}
 		row.SnapshotNID = snapshot
 	}
-	nid, inserted, err := r.st.Events.Insert(ctx, tx, row, "")
+	nid, inserted, err := r.st.Events.Insert(ctx, tx, row)
 	if err != nil {
 		return nil, headMove{}, err
 	}

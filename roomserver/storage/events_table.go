@@ -49,11 +49,11 @@ type EventsTable struct{ d sqlutil.Dialect }
 
 // Insert stores an event; an event already stored keeps its row and its nid
 // is returned with inserted=false.
-func (t EventsTable) Insert(ctx context.Context, q sqlutil.Querier, e Event, rejectReason string) (nid int64, inserted bool, err error) {
+func (t EventsTable) Insert(ctx context.Context, q sqlutil.Querier, e Event) (nid int64, inserted bool, err error) {
 	err = q.QueryRowContext(ctx, `INSERT INTO roomserver_events
-		(room_nid, event_id, tuple_nid, depth, event_json, snapshot_nid, outlier, rejected, reject_reason)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (event_id) DO NOTHING RETURNING event_nid`,
-		e.RoomNID, e.EventID, e.TupleNID, e.Depth, string(e.JSON), e.SnapshotNID, e.Outlier, e.Rejected, rejectReason).Scan(&nid)
+		(room_nid, event_id, tuple_nid, depth, event_json, snapshot_nid, outlier, rejected)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (event_id) DO NOTHING RETURNING event_nid`,
+		e.RoomNID, e.EventID, e.TupleNID, e.Depth, string(e.JSON), e.SnapshotNID, e.Outlier, e.Rejected).Scan(&nid)
 	if errors.Is(err, sql.ErrNoRows) {
 		err = q.QueryRowContext(ctx, `SELECT event_nid FROM roomserver_events WHERE event_id = $1`, e.EventID).Scan(&nid)
 		if err != nil {

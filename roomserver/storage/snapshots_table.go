@@ -83,8 +83,6 @@ const loadChain = `WITH RECURSIVE chain (snapshot_nid, parent_nid, entries, dept
 		WHERE chain.depth < $2
 	) SELECT snapshot_nid, parent_nid, entries FROM chain ORDER BY depth`
 
-// Load returns the full state of a snapshot; snapshot 0 is the empty state.
-// The State may be shared with other callers: it must not be modified.
 // Committed records snapshots the caller's transaction wrote or read and
 // has since committed: rows read or written inside a transaction are not
 // cached before (see cache.go), and the input path reads snapshots only
@@ -102,6 +100,8 @@ func (t SnapshotsTable) Committed(states map[int64]State) {
 	}
 }
 
+// Load returns the full state of a snapshot; snapshot 0 is the empty state.
+// The State may be shared with other callers: it must not be modified.
 func (t SnapshotsTable) Load(ctx context.Context, q sqlutil.Querier, nid int64) (State, error) {
 	if nid == 0 {
 		return State{}, nil

@@ -61,13 +61,6 @@ func (t StateKeysTable) Assign(ctx context.Context, q sqlutil.Querier, tu Tuple)
 	return nid, nil
 }
 
-// Lookup returns the nids of tuples that have one (absent tuples are left out).
-//
-// One query for all tuples (the auth events of an event are 4-6 of them,
-// each a round trip on PostgreSQL when asked one by one): it selects every
-// stored pair of the listed types and the listed state keys, served by the
-// (event_type, state_key) index, and keeps the pairs asked for. The extra
-// pairs are few: the types asked together are a handful.
 // Committed records tuple numbers the caller's transaction read or
 // assigned and has since committed (see SnapshotsTable.Committed).
 func (t StateKeysTable) Committed(nids map[Tuple]int64) {
@@ -79,6 +72,13 @@ func (t StateKeysTable) Committed(nids map[Tuple]int64) {
 	}
 }
 
+// Lookup returns the nids of tuples that have one (absent tuples are left out).
+//
+// One query for all tuples (the auth events of an event are 4-6 of them,
+// each a round trip on PostgreSQL when asked one by one): it selects every
+// stored pair of the listed types and the listed state keys, served by the
+// (event_type, state_key) index, and keeps the pairs asked for. The extra
+// pairs are few: the types asked together are a handful.
 func (t StateKeysTable) Lookup(ctx context.Context, q sqlutil.Querier, tuples []Tuple) (map[Tuple]int64, error) {
 	out := make(map[Tuple]int64, len(tuples))
 	if t.c != nil {

@@ -45,7 +45,7 @@ func Open(ctx context.Context, db *sqlutil.DB) (*Storage, error) {
 	}
 	d, c := db.Dialect, newCaches()
 	return &Storage{DB: db, Rooms: RoomsTable{d}, Events: EventsTable{d}, StateKeys: StateKeysTable{d, c}, Snapshots: SnapshotsTable{d, c},
-		Members: MembershipTable{d}, Redacts: RedactionsTable{d}, Aliases: AliasesTable{d}, Published: PublishedTable{d}, Reports: ReportsTable{d}, Txns: TxnsTable{d}}, nil
+		Members: MembershipTable{d}, Redacts: RedactionsTable{d}, Aliases: AliasesTable{d}, Published: PublishedTable{d}, Reports: ReportsTable{d}}, nil
 }
 
 // InTx runs f in a write transaction.

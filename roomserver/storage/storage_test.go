@@ -165,11 +165,11 @@ func TestEventsIdempotentInsert(t *testing.T) {
 			t.Fatal(err)
 		}
 		e := Event{RoomNID: 1, EventID: "$a", Depth: 1, JSON: []byte(`{}`)}
-		n1, ins1, err := st.Events.Insert(ctx, db, e, "")
+		n1, ins1, err := st.Events.Insert(ctx, db, e)
 		if err != nil || !ins1 {
 			t.Fatalf("first insert = %d %v %v", n1, ins1, err)
 		}
-		n2, ins2, err := st.Events.Insert(ctx, db, e, "")
+		n2, ins2, err := st.Events.Insert(ctx, db, e)
 		if err != nil || ins2 || n2 != n1 {
 			t.Fatalf("second insert = %d %v %v, want %d false", n2, ins2, err, n1)
 		}

@@ -30,11 +30,11 @@ type Txn struct {
 }
 
 // TxnsTable is roomserver_txns.
-type TxnsTable struct{ d sqlutil.Dialect }
+type TxnsTable struct{}
 
 // Record records eventID for t unless another event is recorded for it,
 // whose id it then returns ("" when eventID is the one recorded).
-func (TxnsTable) Record(ctx context.Context, q sqlutil.Querier, t Txn, eventID string) (string, error) {
+func (tt TxnsTable) Record(ctx context.Context, q sqlutil.Querier, t Txn, eventID string) (string, error) {
 	var id string
 	err := q.QueryRowContext(ctx, `INSERT INTO roomserver_txns (user_id, device_id, scope, txn_id, event_id)
 		VALUES ($1, $2, $3, $4, $5) ON CONFLICT (user_id, device_id, scope, txn_id) DO NOTHING RETURNING event_id`,
@@ -45,23 +45,10 @@ func (TxnsTable) Record(ctx context.Context, q sqlutil.Querier, t Txn, eventID s
 	if !errors.Is(err, sql.ErrNoRows) {
 		return "", fmt.Errorf("record txn %s of %s: %w", t.TxnID, t.UserID, err)
 	}
-	if err := q.QueryRowContext(ctx, `SELECT event_id FROM roomserver_txns WHERE user_id = $1 AND device_id = $2 AND scope = $3 AND txn_id = $4`,
-		t.UserID, t.DeviceID, t.Scope, t.TxnID).Scan(&id); err != nil {
-		return "", fmt.Errorf("select txn %s of %s: %w", t.TxnID, t.UserID, err)
-	}
-	if id == eventID {
-		return "", nil
+	if id, err = tt.Select(ctx, q, t); err != nil || id == eventID {
+		return "", err
 	}
 	return id, nil
-}
-
-// Delete forgets t (its event was refused after Record).
-func (TxnsTable) Delete(ctx context.Context, q sqlutil.Querier, t Txn) error {
-	if _, err := q.ExecContext(ctx, `DELETE FROM roomserver_txns WHERE user_id = $1 AND device_id = $2 AND scope = $3 AND txn_id = $4`,
-		t.UserID, t.DeviceID, t.Scope, t.TxnID); err != nil {
-		return fmt.Errorf("delete txn %s of %s: %w", t.TxnID, t.UserID, err)
-	}
-	return nil
 }
 
 // Select returns the event recorded for t, "" if none.
