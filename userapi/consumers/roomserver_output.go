@@ -7,7 +7,6 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
-	"hash/fnv"
 	"log/slog"
 	"maps"
 	"math"
@@ -160,7 +159,6 @@ type pushItem struct {
 	thread  string
 	pushes  []Push
 	notifs  []storage.NewNotification
-	locals  []string // the notified localparts, in pushes' order
 	// Set by the transaction: the event was not stored before.
 	fresh bool
 }
@@ -419,14 +417,12 @@ func (c *RoomServerOutput) prepare(ctx context.Context, m eventlog.Msg[rsapi.Out
 		c.apply(ev, h, br.rs)
 	}
 	it.notifs = make([]storage.NewNotification, 0, len(it.pushes))
-	it.locals = make([]string, 0, len(it.pushes))
 	for _, p := range it.pushes {
 		nid, err := c.actionsNID(ctx, p.actions)
 		if err != nil {
 			return pushItem{}, err
 		}
 		it.notifs = append(it.notifs, storage.NewNotification{Localpart: p.Localpart, Highlight: p.Outcome.Highlight, ActionsNID: nid})
-		it.locals = append(it.locals, p.Localpart)
 	}
 	return it, nil
 }
@@ -459,9 +455,11 @@ func (c *RoomServerOutput) roomLock(roomID string) *sync.Mutex {
 }
 
 func (c *RoomServerOutput) roomLockIndex(roomID string) int {
-	h := fnv.New32a()
-	h.Write([]byte(roomID))
-	return int(h.Sum32() % uint32(len(c.roomLocks)))
+	h := uint32(2166136261) // FNV-1a, without a hasher allocated per call
+	for i := 0; i < len(roomID); i++ {
+		h = (h ^ uint32(roomID[i])) * 16777619
+	}
+	return int(h % uint32(len(c.roomLocks)))
 }
 
 // publishCounts publishes rows, the count rows of the listed users in a
