@@ -74,7 +74,6 @@ type builder struct {
 	// accountData are the user's account data changes in (since, cur], once
 	// read (accountDataChanges).
 	accountData     []storage.AccountData
-	accountDataFrom streams.Position // the since they were read for
 	haveAccountData bool
 	// counts are the user's notification counts (userCounts), once read.
 	counts map[string]storage.NotificationCounts

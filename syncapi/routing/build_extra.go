@@ -154,12 +154,9 @@ func (b *builder) accountDataChanges(ctx context.Context, since streams.Position
 // change is after since, in position order, also those changed after cur
 // (already committed, not yet notified): that none of them is an entry
 // tells it did not change since since at all (an entry keeps only its last
-// change). Read once per response.
+// change). Read once per response: since is the account data position of
+// the response's since token, the same for every caller.
 func (b *builder) accountDataSince(ctx context.Context, since streams.Position) ([]storage.AccountData, error) {
-	if b.haveAccountData && b.accountDataFrom != since {
-		// One response has one since; a caller with another reads its own.
-		return b.db.AccountData.Changed(ctx, b.q, b.dev.UserID, since, math.MaxInt64)
-	}
 	if !b.haveAccountData {
 		var ads []storage.AccountData
 		if since < b.cur.Get(streams.AccountData) {
@@ -168,7 +165,7 @@ func (b *builder) accountDataSince(ctx context.Context, since streams.Position) 
 				return nil, err
 			}
 		}
-		b.accountData, b.accountDataFrom, b.haveAccountData = ads, since, true
+		b.accountData, b.haveAccountData = ads, true
 	}
 	return b.accountData, nil
 }

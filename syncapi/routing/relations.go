@@ -192,11 +192,11 @@ type threadsResponse struct {
 }
 
 // threadRoot is a thread as /threads pages it: at the position of its
-// latest reply, with its root event when that is stored.
+// latest reply, with its root event when that is stored (EventID "" when
+// not).
 type threadRoot struct {
 	latest streams.Position
 	root   storage.Event
-	found  bool
 }
 
 // ServeThreads is GET /_matrix/client/v1/rooms/{roomId}/threads: the
@@ -264,7 +264,7 @@ func (s *Sync) ServeThreads(w http.ResponseWriter, r *http.Request) error {
 	pos, done, err := p.page(ctx, start, 0, limit, func(t threadRoot) (bool, error) {
 		e := t.root
 		switch {
-		case !t.found:
+		case e.EventID == "":
 			return false, nil
 		case e.StateKey == nil && rr.b.ignored[e.Sender] && rr.vis.visible(e):
 			// An ignored user's root is returned redacted, as a client
@@ -320,8 +320,7 @@ func (s *Sync) threadRoots(ctx context.Context, rr *roomReader, q storage.RoomTh
 	}
 	out := make([]threadRoot, len(page))
 	for i, t := range page {
-		e, ok := byID[t.Root]
-		out[i] = threadRoot{latest: t.LatestPos, root: e, found: ok}
+		out[i] = threadRoot{latest: t.LatestPos, root: byID[t.Root]}
 	}
 	return out, nil
 }

@@ -38,11 +38,15 @@ type roomReader struct {
 // knocked) may read it only if it was world_readable at some point, and
 // gets M_FORBIDDEN otherwise; everyone else is filtered event by event.
 func (s *Sync) openRoom(ctx context.Context, dev userapi.Device, roomID string, cur streams.Token) (*roomReader, error) {
-	ignored, err := s.ignoredUsers(ctx, dev.UserID)
+	rr, err := s.openRoomWith(ctx, dev, roomID, cur, nil)
 	if err != nil {
 		return nil, err
 	}
-	return s.openRoomWith(ctx, dev, roomID, cur, ignored)
+	// Read once the user may read the room: a refusal costs no more.
+	if rr.b.ignored, err = s.ignoredUsers(ctx, dev.UserID); err != nil {
+		return nil, err
+	}
+	return rr, nil
 }
 
 // openRoomWith is openRoom with the user's ignore list already read (a

@@ -98,16 +98,8 @@ func (t AccountDataTable) Changed(ctx context.Context, q sqlutil.Querier, userID
 
 // Get returns one entry's content, nil when absent.
 func (t AccountDataTable) Get(ctx context.Context, q sqlutil.Querier, userID, roomID, typ string) ([]byte, error) {
-	var c string
-	err := q.QueryRowContext(ctx, `SELECT content FROM syncapi_account_data WHERE user_id = $1 AND room_id = $2 AND type = $3`,
-		userID, roomID, typ).Scan(&c)
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("select account data (%s, %q, %s): %w", userID, roomID, typ, err)
-	}
-	return []byte(c), nil
+	a, _, err := t.Entry(ctx, q, userID, roomID, typ)
+	return a.Content, err
 }
 
 // Entry returns one entry with the position of its last change; false when

@@ -54,13 +54,9 @@ func (t NotificationCountsTable) UpsertMany(ctx context.Context, q sqlutil.Queri
 		n := min(len(rows), upsertBatch)
 		var b strings.Builder
 		b.WriteString(`INSERT INTO syncapi_notification_counts (user_id, room_id, counts, position) VALUES `)
+		sqlutil.AppendRows(&b, "(?, $1, ?, $2)", n, 3)
 		args := []any{roomID, pos}
-		for i, u := range rows[:n] {
-			if i > 0 {
-				b.WriteString(", ")
-			}
-			k := len(args)
-			fmt.Fprintf(&b, "($%d, $1, $%d, $2)", k+1, k+2)
+		for _, u := range rows[:n] {
 			args = append(args, u.UserID, string(u.Counts))
 		}
 		b.WriteString(` ON CONFLICT (user_id, room_id) DO UPDATE SET counts = excluded.counts, position = excluded.position`)

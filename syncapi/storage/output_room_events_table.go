@@ -105,15 +105,6 @@ func (t OutputRoomEventsTable) InsertMany(ctx context.Context, q sqlutil.Querier
 	return true, nil
 }
 
-// Exists reports whether an event is stored.
-func (t OutputRoomEventsTable) Exists(ctx context.Context, q sqlutil.Querier, eventID string) (bool, error) {
-	var n int
-	if err := q.QueryRowContext(ctx, `SELECT COUNT(*) FROM syncapi_output_room_events WHERE event_id = $1`, eventID).Scan(&n); err != nil {
-		return false, fmt.Errorf("look up event %s: %w", eventID, err)
-	}
-	return n > 0, nil
-}
-
 // StoredIDs returns which of ids are stored: one round trip for a batch.
 func (t OutputRoomEventsTable) StoredIDs(ctx context.Context, q sqlutil.Querier, ids []string) (map[string]bool, error) {
 	out := map[string]bool{}

@@ -27,14 +27,7 @@ type StreamPositionsTable struct{ d sqlutil.Dialect }
 // transaction that writes the item: the counter row stays locked until
 // that transaction ends.
 func (t StreamPositionsTable) Next(ctx context.Context, q sqlutil.Querier, k streams.Kind) (streams.Position, error) {
-	var p streams.Position
-	err := q.QueryRowContext(ctx, `INSERT INTO syncapi_stream_positions (stream, position) VALUES ($1, 1)
-		ON CONFLICT (stream) DO UPDATE SET position = syncapi_stream_positions.position + 1 RETURNING position`,
-		k.String()).Scan(&p)
-	if err != nil {
-		return 0, fmt.Errorf("next position of stream %s: %w", k, err)
-	}
-	return p, nil
+	return t.NextN(ctx, q, k, 1)
 }
 
 // NextN allocates the next n (> 0) positions of stream k in one statement
