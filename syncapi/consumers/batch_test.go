@@ -157,6 +157,31 @@ func TestRoomServerOutputBatch(t *testing.T) {
 		if evs, err := f.db.Events.SelectByIDs(ctx, f.db.DB.Reader(), []string{"$fine"}); err != nil || len(evs) != 0 {
 			t.Errorf("a failed batch stored %v, %v", evs, err)
 		}
+
+		// A failure inside the transaction, after a run of plain messages
+		// was written (here the state changes table is gone when the state
+		// event comes): the whole batch is rolled back.
+		var failing batch
+		failing.seq = b.seq + 20
+		failing.add("!c:x", rsapi.OutputEvent{EventID: "$written", Event: event("m.room.message", "@a:x", nil, `{}`)})
+		failing.add("!c:x", rsapi.OutputEvent{EventID: "$topic", Event: event("m.room.topic", "@a:x", sk(""), `{"topic":"t"}`),
+			AddsState: []string{"$topic"}})
+		if _, err := f.db.DB.ExecContext(ctx, `ALTER TABLE syncapi_state_deltas RENAME TO syncapi_state_deltas_gone`); err != nil {
+			t.Fatal(err)
+		}
+		err = f.h.HandleBatch(ctx, failing.msgs)
+		if _, rerr := f.db.DB.ExecContext(ctx, `ALTER TABLE syncapi_state_deltas_gone RENAME TO syncapi_state_deltas`); rerr != nil {
+			t.Fatal(rerr)
+		}
+		if err == nil {
+			t.Fatal("HandleBatch without its state table = nil")
+		}
+		if p := f.position(); p != last+1 {
+			t.Errorf("a batch failing in its transaction took positions: %d, want %d", p, last+1)
+		}
+		if evs, err := f.db.Events.SelectByIDs(ctx, f.db.DB.Reader(), []string{"$written"}); err != nil || len(evs) != 0 {
+			t.Errorf("a batch failing in its transaction kept %v, %v", evs, err)
+		}
 	})
 }
 
