@@ -2,11 +2,11 @@ package internal
 
 import (
 	"context"
-	"sync"
 
 	"github.com/axon-hs/axon/internal/eventlog"
 	"github.com/axon-hs/axon/matrix/event"
 	"github.com/axon-hs/axon/roomserver/api"
+	"github.com/axon-hs/axon/roomserver/storage"
 )
 
 // authEventCache keeps parsed state events by event number for the auth
@@ -21,26 +21,21 @@ import (
 // come only from transactions that committed (headMove.authEvents), so a
 // number SQLite hands out again after a rollback is never cached.
 type authEventCache struct {
-	mu   sync.Mutex
-	m    map[int64]*event.PDU
-	used int // bytes of JSON held
-	max  int
+	c *storage.BoundedCache[int64, *event.PDU] // by event number, costing its JSON
 }
 
 const maxAuthCacheBytes = 16 << 20
 
 func newAuthEventCache() *authEventCache {
-	return &authEventCache{m: map[int64]*event.PDU{}, max: maxAuthCacheBytes}
+	return &authEventCache{c: storage.NewBoundedCache[int64](maxAuthCacheBytes, func(e *event.PDU) int { return len(e.JSON()) })}
 }
 
 // get returns the cached events of nids and the numbers it lacks.
-func (c *authEventCache) get(nids []int64) (map[int64]*event.PDU, []int64) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
+func (a *authEventCache) get(nids []int64) (map[int64]*event.PDU, []int64) {
 	found := make(map[int64]*event.PDU, len(nids))
 	var missing []int64
 	for _, n := range nids {
-		if e, ok := c.m[n]; ok {
+		if e, ok := a.c.Get(n); ok {
 			found[n] = e
 		} else {
 			missing = append(missing, n)
@@ -49,36 +44,14 @@ func (c *authEventCache) get(nids []int64) (map[int64]*event.PDU, []int64) {
 	return found, missing
 }
 
-// put records committed events. When full, arbitrary entries are dropped
-// until it is three quarters full.
-func (c *authEventCache) put(evs map[int64]*event.PDU) {
-	if len(evs) == 0 {
-		return
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
+// put records committed events.
+func (a *authEventCache) put(evs map[int64]*event.PDU) {
 	for n, e := range evs {
-		if old, ok := c.m[n]; ok {
-			c.used -= len(old.JSON())
-		}
-		c.m[n] = e
-		c.used += len(e.JSON())
-	}
-	for n, e := range c.m {
-		if c.used <= c.max {
-			break
-		}
-		delete(c.m, n)
-		c.used -= len(e.JSON())
+		a.c.Put(n, e)
 	}
 }
 
-func (c *authEventCache) clear() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	clear(c.m)
-	c.used = 0
-}
+func (a *authEventCache) clear() { a.c.Clear() }
 
 // authCacheOff marks the context of an input call that may redact: its
 // auth events are read from the database.

@@ -15,12 +15,7 @@ import (
 // checkAuthCache fails unless every cached auth event is its stored row.
 func checkAuthCache(t *testing.T, r *Roomserver) int {
 	t.Helper()
-	r.authEvs.mu.Lock()
-	cached := map[int64]*event.PDU{}
-	for n, e := range r.authEvs.m {
-		cached[n] = e
-	}
-	r.authEvs.mu.Unlock()
+	cached := r.authEvs.c.Entries()
 	nids := make([]int64, 0, len(cached))
 	for n := range cached {
 		nids = append(nids, n)

@@ -12,8 +12,9 @@ import (
 // it): under load those reads were a fifth of the roomserver's statements.
 // They are kept in memory here, shared by every copy of the table values.
 //
-// Only rows read outside a transaction are cached. A row read inside one
-// may be that transaction's own uncommitted write, and SQLite hands the
+// Rows read outside a transaction are cached, and those a transaction read
+// or wrote once it has committed (the tables' Committed). A row read inside
+// one may be that transaction's own uncommitted write, and SQLite hands the
 // same rowid out again after a rollback, so caching it could pair a number
 // with another row later. A row read from a reader pool or in autocommit
 // mode is committed, and committed rows here are never updated or deleted,
@@ -25,29 +26,29 @@ func committed(q sqlutil.Querier) bool {
 	return !inTx
 }
 
-// Cache bounds: a snapshot costs its entries, a tuple one. When a cache is
-// full, arbitrary entries are dropped until it is three quarters full: cheap,
-// and what is used all the time comes back at once.
+// Cache bounds (BoundedCache): a snapshot costs its entries, a tuple one.
 const (
 	maxCachedStateEntries = 200_000
 	maxCachedTuples       = 100_000
 )
 
 type caches struct {
-	snapshots boundedCache[int64, State]
-	tuples    boundedCache[Tuple, int64]
+	snapshots *BoundedCache[int64, State]
+	tuples    *BoundedCache[Tuple, int64]
 }
 
 func newCaches() *caches {
 	return &caches{
-		snapshots: boundedCache[int64, State]{max: maxCachedStateEntries, cost: func(s State) int { return len(s) + 1 }},
-		tuples:    boundedCache[Tuple, int64]{max: maxCachedTuples, cost: func(int64) int { return 1 }},
+		snapshots: NewBoundedCache[int64](maxCachedStateEntries, func(s State) int { return len(s) + 1 }),
+		tuples:    NewBoundedCache[Tuple](maxCachedTuples, func(int64) int { return 1 }),
 	}
 }
 
-// boundedCache is a map with a total cost bound. The zero value (without
-// cost) is not usable; a nil *boundedCache caches nothing.
-type boundedCache[K comparable, V any] struct {
+// BoundedCache is a map with a total cost bound, safe for concurrent use.
+// When a value would pass the bound, arbitrary entries are dropped until it
+// is three quarters full: cheap, and what is used all the time comes back
+// at once. The zero value (without cost) is not usable.
+type BoundedCache[K comparable, V any] struct {
 	mu   sync.Mutex
 	m    map[K]V
 	used int
@@ -55,14 +56,22 @@ type boundedCache[K comparable, V any] struct {
 	cost func(V) int
 }
 
-func (c *boundedCache[K, V]) get(k K) (V, bool) {
+// NewBoundedCache returns a cache of at most max cost.
+func NewBoundedCache[K comparable, V any](max int, cost func(V) int) *BoundedCache[K, V] {
+	return &BoundedCache[K, V]{max: max, cost: cost}
+}
+
+// Get returns the value of k.
+func (c *BoundedCache[K, V]) Get(k K) (V, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	v, ok := c.m[k]
 	return v, ok
 }
 
-func (c *boundedCache[K, V]) put(k K, v V) {
+// Put sets the value of k; a value costing more than a quarter of the bound
+// is not kept.
+func (c *BoundedCache[K, V]) Put(k K, v V) {
 	n := c.cost(v)
 	if n > c.max/4 {
 		return // one value would push out most of the others
@@ -86,4 +95,23 @@ func (c *boundedCache[K, V]) put(k K, v V) {
 	}
 	c.m[k] = v
 	c.used += n
+}
+
+// Clear drops every entry.
+func (c *BoundedCache[K, V]) Clear() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	clear(c.m)
+	c.used = 0
+}
+
+// Entries returns a copy of the entries (for checks).
+func (c *BoundedCache[K, V]) Entries() map[K]V {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make(map[K]V, len(c.m))
+	for k, v := range c.m {
+		out[k] = v
+	}
+	return out
 }

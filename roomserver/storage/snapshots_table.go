@@ -95,7 +95,7 @@ func (t SnapshotsTable) Committed(states map[int64]State) {
 	}
 	for nid, s := range states {
 		if nid != 0 && s != nil {
-			t.c.snapshots.put(nid, s)
+			t.c.snapshots.Put(nid, s)
 		}
 	}
 }
@@ -107,7 +107,7 @@ func (t SnapshotsTable) Load(ctx context.Context, q sqlutil.Querier, nid int64) 
 		return State{}, nil
 	}
 	if t.c != nil {
-		if s, ok := t.c.snapshots.get(nid); ok {
+		if s, ok := t.c.snapshots.Get(nid); ok {
 			return s, nil
 		}
 	}
@@ -144,7 +144,7 @@ func (t SnapshotsTable) Load(ctx context.Context, q sqlutil.Querier, nid int64) 
 		}
 	}
 	if t.c != nil && committed(q) {
-		t.c.snapshots.put(nid, state)
+		t.c.snapshots.Put(nid, state)
 	}
 	return state, nil
 }

@@ -38,7 +38,7 @@ type StateKeysTable struct {
 // same one makes the insert return nothing, and the read is repeated.
 func (t StateKeysTable) Assign(ctx context.Context, q sqlutil.Querier, tu Tuple) (int64, error) {
 	if t.c != nil {
-		if nid, ok := t.c.tuples.get(tu); ok {
+		if nid, ok := t.c.tuples.Get(tu); ok {
 			return nid, nil
 		}
 	}
@@ -56,7 +56,7 @@ func (t StateKeysTable) Assign(ctx context.Context, q sqlutil.Querier, tu Tuple)
 		return 0, fmt.Errorf("assign state key (%s, %s): %w", tu.Type, tu.StateKey, err)
 	}
 	if t.c != nil && committed(q) {
-		t.c.tuples.put(tu, nid)
+		t.c.tuples.Put(tu, nid)
 	}
 	return nid, nil
 }
@@ -68,7 +68,7 @@ func (t StateKeysTable) Committed(nids map[Tuple]int64) {
 		return
 	}
 	for tu, nid := range nids {
-		t.c.tuples.put(tu, nid)
+		t.c.tuples.Put(tu, nid)
 	}
 }
 
@@ -84,7 +84,7 @@ func (t StateKeysTable) Lookup(ctx context.Context, q sqlutil.Querier, tuples []
 	if t.c != nil {
 		missing := tuples[:0:0]
 		for _, tu := range tuples {
-			if nid, ok := t.c.tuples.get(tu); ok {
+			if nid, ok := t.c.tuples.Get(tu); ok {
 				out[tu] = nid
 			} else {
 				missing = append(missing, tu)
@@ -125,7 +125,7 @@ func (t StateKeysTable) Lookup(ctx context.Context, q sqlutil.Querier, tuples []
 		if wanted[tu] {
 			out[tu] = nid
 			if cache {
-				t.c.tuples.put(tu, nid)
+				t.c.tuples.Put(tu, nid)
 			}
 		}
 	}

@@ -130,30 +130,34 @@ func TestCachesKeepOnlyCommittedRows(t *testing.T) {
 }
 
 func TestBoundedCacheEvicts(t *testing.T) {
-	c := boundedCache[int, State]{max: 100, cost: func(s State) int { return len(s) + 1 }}
+	c := NewBoundedCache[int](100, func(s State) int { return len(s) + 1 })
 	for i := range 1000 {
-		c.put(i, State{1: int64(i)})
+		c.Put(i, State{1: int64(i)})
 		if c.used > c.max {
 			t.Fatalf("after %d puts the cache holds %d, more than %d", i+1, c.used, c.max)
 		}
 	}
-	if v, ok := c.get(999); !ok || v[1] != 999 {
+	if v, ok := c.Get(999); !ok || v[1] != 999 {
 		t.Fatalf("the last value put is gone: %v %v", v, ok)
 	}
 	big := State{}
 	for i := range 30 {
 		big[int64(i)] = 1
 	}
-	c.put(-1, big) // more than a quarter of the budget: not kept
-	if _, ok := c.get(-1); ok {
+	c.Put(-1, big) // more than a quarter of the budget: not kept
+	if _, ok := c.Get(-1); ok {
 		t.Fatal("an oversized value was cached")
 	}
 	var sum int
-	for _, v := range c.m {
+	for _, v := range c.Entries() {
 		sum += c.cost(v)
 	}
 	if sum != c.used {
 		t.Fatalf("used = %d, but the entries cost %d", c.used, sum)
+	}
+	c.Clear()
+	if len(c.Entries()) != 0 || c.used != 0 {
+		t.Fatalf("after Clear: %d entries, used %d", len(c.Entries()), c.used)
 	}
 }
 
