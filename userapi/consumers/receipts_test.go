@@ -41,7 +41,7 @@ func TestReceiptsClearCounts(t *testing.T) {
 					return err
 				}
 				row := storage.NewNotification{Localpart: "bob", Highlight: e.highlight, ActionsNID: actions}
-				if err := st.Push.Notifs.InsertBatch(ctx, tx, int64(10+i), roomNID, e.thread, []storage.NewNotification{row}); err != nil {
+				if err := st.Push.Notifs.Insert(ctx, tx, []storage.EventNotifications{{Seq: int64(10 + i), RoomNID: roomNID, Thread: e.thread, Rows: []storage.NewNotification{row}}}); err != nil {
 					return err
 				}
 				d := storage.CountDelta{Localpart: "bob", Notification: 1}

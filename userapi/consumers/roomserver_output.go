@@ -65,8 +65,9 @@ type RoomServerOutput struct {
 	// actionNIDs numbers the actions lists (storage.PushActionsTable).
 	actionNIDs map[string]int64
 	roomLocks  [256]sync.Mutex
-	// afterStore, when set (tests), runs in the transaction after each
-	// event's writes; an error fails the batch.
+	// afterStore, when set (tests), runs in the transaction for each
+	// event once the batch's notifications are written; an error fails the
+	// batch.
 	afterStore func(eventID string) error
 }
 
@@ -236,13 +237,21 @@ func (c *RoomServerOutput) HandleBatch(ctx context.Context, msgs []eventlog.Msg[
 		if err != nil {
 			return err
 		}
+		// The notifications of the events recorded now; the counts are
+		// storeCounts' work.
+		notifs := make([]storage.EventNotifications, 0, len(items))
 		for i := range items {
 			it := &items[i]
 			it.fresh = fresh[it.ev.EventID] // InTx may run this again
-			if err := c.store(ctx, tx, it); err != nil {
-				return err
+			if it.fresh && len(it.notifs) > 0 {
+				notifs = append(notifs, storage.EventNotifications{Seq: it.seq, RoomNID: it.roomNID, Thread: it.thread, Rows: it.notifs})
 			}
-			if c.afterStore != nil {
+		}
+		if err := c.st.Push.Notifs.Insert(ctx, tx, notifs); err != nil {
+			return err
+		}
+		if c.afterStore != nil {
+			for _, it := range items {
 				if err := c.afterStore(it.ev.EventID); err != nil {
 					return err
 				}
@@ -425,15 +434,6 @@ func (c *RoomServerOutput) prepare(ctx context.Context, m eventlog.Msg[rsapi.Out
 		it.notifs = append(it.notifs, storage.NewNotification{Localpart: p.Localpart, Highlight: p.Outcome.Highlight, ActionsNID: nid})
 	}
 	return it, nil
-}
-
-// store writes the notifications of an event recorded now (it.fresh;
-// the counts are storeCounts' work, per batch).
-func (c *RoomServerOutput) store(ctx context.Context, tx *sql.Tx, it *pushItem) error {
-	if !it.fresh || len(it.notifs) == 0 {
-		return nil
-	}
-	return c.st.Push.Notifs.InsertBatch(ctx, tx, it.seq, it.roomNID, it.thread, it.notifs)
 }
 
 // PublishCounts publishes the current counts of the listed local users in

@@ -116,40 +116,60 @@ type NotificationRow struct {
 	Event     string // the stored event
 }
 
-// NewNotification is one notified user of an event, for InsertBatch.
+// NewNotification is one notified user of an event, for Insert.
 type NewNotification struct {
 	Localpart  string
 	Highlight  bool
 	ActionsNID int64 // PushActionsTable.NID of the actions
 }
 
+// EventNotifications are the notifications of one event: its stream
+// sequence, room and thread (empty for the main timeline).
+type EventNotifications struct {
+	Seq     int64
+	RoomNID int64
+	Thread  string
+	Rows    []NewNotification
+}
+
 // NotificationsTable is userapi_notifications.
 type NotificationsTable struct{ d sqlutil.Dialect }
 
-// notifBatch bounds the rows of one INSERT (SQLite's variable limit).
-const notifBatch = 500
+// notifBatch bounds the rows of one INSERT (six variables a row, under
+// SQLite's limit).
+const notifBatch = 1000
 
-// InsertBatch stores the notifications of one event (stream sequence seq,
-// in room roomNID and thread, empty for the main timeline), one statement for
-// up to notifBatch members.
-func (NotificationsTable) InsertBatch(ctx context.Context, q sqlutil.Querier, seq, roomNID int64, thread string, rows []NewNotification) error {
-	for len(rows) > 0 {
-		n := min(len(rows), notifBatch)
+// Insert stores the notifications of several events, one statement for up
+// to notifBatch rows: a batch of the push consumer costs one round trip on
+// PostgreSQL instead of one per event.
+func (NotificationsTable) Insert(ctx context.Context, q sqlutil.Querier, evs []EventNotifications) error {
+	args := make([]any, 0, 6*notifBatch)
+	flush := func() error {
+		n := len(args) / 6
+		if n == 0 {
+			return nil
+		}
 		var b strings.Builder
-		b.Grow(120 + n*24)
+		b.Grow(120 + n*32)
 		b.WriteString(`INSERT INTO userapi_notifications (seq, room_nid, thread_id, localpart, highlight, actions_nid) VALUES `)
-		sqlutil.AppendRows(&b, "($1, $2, $3, ?, ?, ?)", n, 4)
-		args := make([]any, 3, 3+n*3)
-		args[0], args[1], args[2] = seq, roomNID, thread
-		for _, r := range rows[:n] {
-			args = append(args, r.Localpart, r.Highlight, r.ActionsNID)
-		}
+		sqlutil.AppendRows(&b, "(?, ?, ?, ?, ?, ?)", n, 1)
 		if _, err := q.ExecContext(ctx, b.String(), args...); err != nil {
-			return fmt.Errorf("insert %d notifications of event %d: %w", n, seq, err)
+			return fmt.Errorf("insert %d notifications: %w", n, err)
 		}
-		rows = rows[n:]
+		args = args[:0]
+		return nil
 	}
-	return nil
+	for _, e := range evs {
+		for _, r := range e.Rows {
+			args = append(args, e.Seq, e.RoomNID, e.Thread, r.Localpart, r.Highlight, r.ActionsNID)
+			if len(args) == cap(args) {
+				if err := flush(); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return flush()
 }
 
 // Select pages through a user's notifications, newest first: sequences

@@ -1,0 +1,75 @@
+package storage
+
+import (
+	"database/sql"
+	"fmt"
+	"testing"
+
+	"github.com/axon-hs/axon/internal/sqlutil"
+	"github.com/axon-hs/axon/internal/sqlutil/storagetest"
+)
+
+// TestNotificationsInsert stores the notifications of three events in one
+// call whose rows span more than one statement (the first two events have
+// 600 members each) and reads every member's back with its event's
+// sequence, room, thread and highlight.
+func TestNotificationsInsert(t *testing.T) {
+	storagetest.Each(t, func(t *testing.T, db *sqlutil.DB) {
+		ctx, st := t.Context(), open(t, db)
+		const members = 600
+		type ev struct {
+			id, thread string
+			seq        int64
+			rows       int
+		}
+		evs := []ev{{"$a", "", 10, members}, {"$b", "$a", 11, members}, {"$c", "", 12, 1}}
+		err := db.InTx(ctx, func(tx *sql.Tx) error {
+			roomNID, err := st.Push.Rooms.NID(ctx, tx, "!r:x")
+			if err != nil {
+				return err
+			}
+			actions, err := st.Push.Actions.NID(ctx, tx, `["notify"]`)
+			if err != nil {
+				return err
+			}
+			var batch []EventNotifications
+			for _, e := range evs {
+				if _, err := st.Push.Events.Insert(ctx, tx, e.id, "!r:x", e.seq, []byte(`{"origin_server_ts":7}`)); err != nil {
+					return err
+				}
+				en := EventNotifications{Seq: e.seq, RoomNID: roomNID, Thread: e.thread}
+				for i := range e.rows {
+					en.Rows = append(en.Rows, NewNotification{Localpart: fmt.Sprintf("u%d", i), Highlight: i%2 == 1, ActionsNID: actions})
+				}
+				batch = append(batch, en)
+			}
+			return st.Push.Notifs.Insert(ctx, tx, batch)
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var n int
+		if err := db.Reader().QueryRowContext(ctx, `SELECT COUNT(*) FROM userapi_notifications`).Scan(&n); err != nil || n != 2*members+1 {
+			t.Fatalf("%d notifications stored (%v), want %d", n, err, 2*members+1)
+		}
+		for _, local := range []string{"u0", "u1", "u599"} {
+			rows, err := st.Push.Notifs.Select(ctx, db.Reader(), local, 0, 10, false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := []ev{evs[1], evs[0]}
+			if local == "u0" {
+				want = []ev{evs[2], evs[1], evs[0]}
+			}
+			if len(rows) != len(want) {
+				t.Fatalf("%s has %d notifications, want %d", local, len(rows), len(want))
+			}
+			for i, r := range rows {
+				w := want[i]
+				if r.ID != w.seq || r.RoomID != "!r:x" || r.ThreadID != w.thread || r.Highlight != (local != "u0") || r.Actions != `["notify"]` {
+					t.Errorf("%s's notification %d = %+v, want seq %d thread %q", local, i, r, w.seq, w.thread)
+				}
+			}
+		}
+	})
+}
