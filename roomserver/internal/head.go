@@ -57,8 +57,11 @@ const (
 type headEntry struct {
 	filled    bool
 	room      storage.Room
-	latestIDs []string          // the ids of room.LatestEvents, in order
-	hashes    map[string][]byte // reference hashes of latestIDs (room versions 1 and 2)
+	latestIDs []string // the ids of room.LatestEvents, in order
+	// latestSnaps are the snapshots after each of latestIDs (the states
+	// an event building on them starts from); nil when not known.
+	latestSnaps []int64
+	hashes      map[string][]byte // reference hashes of latestIDs (room versions 1 and 2)
 	// state holds current state events (of room.SnapshotNID) by tuple, a
 	// zero stateEvent for a tuple the state does not have.
 	state     map[storage.Tuple]stateEvent
@@ -165,7 +168,7 @@ func (c *headCache) fill(roomID string, e *headEntry, read *headEntry) {
 	}
 	if !e.filled {
 		c.used -= e.cost()
-		e.filled, e.room, e.latestIDs, e.hashes = true, read.room, read.latestIDs, read.hashes
+		e.filled, e.room, e.latestIDs, e.latestSnaps, e.hashes = true, read.room, read.latestIDs, read.latestSnaps, read.hashes
 		c.used += e.cost()
 	} else if !sameHead(e.room, read.room) {
 		return
@@ -207,6 +210,7 @@ type headMove struct {
 	roomID        string
 	before, after storage.Room
 	latestIDs     []string // the ids of after.LatestEvents, in order
+	latestSnaps   []int64  // the snapshots after each of them
 	// reread: after may not be the row as stored (a create event keeps an
 	// existing room's row); the head is read again.
 	reread bool
@@ -252,7 +256,7 @@ func (c *headCache) advance(moves []headMove) {
 			c.deleteLocked(m.roomID)
 			continue
 		}
-		e := &headEntry{filled: true, room: m.after, latestIDs: m.latestIDs}
+		e := &headEntry{filled: true, room: m.after, latestIDs: m.latestIDs, latestSnaps: m.latestSnaps}
 		if old != nil && old.filled && m.stateKept && sameHead(old.room, m.before) {
 			// Once replaced, old is nobody's entry: its state moves over.
 			c.deleteLocked(m.roomID)
@@ -271,6 +275,21 @@ func (c *headCache) advance(moves []headMove) {
 		}
 		c.set(m.roomID, e)
 	}
+}
+
+// committed returns a room's cached head: its row, and the ids of its
+// latest events and the snapshots after them, as last committed. Only HandleInput moves a head, one call
+// per room at a time, and it advances or forgets the entry before it
+// returns: at the start of its next call for the room, a filled entry is
+// the row as stored (processEvent reads it instead of the database).
+func (c *headCache) committed(roomID string) (storage.Room, []string, []int64, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e := c.rooms[roomID]
+	if e == nil || !e.filled {
+		return storage.Room{}, nil, nil, false
+	}
+	return e.room, e.latestIDs, e.latestSnaps, true
 }
 
 // forget drops the heads of rooms: their transaction failed, or may have

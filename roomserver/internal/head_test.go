@@ -288,7 +288,7 @@ func (h *testRoom) checkCache(wantCached bool) {
 	var cached *headEntry
 	var tuples []storage.Tuple
 	if e != nil && e.filled {
-		cached = &headEntry{room: e.room, latestIDs: e.latestIDs, state: map[storage.Tuple]stateEvent{}}
+		cached = &headEntry{room: e.room, latestIDs: e.latestIDs, latestSnaps: e.latestSnaps, state: map[storage.Tuple]stateEvent{}}
 		for tu, s := range e.state {
 			cached.state[tu] = s
 			tuples = append(tuples, tu)
@@ -305,8 +305,9 @@ func (h *testRoom) checkCache(wantCached bool) {
 	if err != nil {
 		h.t.Fatal(err)
 	}
-	if !sameHead(cached.room, db.room) || !slices.Equal(cached.latestIDs, db.latestIDs) {
-		h.t.Fatalf("cached head %+v %v, database %+v %v", cached.room, cached.latestIDs, db.room, db.latestIDs)
+	if !sameHead(cached.room, db.room) || !slices.Equal(cached.latestIDs, db.latestIDs) || !slices.Equal(cached.latestSnaps, db.latestSnaps) {
+		h.t.Fatalf("cached head %+v %v %v, database %+v %v %v", cached.room, cached.latestIDs, cached.latestSnaps,
+			db.room, db.latestIDs, db.latestSnaps)
 	}
 	for tu, s := range cached.state {
 		if d := db.state[tu]; d.id != s.id || string(d.json) != string(s.json) {
@@ -334,8 +335,9 @@ func TestHeadFollowsInput(t *testing.T) {
 		alice, bob := "@alice:"+string(testOrigin), "@bob:"+string(testOrigin)
 		authOf := func(e *event.PDU) []matrix.EventID { return e.AuthEventIDs() }
 
-		// Sends in a row build on each other.
+		// Sends in a row build on each other, each on the cached head.
 		var last *event.PDU
+		hits := r.headHits.Load()
 		for i := range 3 {
 			m := h.message(alice, fmt.Sprint("hello ", i))
 			if last != nil && (!slices.Equal(m.PrevEventIDs(), []matrix.EventID{last.EventID()}) || m.Depth() != last.Depth()+1) {
@@ -346,6 +348,9 @@ func TestHeadFollowsInput(t *testing.T) {
 			}
 			h.checkCache(true)
 			last = m
+		}
+		if n := r.headHits.Load() - hits; n != 3 {
+			t.Fatalf("%d of 3 messages in a row were processed on the cached head", n)
 		}
 
 		// A power levels change is what the next event is authorised by.
@@ -419,10 +424,19 @@ func TestHeadFollowsInput(t *testing.T) {
 		if len(next.PrevEventIDs()) != 2 {
 			t.Fatalf("merge: prev %v, want both branches", next.PrevEventIDs())
 		}
+		hits = r.headHits.Load()
 		if err := h.send(next); err != nil {
 			t.Fatalf("send merge: %v", err)
 		}
+		if r.headHits.Load() != hits+1 {
+			t.Fatal("the merge was not processed on the cached head of two latest events")
+		}
 		h.checkCache(true)
+		res, err = r.QueryLatestEventsAndState(t.Context(), api.QueryLatestEventsAndStateRequest{RoomID: string(h.roomID),
+			StateToFetch: []api.StateKeyTuple{{Type: tu.Type}}})
+		if err != nil || !slices.Equal(res.LatestEvents, []string{string(next.EventID())}) || len(res.StateEventIDs) != 1 {
+			t.Fatalf("after the merge: %+v, %v; want it the one latest event, and a name", res, err)
+		}
 
 		// A transaction that rolls back (the log fails before the commit)
 		// leaves nothing of its event in the head.
@@ -561,5 +575,47 @@ func BenchmarkQueryLatestEventsAndState(b *testing.B) {
 				}
 			}
 		})
+	})
+}
+
+// TestCachedHeadGuard: when the room's stored head is not the cached one
+// (something else wrote the room), an event processed on the cached head
+// is not stored; the head is forgotten, and the event goes in when handled
+// again, on the head read from the database.
+func TestCachedHeadGuard(t *testing.T) {
+	storagetest.Each(t, func(t *testing.T, db *sqlutil.DB) {
+		r, _ := newTestRoomserver(t, db)
+		h := newTestRoom(t, r, 1)
+		alice := "@alice:" + string(testOrigin)
+		m1 := h.message(alice, "one")
+		if err := h.send(m1); err != nil {
+			t.Fatal(err)
+		}
+		// The stored head goes back to the room's first events' last one.
+		if _, err := db.ExecContext(t.Context(), `UPDATE roomserver_rooms SET latest_events = (
+			SELECT '[' || MAX(event_nid) || ']' FROM roomserver_events WHERE event_id <> $1) WHERE room_id = $2`,
+			string(m1.EventID()), string(h.roomID)); err != nil {
+			t.Fatal(err)
+		}
+		m2 := h.message(alice, "two") // built on the cached head, m1
+		hits := r.headHits.Load()
+		if err := h.send(m2); !errors.Is(err, storage.ErrMoved) {
+			t.Fatalf("send on a head that moved = %v, want ErrMoved", err)
+		}
+		if r.headHits.Load() != hits+1 {
+			t.Fatal("m2 was not processed on the cached head")
+		}
+		h.checkCache(false)
+		if err := h.send(m2); err != nil {
+			t.Fatalf("send again: %v", err)
+		}
+		if r.headHits.Load() != hits+1 {
+			t.Fatal("the retry was processed on a cached head")
+		}
+		h.checkCache(true)
+		res, err := r.QueryLatestEventsAndState(t.Context(), api.QueryLatestEventsAndStateRequest{RoomID: string(h.roomID)})
+		if err != nil || len(res.LatestEvents) != 2 || res.LatestEvents[0] != string(m2.EventID()) {
+			t.Fatalf("after the retry: latest %v, %v; want m2 and the head it did not build on", res.LatestEvents, err)
+		}
 	})
 }

@@ -61,6 +61,7 @@ func (r *Roomserver) HandleInput(ctx context.Context, msgs []eventlog.Msg[api.In
 	}
 	err := r.st.InTx(ctx, func(tx *sql.Tx) error {
 		answers, moves = answers[:0], moves[:0]
+		written := map[string]bool{} // rooms whose head the transaction may have moved
 		// The outputs are published inside the transaction, after the
 		// events they describe: if the commit then fails, the input is
 		// redelivered and published again, which consumers ignore;
@@ -76,7 +77,8 @@ func (r *Roomserver) HandleInput(ctx context.Context, msgs []eventlog.Msg[api.In
 			var refused error
 			var txnEvents map[string]string
 			for _, evs := range units[i] {
-				unit, moved, replaced, rej, err := r.storeUnit(ctx, tx, v, req.RoomID, evs, savepoints)
+				unit, moved, replaced, rej, err := r.storeUnit(ctx, tx, v, req.RoomID, evs, savepoints, !written[req.RoomID])
+				written[req.RoomID] = true
 				if err != nil {
 					return err
 				}
@@ -157,8 +159,9 @@ func unitsOf(req api.InputRoomEventsRequest) [][]api.InputEvent {
 // storeUnit stores the events of one unit in tx and returns their outputs
 // and head moves, or the refusal of one of them. With savepoint the unit's
 // writes are undone then; without, the caller rolls back, except for a
-// unit of one event other than a create, refused before any write.
-func (r *Roomserver) storeUnit(ctx context.Context, tx *sql.Tx, v *event.RoomVersion, roomID string, evs []api.InputEvent, savepoint bool) ([]api.OutputEvent, []headMove, map[string]string, *apierr.Error, error) {
+// unit of one event other than a create, refused before any write. fresh
+// says no earlier unit of the transaction was in the room.
+func (r *Roomserver) storeUnit(ctx context.Context, tx *sql.Tx, v *event.RoomVersion, roomID string, evs []api.InputEvent, savepoint, fresh bool) ([]api.OutputEvent, []headMove, map[string]string, *apierr.Error, error) {
 	// processEvent refuses an event before writing anything of it, but for
 	// a create (the room row comes first): a unit of one other event needs
 	// no savepoint (two statements per message on PostgreSQL).
@@ -176,8 +179,8 @@ func (r *Roomserver) storeUnit(ctx context.Context, tx *sql.Tx, v *event.RoomVer
 	var moves []headMove
 	var replaced map[string]string
 	var rej rejection
-	for _, in := range evs {
-		out, move, err := r.processEvent(ctx, tx, v, roomID, in)
+	for i, in := range evs {
+		out, move, err := r.processEvent(ctx, tx, v, roomID, in, fresh && i == 0)
 		var dup txnRecorded
 		if errors.As(err, &dup) {
 			// Another event made this transaction: this one is not stored.
@@ -242,7 +245,10 @@ func inputType(in api.InputEvent) (string, bool) {
 // processEvent checks and stores one event in tx and returns the output
 // that announces it (nil when it was stored before) and how it moved the
 // room's head.
-func (r *Roomserver) processEvent(ctx context.Context, tx *sql.Tx, v *event.RoomVersion, roomID string, in api.InputEvent) (*api.OutputEvent, headMove, error) {
+//
+// fresh says the transaction has not written the room yet: its head is then
+// the committed one, which the head cache may hold.
+func (r *Roomserver) processEvent(ctx context.Context, tx *sql.Tx, v *event.RoomVersion, roomID string, in api.InputEvent, fresh bool) (*api.OutputEvent, headMove, error) {
 	pdu, err := event.Parse(in.Event, v)
 	if err != nil {
 		return nil, headMove{}, rejection{apierr.BadJSON("invalid event: %v", err)}
@@ -250,55 +256,19 @@ func (r *Roomserver) processEvent(ctx context.Context, tx *sql.Tx, v *event.Room
 	if string(pdu.RoomID()) != roomID {
 		return nil, headMove{}, reject("event %s is for room %s, not %s", pdu.EventID(), pdu.RoomID(), roomID)
 	}
-	// The event itself and its prev events in one query (a round trip each
-	// on PostgreSQL otherwise).
-	prevIDs := make([]string, 0, len(pdu.PrevEventIDs()))
-	for _, id := range pdu.PrevEventIDs() {
-		prevIDs = append(prevIDs, string(id))
-	}
-	found, err := r.st.Events.SelectByIDs(ctx, tx, append([]string{string(pdu.EventID())}, prevIDs...))
-	if err != nil {
-		return nil, headMove{}, err
-	}
-	var prevs []storage.Event
-	for _, e := range found {
-		if e.EventID == string(pdu.EventID()) {
-			if !e.Outlier {
-				return nil, headMove{}, nil // already processed: a redelivery or a retried request
-			}
-			// A stored outlier is processed now; it is one of its own prev
-			// events only if it lists itself.
-			if !slices.Contains(prevIDs, e.EventID) {
-				continue
-			}
-		}
-		prevs = append(prevs, e)
-	}
-
 	isCreate := pdu.Type() == "m.room.create" && pdu.StateKeyEquals("")
-	var room storage.Room
-	if isCreate {
-		nid, err := r.st.Rooms.Insert(ctx, tx, roomID, v.ID)
-		if err != nil {
+	// The room's head and the event's prev events: from the head cache
+	// when the event builds on the one latest event of a room this
+	// transaction has not written yet, as a send does (two round trips
+	// fewer on PostgreSQL), and read in the transaction otherwise.
+	room, prevs, cached := r.cachedHead(roomID, pdu, fresh && !isCreate)
+	if !cached {
+		var stored bool
+		if room, prevs, stored, err = r.loadHead(ctx, tx, v, roomID, pdu, isCreate); err != nil || stored {
 			return nil, headMove{}, err
-		}
-		room = storage.Room{NID: nid, RoomID: roomID, Version: v.ID}
-		if len(pdu.PrevEventIDs()) != 0 {
-			return nil, headMove{}, reject("create event must not have prev_events")
-		}
-	} else {
-		room, err = r.st.Rooms.Select(ctx, tx, roomID)
-		if errors.Is(err, storage.ErrNotFound) {
-			return nil, headMove{}, rejection{apierr.NotFound("unknown room %s", roomID)}
-		}
-		if err != nil {
-			return nil, headMove{}, err
-		}
-		if room.Version != v.ID {
-			return nil, headMove{}, reject("room %s is version %s, not %s", roomID, room.Version, v.ID)
 		}
 	}
-
+	prevIDs := pdu.PrevEventIDs()
 	// The state before the event is the state after its prev events, resolved when they diverge.
 	if len(prevs) != len(prevIDs) {
 		return nil, headMove{}, reject("event %s has prev events this server does not have", pdu.EventID())
@@ -402,6 +372,14 @@ func (r *Roomserver) processEvent(ctx context.Context, tx *sql.Tx, v *event.Room
 	if err != nil {
 		return nil, headMove{}, err
 	}
+	if cached && !inserted {
+		// Stored before, though the head does not build on it: only an
+		// outlier is processed now. (Nothing stored yet is undone: the
+		// transaction id names this event, a tuple number is harmless.)
+		if done, err := r.processedBefore(ctx, tx, row.EventID); err != nil || done {
+			return nil, headMove{}, err
+		}
+	}
 	if tupleNID != 0 {
 		after = maps.Clone(before)
 		after[tupleNID] = nid
@@ -463,7 +441,10 @@ func (r *Roomserver) processEvent(ctx context.Context, tx *sql.Tx, v *event.Room
 		}
 	}
 	depth := max(room.Depth, pdu.Depth())
-	if err := r.st.Rooms.UpdateLatest(ctx, tx, room.NID, latest, currentSnapshot, depth); err != nil {
+	if err := r.st.Rooms.UpdateLatest(ctx, tx, room.NID, room.LatestEvents, latest, currentSnapshot, depth); err != nil {
+		if isCreate && errors.Is(err, storage.ErrMoved) {
+			return nil, headMove{}, reject("room %s exists already", roomID) // another create
+		}
 		return nil, headMove{}, err
 	}
 
@@ -480,7 +461,8 @@ func (r *Roomserver) processEvent(ctx context.Context, tx *sql.Tx, v *event.Room
 	}
 
 	move := headMove{roomID: roomID, before: room, after: storage.Room{NID: room.NID, RoomID: roomID, Version: room.Version,
-		LatestEvents: latest, SnapshotNID: currentSnapshot, Depth: depth}, latestIDs: []string{string(pdu.EventID())}, reread: isCreate,
+		LatestEvents: latest, SnapshotNID: currentSnapshot, Depth: depth}, latestIDs: []string{string(pdu.EventID())},
+		latestSnaps: []int64{snapshot}, reread: isCreate,
 		snapshots: map[int64]storage.State{room.SnapshotNID: oldState, snapshot: after, currentSnapshot: current}, tuples: tuples,
 		authEvents: loaded}
 	if tupleNID != 0 && inserted && cachesAuth(pdu.Type()) {
@@ -499,6 +481,7 @@ func (r *Roomserver) processEvent(ctx context.Context, tx *sql.Tx, v *event.Room
 			return nil, headMove{}, fmt.Errorf("latest event %d of room %s is missing", nid, roomID)
 		}
 		move.latestIDs = append(move.latestIDs, others[i].EventID)
+		move.latestSnaps = append(move.latestSnaps, others[i].SnapshotNID)
 	}
 	// The cached state of the room carries over when the current state
 	// did not change, or changed only in the event's own tuple (adds and
@@ -519,6 +502,92 @@ func (r *Roomserver) processEvent(ctx context.Context, tx *sql.Tx, v *event.Room
 		}
 	}
 	return &out, move, nil
+}
+
+// cachedHead returns the room's committed head from the head cache, and
+// the event's prev events as that head's latest events, when use is set
+// and the event builds on exactly those (in any order), as sends do.
+func (r *Roomserver) cachedHead(roomID string, pdu *event.PDU, use bool) (storage.Room, []storage.Event, bool) {
+	if !use {
+		return storage.Room{}, nil, false
+	}
+	room, ids, snaps, ok := r.heads.committed(roomID)
+	prevIDs := pdu.PrevEventIDs()
+	if !ok || room.Version != string(pdu.Version().ID) || len(ids) == 0 || len(prevIDs) != len(ids) ||
+		len(ids) != len(room.LatestEvents) || len(snaps) != len(ids) {
+		return storage.Room{}, nil, false
+	}
+	prevs := make([]storage.Event, 0, len(prevIDs))
+	for _, id := range prevIDs {
+		i := slices.Index(ids, string(id))
+		if i < 0 || id == pdu.EventID() || slices.ContainsFunc(prevs, func(e storage.Event) bool { return e.EventID == ids[i] }) {
+			return storage.Room{}, nil, false
+		}
+		prevs = append(prevs, storage.Event{NID: room.LatestEvents[i], RoomNID: room.NID, EventID: ids[i], SnapshotNID: snaps[i]})
+	}
+	r.headHits.Add(1)
+	return room, prevs, true
+}
+
+// loadHead reads, in tx, the event's prev events and the room's row (a
+// create event makes the row). stored says the event was processed before
+// (a redelivery, or a retried request): there is nothing to do.
+func (r *Roomserver) loadHead(ctx context.Context, tx *sql.Tx, v *event.RoomVersion, roomID string, pdu *event.PDU, isCreate bool) (storage.Room, []storage.Event, bool, error) {
+	// The event itself and its prev events in one query (a round trip each
+	// on PostgreSQL otherwise).
+	prevIDs := make([]string, 0, len(pdu.PrevEventIDs()))
+	for _, id := range pdu.PrevEventIDs() {
+		prevIDs = append(prevIDs, string(id))
+	}
+	found, err := r.st.Events.SelectByIDs(ctx, tx, append([]string{string(pdu.EventID())}, prevIDs...))
+	if err != nil {
+		return storage.Room{}, nil, false, err
+	}
+	var prevs []storage.Event
+	for _, e := range found {
+		if e.EventID == string(pdu.EventID()) {
+			if !e.Outlier {
+				return storage.Room{}, nil, true, nil
+			}
+			// A stored outlier is processed now; it is one of its own prev
+			// events only if it lists itself.
+			if !slices.Contains(prevIDs, e.EventID) {
+				continue
+			}
+		}
+		prevs = append(prevs, e)
+	}
+	if isCreate {
+		nid, err := r.st.Rooms.Insert(ctx, tx, roomID, v.ID)
+		if err != nil {
+			return storage.Room{}, nil, false, err
+		}
+		if len(prevIDs) != 0 {
+			return storage.Room{}, nil, false, reject("create event must not have prev_events")
+		}
+		return storage.Room{NID: nid, RoomID: roomID, Version: v.ID}, prevs, false, nil
+	}
+	room, err := r.st.Rooms.Select(ctx, tx, roomID)
+	if errors.Is(err, storage.ErrNotFound) {
+		return room, nil, false, rejection{apierr.NotFound("unknown room %s", roomID)}
+	}
+	if err != nil {
+		return room, nil, false, err
+	}
+	if room.Version != v.ID {
+		return room, nil, false, reject("room %s is version %s, not %s", roomID, room.Version, v.ID)
+	}
+	return room, prevs, false, nil
+}
+
+// processedBefore reports whether the stored event eventID was processed
+// (not just stored as an outlier).
+func (r *Roomserver) processedBefore(ctx context.Context, tx *sql.Tx, eventID string) (bool, error) {
+	rows, err := r.st.Events.SelectByIDs(ctx, tx, []string{eventID})
+	if err != nil {
+		return false, err
+	}
+	return len(rows) == 1 && !rows[0].Outlier, nil
 }
 
 // stateDelta lists the event ids added to and removed from the current

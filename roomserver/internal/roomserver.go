@@ -44,6 +44,9 @@ type Roomserver struct {
 	waiters  sync.Map // reply id → chan inputResult
 	heads    *headCache
 	authEvs  *authEventCache
+	// headHits counts input events processed on the cached head
+	// (cachedHead), for tests.
+	headHits atomic.Int64
 }
 
 // New returns the roomserver implementation.
@@ -162,6 +165,7 @@ func (r *Roomserver) readHead(ctx context.Context, q sqlutil.Querier, roomID str
 		}
 		e := latest[i]
 		h.latestIDs = append(h.latestIDs, e.EventID)
+		h.latestSnaps = append(h.latestSnaps, e.SnapshotNID)
 		if v != nil && v.EventIDInJSON() {
 			hash, err := event.ReferenceHash(e.JSON, v)
 			if err != nil {

@@ -70,15 +70,37 @@ func (t RoomsTable) Select(ctx context.Context, q sqlutil.Querier, roomID string
 	return r, nil
 }
 
-// UpdateLatest moves the room's forward extremities and current state.
-func (t RoomsTable) UpdateLatest(ctx context.Context, q sqlutil.Querier, roomNID int64, latest []int64, snapshotNID, depth int64) error {
+// ErrMoved is returned by UpdateLatest when the room's forward extremities
+// are not the ones the caller built on.
+var ErrMoved = errors.New("room head moved")
+
+// UpdateLatest moves the room's forward extremities from before (nil: a
+// new room's none) to latest, and its current state. It fails with
+// ErrMoved, writing nothing, when the stored extremities are not before:
+// the caller decided from a head that is not the room's.
+func (t RoomsTable) UpdateLatest(ctx context.Context, q sqlutil.Querier, roomNID int64, before, latest []int64, snapshotNID, depth int64) error {
 	b, err := json.Marshal(latest)
 	if err != nil {
 		return err
 	}
-	if _, err := q.ExecContext(ctx, `UPDATE roomserver_rooms SET latest_events = $1, snapshot_nid = $2, depth = $3 WHERE room_nid = $4`,
-		string(b), snapshotNID, depth, roomNID); err != nil {
+	if before == nil {
+		before = []int64{}
+	}
+	was, err := json.Marshal(before)
+	if err != nil {
+		return err
+	}
+	res, err := q.ExecContext(ctx, `UPDATE roomserver_rooms SET latest_events = $1, snapshot_nid = $2, depth = $3 WHERE room_nid = $4 AND latest_events = $5`,
+		string(b), snapshotNID, depth, roomNID, string(was))
+	if err != nil {
 		return fmt.Errorf("update latest events of room %d: %w", roomNID, err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return fmt.Errorf("update latest events of room %d: %w", roomNID, err)
+	}
+	if n != 1 {
+		return fmt.Errorf("update latest events of room %d from %s: %w", roomNID, was, ErrMoved)
 	}
 	return nil
 }
