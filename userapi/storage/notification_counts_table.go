@@ -66,12 +66,15 @@ type CountDelta struct {
 	Highlight    int64
 }
 
+// countsBatch bounds the rows of one statement of Add.
+const countsBatch = 500
+
 // Add adds deltas to the users' rows of a thread (empty for the main
 // timeline) in a room, in statements of many rows; firstSeq is the stream
 // sequence of the earliest event counted, the first_seq of a new row.
 func (NotificationCountsTable) Add(ctx context.Context, q sqlutil.Querier, roomID string, firstSeq int64, thread string, deltas []CountDelta) error {
 	for len(deltas) > 0 {
-		n := min(len(deltas), notifBatch)
+		n := min(len(deltas), countsBatch)
 		var b strings.Builder
 		b.Grow(400 + n*24)
 		b.WriteString(`INSERT INTO userapi_notification_counts (room_id, first_seq, thread_id, localpart, notification_count, highlight_count) VALUES `)

@@ -10,8 +10,8 @@ import (
 )
 
 // TestNotificationsInsert stores the notifications of three events in one
-// call whose rows span more than one statement (the first two events have
-// 600 members each) and reads every member's back with its event's
+// call (the first two have 600 members each: many statements on SQLite,
+// one on PostgreSQL) and reads every member's back with its event's
 // sequence, room, thread and highlight.
 func TestNotificationsInsert(t *testing.T) {
 	storagetest.Each(t, func(t *testing.T, db *sqlutil.DB) {
