@@ -11,6 +11,7 @@ import (
 
 	"github.com/axon-hs/axon/internal/apierr"
 	"github.com/axon-hs/axon/internal/eventlog"
+	"github.com/axon-hs/axon/internal/sqlutil"
 	"github.com/axon-hs/axon/matrix"
 	"github.com/axon-hs/axon/matrix/canonicaljson"
 	"github.com/axon-hs/axon/matrix/event"
@@ -36,12 +37,6 @@ func reject(format string, args ...any) error { return rejection{apierr.Forbidde
 // harmless. Callers are answered only after the commit, and after the
 // head cache has followed it (head.go).
 func (r *Roomserver) HandleInput(ctx context.Context, msgs []eventlog.Msg[api.InputMessage]) error {
-	type answer struct {
-		to string
-		inputResult
-	}
-	var answers []answer
-	var moves []headMove
 	units := make([][][]api.InputEvent, len(msgs))
 	n := 0
 	for i, m := range msgs {
@@ -59,60 +54,30 @@ func (r *Roomserver) HandleInput(ctx context.Context, msgs []eventlog.Msg[api.In
 		ctx = context.WithValue(ctx, authCacheOff{}, true)
 		defer r.authEvs.clear()
 	}
-	err := r.st.InTx(ctx, func(tx *sql.Tx) error {
-		answers, moves = answers[:0], moves[:0]
-		written := map[string]bool{} // rooms whose head the transaction may have moved
-		// The outputs are published inside the transaction, after the
-		// events they describe: if the commit then fails, the input is
-		// redelivered and published again, which consumers ignore;
-		// publishing after the commit could lose the output in a crash.
-		var outs []api.OutputEvent
-		for i, m := range msgs {
-			req := m.Value.Request
-			v, ok := event.Version(req.RoomVersion)
-			if !ok {
-				answers = append(answers, answer{m.Value.ReplyTo, inputResult{err: apierr.New(apierr.CodeUnsupportedRoomVer, "unsupported room version %q", req.RoomVersion)}})
-				continue
+	var b batchOut
+	var err error
+	piped := false
+	if r.pipeline && !redacting {
+		b, piped, err = r.storePipelined(ctx, msgs, units)
+	}
+	if !piped && err == nil {
+		err = r.st.InTx(ctx, func(tx *sql.Tx) error {
+			var err error
+			if b, err = r.storeBatch(ctx, tx, nil, msgs, units, savepoints); err != nil {
+				return err
 			}
-			var refused error
-			var txnEvents map[string]string
-			for _, evs := range units[i] {
-				unit, moved, replaced, rej, err := r.storeUnit(ctx, tx, v, req.RoomID, evs, savepoints, !written[req.RoomID])
-				written[req.RoomID] = true
-				if err != nil {
-					return err
-				}
-				if rej != nil {
-					r.logger.InfoContext(ctx, "event rejected", "room_id", req.RoomID, "atomic", req.Atomic, "err", rej.Msg)
-					if !savepoints {
-						return rejection{rej}
-					}
-					refused = rej
-					break // the request's later events are not tried
-				}
-				outs = append(outs, unit...)
-				moves = append(moves, moved...)
-				for k, v := range replaced {
-					if txnEvents == nil {
-						txnEvents = map[string]string{}
-					}
-					txnEvents[k] = v
-				}
-			}
-			answers = append(answers, answer{m.Value.ReplyTo, inputResult{err: refused, txnEvents: txnEvents}})
-		}
-		for _, out := range outs {
-			if _, err := eventlog.Publish(ctx, r.log, api.OutputTopic, out.RoomID, out); err != nil {
-				return fmt.Errorf("publish output event %s: %w", out.EventID, err)
-			}
-		}
-		return nil
-	})
+			// The outputs are published inside the transaction, after the
+			// events they describe: if the commit then fails, the input is
+			// redelivered and published again, which consumers ignore;
+			// publishing after the commit could lose the output in a crash.
+			return r.publish(ctx, b.outs)
+		})
+	}
 	var rej rejection
 	switch {
 	case err == nil:
-		r.heads.advance(moves)
-		for _, m := range moves {
+		r.heads.advance(b.moves)
+		for _, m := range b.moves {
 			r.st.Snapshots.Committed(m.snapshots)
 			r.st.StateKeys.Committed(m.tuples)
 			if !redacting {
@@ -137,8 +102,75 @@ func (r *Roomserver) HandleInput(ctx context.Context, msgs []eventlog.Msg[api.In
 	if err != nil {
 		return err
 	}
-	for _, a := range answers {
+	for _, a := range b.answers {
 		r.reply(a.to, a.inputResult)
+	}
+	return nil
+}
+
+// answer is what a request of an input batch is answered, once committed.
+type answer struct {
+	to string
+	inputResult
+}
+
+// batchOut is what storing an input batch gives: the answers, the head
+// moves for the caches, and the outputs to publish before the commit.
+type batchOut struct {
+	answers []answer
+	moves   []headMove
+	outs    []api.OutputEvent
+}
+
+// storeBatch stores the units of msgs in tx, or, with w (storePipelined),
+// collects their writes in w: nothing is written then, so a refused unit
+// needs no savepoint.
+func (r *Roomserver) storeBatch(ctx context.Context, tx *sql.Tx, w *pendingWrites, msgs []eventlog.Msg[api.InputMessage], units [][][]api.InputEvent, savepoints bool) (batchOut, error) {
+	var b batchOut
+	written := map[string]bool{} // rooms whose head the batch may have moved
+	for i, m := range msgs {
+		req := m.Value.Request
+		v, ok := event.Version(req.RoomVersion)
+		if !ok {
+			b.answers = append(b.answers, answer{m.Value.ReplyTo, inputResult{err: apierr.New(apierr.CodeUnsupportedRoomVer, "unsupported room version %q", req.RoomVersion)}})
+			continue
+		}
+		var refused error
+		var txnEvents map[string]string
+		for _, evs := range units[i] {
+			unit, moved, replaced, rej, err := r.storeUnit(ctx, tx, w, v, req.RoomID, evs, savepoints && w == nil, !written[req.RoomID])
+			written[req.RoomID] = true
+			if err != nil {
+				return b, err
+			}
+			if rej != nil {
+				r.logger.InfoContext(ctx, "event rejected", "room_id", req.RoomID, "atomic", req.Atomic, "err", rej.Msg)
+				if !savepoints && w == nil {
+					return b, rejection{rej}
+				}
+				refused = rej
+				break // the request's later events are not tried
+			}
+			b.outs = append(b.outs, unit...)
+			b.moves = append(b.moves, moved...)
+			for k, v := range replaced {
+				if txnEvents == nil {
+					txnEvents = map[string]string{}
+				}
+				txnEvents[k] = v
+			}
+		}
+		b.answers = append(b.answers, answer{m.Value.ReplyTo, inputResult{err: refused, txnEvents: txnEvents}})
+	}
+	return b, nil
+}
+
+// publish announces stored events on the output log.
+func (r *Roomserver) publish(ctx context.Context, outs []api.OutputEvent) error {
+	for _, out := range outs {
+		if _, err := eventlog.Publish(ctx, r.log, api.OutputTopic, out.RoomID, out); err != nil {
+			return fmt.Errorf("publish output event %s: %w", out.EventID, err)
+		}
 	}
 	return nil
 }
@@ -156,12 +188,13 @@ func unitsOf(req api.InputRoomEventsRequest) [][]api.InputEvent {
 	return units
 }
 
-// storeUnit stores the events of one unit in tx and returns their outputs
+// storeUnit stores the events of one unit in tx (or collects their writes
+// in w) and returns their outputs
 // and head moves, or the refusal of one of them. With savepoint the unit's
 // writes are undone then; without, the caller rolls back, except for a
 // unit of one event other than a create, refused before any write. fresh
 // says no earlier unit of the transaction was in the room.
-func (r *Roomserver) storeUnit(ctx context.Context, tx *sql.Tx, v *event.RoomVersion, roomID string, evs []api.InputEvent, savepoint, fresh bool) ([]api.OutputEvent, []headMove, map[string]string, *apierr.Error, error) {
+func (r *Roomserver) storeUnit(ctx context.Context, tx *sql.Tx, w *pendingWrites, v *event.RoomVersion, roomID string, evs []api.InputEvent, savepoint, fresh bool) ([]api.OutputEvent, []headMove, map[string]string, *apierr.Error, error) {
 	// processEvent refuses an event before writing anything of it, but for
 	// a create (the room row comes first): a unit of one other event needs
 	// no savepoint (two statements per message on PostgreSQL).
@@ -180,7 +213,7 @@ func (r *Roomserver) storeUnit(ctx context.Context, tx *sql.Tx, v *event.RoomVer
 	var replaced map[string]string
 	var rej rejection
 	for i, in := range evs {
-		out, move, err := r.processEvent(ctx, tx, v, roomID, in, fresh && i == 0)
+		out, move, err := r.processEvent(ctx, tx, w, v, roomID, in, fresh && i == 0)
 		var dup txnRecorded
 		if errors.As(err, &dup) {
 			// Another event made this transaction: this one is not stored.
@@ -248,7 +281,11 @@ func inputType(in api.InputEvent) (string, bool) {
 //
 // fresh says the transaction has not written the room yet: its head is then
 // the committed one, which the head cache may hold.
-func (r *Roomserver) processEvent(ctx context.Context, tx *sql.Tx, v *event.RoomVersion, roomID string, in api.InputEvent, fresh bool) (*api.OutputEvent, headMove, error) {
+//
+// With w (storePipelined) tx is nil: the event must be a message event on
+// the cached head, whose writes are collected in w (errNotSimple
+// otherwise), and what it reads comes from committed rows.
+func (r *Roomserver) processEvent(ctx context.Context, tx *sql.Tx, w *pendingWrites, v *event.RoomVersion, roomID string, in api.InputEvent, fresh bool) (*api.OutputEvent, headMove, error) {
 	pdu, err := event.Parse(in.Event, v)
 	if err != nil {
 		return nil, headMove{}, rejection{apierr.BadJSON("invalid event: %v", err)}
@@ -256,12 +293,22 @@ func (r *Roomserver) processEvent(ctx context.Context, tx *sql.Tx, v *event.Room
 	if string(pdu.RoomID()) != roomID {
 		return nil, headMove{}, reject("event %s is for room %s, not %s", pdu.EventID(), pdu.RoomID(), roomID)
 	}
+	var q sqlutil.Querier = tx
+	if w != nil {
+		if pdu.StateKey() != nil || pdu.Type() == event.TypeRedaction {
+			return nil, headMove{}, errNotSimple
+		}
+		q = r.st.DB.Reader()
+	}
 	isCreate := pdu.Type() == "m.room.create" && pdu.StateKeyEquals("")
 	// The room's head and the event's prev events: from the head cache
 	// when the event builds on the one latest event of a room this
 	// transaction has not written yet, as a send does (two round trips
 	// fewer on PostgreSQL), and read in the transaction otherwise.
 	room, prevs, cached := r.cachedHead(roomID, pdu, fresh && !isCreate)
+	if w != nil && (!cached || len(prevs) != 1 || prevs[0].SnapshotNID == 0) {
+		return nil, headMove{}, errNotSimple // a snapshot to store, or a head to read
+	}
 	if !cached {
 		var stored bool
 		if room, prevs, stored, err = r.loadHead(ctx, tx, v, roomID, pdu, isCreate); err != nil || stored {
@@ -280,7 +327,7 @@ func (r *Roomserver) processEvent(ctx context.Context, tx *sql.Tx, v *event.Room
 		if p.Rejected || p.Outlier {
 			return nil, headMove{}, reject("event %s references unusable prev event %s", pdu.EventID(), p.EventID)
 		}
-		st, err := r.st.Snapshots.Load(ctx, tx, p.SnapshotNID)
+		st, err := r.st.Snapshots.Load(ctx, q, p.SnapshotNID)
 		if err != nil {
 			return nil, headMove{}, err
 		}
@@ -297,7 +344,7 @@ func (r *Roomserver) processEvent(ctx context.Context, tx *sql.Tx, v *event.Room
 	}
 
 	// Auth rules against the state before the event.
-	authEvents, tuples, loaded, err := r.authEventsFor(ctx, tx, pdu, v, before)
+	authEvents, tuples, loaded, err := r.authEventsFor(ctx, q, pdu, v, before)
 	if err != nil {
 		return nil, headMove{}, err
 	}
@@ -314,7 +361,7 @@ func (r *Roomserver) processEvent(ctx context.Context, tx *sql.Tx, v *event.Room
 	if r.auth != nil {
 		if err := r.auth(pdu, authEvents); err != nil {
 			if txn != nil {
-				prior, serr := r.st.Txns.Select(ctx, tx, *txn)
+				prior, serr := r.st.Txns.Select(ctx, q, *txn)
 				if serr != nil {
 					return nil, headMove{}, serr
 				}
@@ -329,7 +376,11 @@ func (r *Roomserver) processEvent(ctx context.Context, tx *sql.Tx, v *event.Room
 			return nil, headMove{}, reject("%s", err.Error())
 		}
 	}
-	if txn != nil {
+	if txn != nil && w != nil {
+		// A transaction recorded already fails the pipeline, and the batch
+		// is stored again the usual way.
+		w.txns, w.txnEvents = append(w.txns, *txn), append(w.txnEvents, string(pdu.EventID()))
+	} else if txn != nil {
 		prior, err := r.st.Txns.Record(ctx, tx, *txn, string(pdu.EventID()))
 		if err != nil {
 			return nil, headMove{}, err
@@ -368,8 +419,16 @@ func (r *Roomserver) processEvent(ctx context.Context, tx *sql.Tx, v *event.Room
 		}
 		row.SnapshotNID = snapshot
 	}
-	nid, inserted, err := r.st.Events.Insert(ctx, tx, row)
-	if err != nil {
+	var nid int64
+	inserted := true
+	if w != nil {
+		// An event stored already fails the pipeline, as above.
+		if nid, err = r.nids.next(ctx); err != nil {
+			return nil, headMove{}, err
+		}
+		row.NID = nid
+		w.events = append(w.events, row)
+	} else if nid, inserted, err = r.st.Events.Insert(ctx, tx, row); err != nil {
 		return nil, headMove{}, err
 	}
 	if cached && !inserted {
@@ -411,7 +470,7 @@ func (r *Roomserver) processEvent(ctx context.Context, tx *sql.Tx, v *event.Room
 		}
 	}
 	if oldState == nil {
-		if oldState, err = r.st.Snapshots.Load(ctx, tx, room.SnapshotNID); err != nil {
+		if oldState, err = r.st.Snapshots.Load(ctx, q, room.SnapshotNID); err != nil {
 			return nil, headMove{}, err
 		}
 	}
@@ -441,14 +500,19 @@ func (r *Roomserver) processEvent(ctx context.Context, tx *sql.Tx, v *event.Room
 		}
 	}
 	depth := max(room.Depth, pdu.Depth())
-	if err := r.st.Rooms.UpdateLatest(ctx, tx, room.NID, room.LatestEvents, latest, currentSnapshot, depth); err != nil {
+	if w != nil {
+		w.rooms = append(w.rooms, storage.RoomUpdate{NID: room.NID, Before: room.LatestEvents, Latest: latest, SnapshotNID: currentSnapshot, Depth: depth})
+	} else if err := r.st.Rooms.UpdateLatest(ctx, tx, room.NID, room.LatestEvents, latest, currentSnapshot, depth); err != nil {
 		if isCreate && errors.Is(err, storage.ErrMoved) {
 			return nil, headMove{}, reject("room %s exists already", roomID) // another create
 		}
 		return nil, headMove{}, err
 	}
 
-	adds, removes, err := r.stateDelta(ctx, tx, room.NID, oldState, current)
+	if w != nil && !maps.Equal(oldState, current) {
+		return nil, headMove{}, errNotSimple // the membership table follows the state
+	}
+	adds, removes, err := r.stateDelta(ctx, q, room.NID, oldState, current)
 	if err != nil {
 		return nil, headMove{}, err
 	}
@@ -501,6 +565,9 @@ func (r *Roomserver) processEvent(ctx context.Context, tx *sql.Tx, v *event.Room
 			move.ev = stateEvent{id: string(pdu.EventID()), json: pdu.JSON()}
 		}
 	}
+	if cached {
+		r.headHits.Add(1)
+	}
 	return &out, move, nil
 }
 
@@ -525,7 +592,6 @@ func (r *Roomserver) cachedHead(roomID string, pdu *event.PDU, use bool) (storag
 		}
 		prevs = append(prevs, storage.Event{NID: room.LatestEvents[i], RoomNID: room.NID, EventID: ids[i], SnapshotNID: snaps[i]})
 	}
-	r.headHits.Add(1)
 	return room, prevs, true
 }
 
@@ -592,7 +658,7 @@ func (r *Roomserver) processedBefore(ctx context.Context, tx *sql.Tx, eventID st
 
 // stateDelta lists the event ids added to and removed from the current
 // state, and keeps the membership table in step with it.
-func (r *Roomserver) stateDelta(ctx context.Context, q *sql.Tx, roomNID int64, old, cur storage.State) (adds, removes []string, err error) {
+func (r *Roomserver) stateDelta(ctx context.Context, q sqlutil.Querier, roomNID int64, old, cur storage.State) (adds, removes []string, err error) {
 	var addNIDs, removeNIDs []int64
 	for k, v := range cur {
 		if old[k] != v {
@@ -638,14 +704,14 @@ func (r *Roomserver) stateDelta(ctx context.Context, q *sql.Tx, roomNID int64, o
 // authEventsFor loads the events of state that the auth rules consult for
 // pdu, and returns the tuple numbers it looked up and the events it read
 // from the database (not the cache) by event number.
-func (r *Roomserver) authEventsFor(ctx context.Context, tx *sql.Tx, pdu *event.PDU, v *event.RoomVersion, state storage.State) ([]*event.PDU, map[storage.Tuple]int64, map[int64]*event.PDU, error) {
+func (r *Roomserver) authEventsFor(ctx context.Context, q sqlutil.Querier, pdu *event.PDU, v *event.RoomVersion, state storage.State) ([]*event.PDU, map[storage.Tuple]int64, map[int64]*event.PDU, error) {
 	needed := event.AuthEventsNeededFor(pdu)
 	// The create event is always consulted, even where (room v12) it is not an auth event.
 	tuples := []storage.Tuple{{Type: event.TypeCreate}}
 	for _, n := range needed {
 		tuples = append(tuples, storage.Tuple{Type: n.Type, StateKey: n.StateKey})
 	}
-	nids, err := r.st.StateKeys.Lookup(ctx, tx, tuples)
+	nids, err := r.st.StateKeys.Lookup(ctx, q, tuples)
 	if err != nil {
 		return nil, nil, nil, err
 	}
@@ -667,7 +733,7 @@ func (r *Roomserver) authEventsFor(ctx context.Context, tx *sql.Tx, pdu *event.P
 	if len(missing) == 0 {
 		return out, nids, nil, nil
 	}
-	rows, err := r.st.Events.SelectByNIDs(ctx, tx, missing)
+	rows, err := r.st.Events.SelectByNIDs(ctx, q, missing)
 	if err != nil {
 		return nil, nil, nil, err
 	}

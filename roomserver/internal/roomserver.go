@@ -45,8 +45,13 @@ type Roomserver struct {
 	heads    *headCache
 	authEvs  *authEventCache
 	// headHits counts input events processed on the cached head
-	// (cachedHead), for tests.
+	// (cachedHead) through to their output, for tests.
 	headHits atomic.Int64
+	// pipeline: simple input batches are stored by storePipelined
+	// (PostgreSQL), with event numbers from nids.
+	pipeline  bool
+	nids      *nidPool
+	pipelined atomic.Int64 // batches storePipelined stored, for tests
 }
 
 // New returns the roomserver implementation.
@@ -54,7 +59,7 @@ func New(st *storage.Storage, log eventlog.Log, logger *slog.Logger, auth AuthCh
 	var b [6]byte
 	_, _ = rand.Read(b[:])
 	return &Roomserver{st: st, log: log, logger: logger, auth: auth, instance: hex.EncodeToString(b[:]), heads: newHeadCache(),
-		authEvs: newAuthEventCache()}
+		authEvs: newAuthEventCache(), pipeline: st.DB.Dialect.Engine == sqlutil.Postgres, nids: &nidPool{st: st}}
 }
 
 var _ api.API = (*Roomserver)(nil)

@@ -6,8 +6,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 
 	"github.com/axon-hs/axon/internal/sqlutil"
+	"github.com/jackc/pgx/v5"
 )
 
 func roomsSchema(d sqlutil.Dialect) string {
@@ -79,19 +82,9 @@ var ErrMoved = errors.New("room head moved")
 // ErrMoved, writing nothing, when the stored extremities are not before:
 // the caller decided from a head that is not the room's.
 func (t RoomsTable) UpdateLatest(ctx context.Context, q sqlutil.Querier, roomNID int64, before, latest []int64, snapshotNID, depth int64) error {
-	b, err := json.Marshal(latest)
-	if err != nil {
-		return err
-	}
-	if before == nil {
-		before = []int64{}
-	}
-	was, err := json.Marshal(before)
-	if err != nil {
-		return err
-	}
+	was := latestJSON(before)
 	res, err := q.ExecContext(ctx, `UPDATE roomserver_rooms SET latest_events = $1, snapshot_nid = $2, depth = $3 WHERE room_nid = $4 AND latest_events = $5`,
-		string(b), snapshotNID, depth, roomNID, string(was))
+		latestJSON(latest), snapshotNID, depth, roomNID, was)
 	if err != nil {
 		return fmt.Errorf("update latest events of room %d: %w", roomNID, err)
 	}
@@ -103,4 +96,40 @@ func (t RoomsTable) UpdateLatest(ctx context.Context, q sqlutil.Querier, roomNID
 		return fmt.Errorf("update latest events of room %d from %s: %w", roomNID, was, ErrMoved)
 	}
 	return nil
+}
+
+// RoomUpdate is one room's UpdateLatest, for QueueUpdateLatest.
+type RoomUpdate struct {
+	NID                int64
+	Before, Latest     []int64
+	SnapshotNID, Depth int64
+}
+
+// QueueUpdateLatest queues on b (PostgreSQL) one statement making the
+// updates as UpdateLatest does each; its row count is the number of rooms
+// whose extremities were the updates' Before.
+func (t RoomsTable) QueueUpdateLatest(b *pgx.Batch, ups []RoomUpdate) {
+	nids, snaps, depths := make([]int64, len(ups)), make([]int64, len(ups)), make([]int64, len(ups))
+	latest, was := make([]string, len(ups)), make([]string, len(ups))
+	for i, u := range ups {
+		nids[i], latest[i], snaps[i], depths[i], was[i] = u.NID, latestJSON(u.Latest), u.SnapshotNID, u.Depth, latestJSON(u.Before)
+	}
+	b.Queue(`UPDATE roomserver_rooms AS r SET latest_events = v.latest, snapshot_nid = v.snap, depth = v.depth
+		FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::bigint[], $5::text[]) AS v(room_nid, latest, snap, depth, was)
+		WHERE r.room_nid = v.room_nid AND r.latest_events = v.was`, nids, latest, snaps, depths, was)
+}
+
+// latestJSON is the stored form of forward extremities: a JSON array of
+// event numbers, [] for none.
+func latestJSON(nids []int64) string {
+	var b strings.Builder
+	b.WriteByte('[')
+	for i, n := range nids {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(strconv.FormatInt(n, 10))
+	}
+	b.WriteByte(']')
+	return b.String()
 }

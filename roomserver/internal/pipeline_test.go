@@ -1,0 +1,120 @@
+package internal
+
+import (
+	"encoding/json"
+	"slices"
+	"testing"
+
+	"github.com/axon-hs/axon/internal/sqlutil"
+	"github.com/axon-hs/axon/internal/sqlutil/storagetest"
+	"github.com/axon-hs/axon/matrix/event"
+	"github.com/axon-hs/axon/roomserver/api"
+)
+
+// outputsSince decodes the output events published after the first n.
+func (l *failingLog) outputsSince(t *testing.T, n int) []string {
+	t.Helper()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var ids []string
+	for _, data := range l.published[n:] {
+		var out api.OutputEvent
+		if err := json.Unmarshal(data, &out); err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, out.EventID)
+	}
+	return ids
+}
+
+func (l *failingLog) count() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.published)
+}
+
+// TestPipelinedInput: messages of several rooms in one batch are stored
+// together (on PostgreSQL by one pipelined write), each room's head moves
+// to its message and each message is announced once. A batch in which a
+// transaction id is recorded already is stored the usual way: the retry is
+// answered with the recorded event and stored nowhere, and the batch's
+// other message goes in.
+func TestPipelinedInput(t *testing.T) {
+	storagetest.Each(t, func(t *testing.T, db *sqlutil.DB) {
+		r, log := newTestRoomserver(t, db)
+		pipelined := db.Dialect.Engine == sqlutil.Postgres
+		alice := "@alice:" + string(testOrigin)
+		rooms := []*testRoom{newTestRoom(t, r, 1), newTestRoom(t, r, 2), newTestRoom(t, r, 3)}
+		latest := func(h *testRoom) []string {
+			t.Helper()
+			res, err := r.QueryLatestEventsAndState(t.Context(), api.QueryLatestEventsAndStateRequest{RoomID: string(h.roomID)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return res.LatestEvents
+		}
+		send := func(reqs ...api.InputRoomEventsRequest) []inputResult {
+			t.Helper()
+			res, err := rooms[0].handleResults(reqs...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return res
+		}
+
+		batches, published := r.pipelined.Load(), log.count()
+		var msgs []*event.PDU
+		var reqs []api.InputRoomEventsRequest
+		for i, h := range rooms {
+			m := h.message(alice, "hello")
+			req := h.request(m)
+			req.Events[0].TxnID = &api.TransactionID{UserID: alice, DeviceID: "DEV", Scope: "send:" + string(h.roomID), TransactionID: "t" + string(rune('0'+i))}
+			msgs, reqs = append(msgs, m), append(reqs, req)
+		}
+		send(reqs...)
+		for i, h := range rooms {
+			if got := latest(h); !slices.Equal(got, []string{string(msgs[i].EventID())}) {
+				t.Errorf("room %d: latest %v, want its message", i, got)
+			}
+			h.checkCache(true)
+		}
+		want := []string{string(msgs[0].EventID()), string(msgs[1].EventID()), string(msgs[2].EventID())}
+		if got := log.outputsSince(t, published); !slices.Equal(got, want) {
+			t.Errorf("published %v, want %v", got, want)
+		}
+		if pipelined && r.pipelined.Load() != batches+1 {
+			t.Errorf("the batch was stored in %d pipelined writes, want 1", r.pipelined.Load()-batches)
+		}
+
+		// A retry of room 0's transaction, built on the new head, beside a
+		// message of room 1.
+		batches, published = r.pipelined.Load(), log.count()
+		retry := rooms[0].message(alice, "hello again")
+		retryReq := rooms[0].request(retry)
+		retryReq.Events[0].TxnID = reqs[0].Events[0].TxnID
+		other := rooms[1].message(alice, "next")
+		res := send(retryReq, rooms[1].request(other))
+		if got := res[0].txnEvents[string(retry.EventID())]; got != string(msgs[0].EventID()) {
+			t.Errorf("the retry was answered %+v, want the recorded %s", res[0], msgs[0].EventID())
+		}
+		if got := latest(rooms[0]); !slices.Equal(got, []string{string(msgs[0].EventID())}) {
+			t.Errorf("room 0 after the retry: latest %v, want the first message alone", got)
+		}
+		if got := latest(rooms[1]); !slices.Equal(got, []string{string(other.EventID())}) {
+			t.Errorf("room 1: latest %v, want %s", got, other.EventID())
+		}
+		if got := log.outputsSince(t, published); !slices.Equal(got, []string{string(other.EventID())}) {
+			t.Errorf("published %v, want only %s", got, other.EventID())
+		}
+		if r.pipelined.Load() != batches {
+			t.Error("a batch with a recorded transaction id was pipelined")
+		}
+		found, err := r.QueryEvents(t.Context(), api.QueryEventsRequest{RoomID: string(rooms[0].roomID), EventIDs: []string{string(retry.EventID())}})
+		if err != nil || len(found.Events) != 0 {
+			t.Errorf("the retry was stored: %v, %v", found.Events, err)
+		}
+		for _, h := range rooms {
+			h.checkCache(true)
+		}
+	})
+}
