@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"strings"
 
-	"github.com/axon-hs/axon/clientapi/internal"
 	"github.com/axon-hs/axon/internal/apierr"
 	"github.com/axon-hs/axon/internal/httputil"
 	"github.com/axon-hs/axon/matrix"
@@ -210,14 +209,8 @@ func (rt *Routes) sendMember(ctx context.Context, dev userapi.Device, roomID mat
 
 // sendEvent builds p against the room's current state and submits it.
 func (rt *Routes) sendEvent(ctx context.Context, p event.Proto) (*event.PDU, error) {
-	e, v, err := rt.builder.Build(ctx, p)
-	if err != nil {
-		return nil, err
-	}
-	if _, err := rt.rs.InputRoomEvents(ctx, internal.SingleInput(e, v)); err != nil {
-		return nil, err
-	}
-	return e, nil
+	e, _, err := rt.sendInRoom(ctx, p, nil)
+	return e, err
 }
 
 func (rt *Routes) leaveRoom(w http.ResponseWriter, r *http.Request, dev userapi.Device) error {

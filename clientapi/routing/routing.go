@@ -45,6 +45,7 @@ type Routes struct {
 	db      *storage.Storage
 	a       httputil.Adapter
 	txnMu   keyedMutex
+	roomMu  keyedMutex // sendInRoom
 	now     func() time.Time
 }
 
