@@ -97,6 +97,17 @@ func (d Dialect) List(v any) any {
 	return string(b)
 }
 
+// PlanEach prefixes the arguments of a query that PostgreSQL must plan
+// with each call's values: a cached generic plan made while a table was
+// still small (a new server's first minutes) keeps scanning the whole table
+// until autovacuum next analyzes it. Planning costs a little on every call.
+func (d Dialect) PlanEach(args ...any) []any {
+	if d.Engine != Postgres {
+		return args
+	}
+	return append([]any{pgx.QueryExecModeExec}, args...)
+}
+
 // DB is a component's database: a writer and a reader pool (the same pool on
 // PostgreSQL). As a Querier it writes.
 type DB struct {

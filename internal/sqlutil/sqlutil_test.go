@@ -111,3 +111,61 @@ func TestSQLitePageCacheSizes(t *testing.T) {
 		}
 	}
 }
+
+// TestPlanEach: a query given PlanEach's arguments answers as without them;
+// on PostgreSQL it leaves no prepared statement in the session (its plan
+// is made for each call), while the same query without them does.
+func TestPlanEach(t *testing.T) {
+	storagetest.Each(t, func(t *testing.T, db *sqlutil.DB) {
+		ctx := t.Context()
+		if _, err := db.ExecContext(ctx, `CREATE TABLE plan_each (id `+db.Dialect.ID()+`, name TEXT NOT NULL)`); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := db.ExecContext(ctx, `INSERT INTO plan_each (name) VALUES ('a'), ('b'), ('c')`); err != nil {
+			t.Fatal(err)
+		}
+		const q = `SELECT name FROM plan_each WHERE name IN ($1, $2) ORDER BY name`
+		err := db.InTx(ctx, func(tx *sql.Tx) error {
+			prepared := func() int {
+				t.Helper()
+				if db.Dialect.Engine != sqlutil.Postgres {
+					return 0
+				}
+				var n int
+				if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM pg_prepared_statements WHERE statement = $1`, q).Scan(&n); err != nil {
+					t.Fatal(err)
+				}
+				return n
+			}
+			for i, args := range [][]any{db.Dialect.PlanEach("c", "a"), {"c", "a"}} {
+				rows, err := tx.QueryContext(ctx, q, args...)
+				if err != nil {
+					return err
+				}
+				var got []string
+				for rows.Next() {
+					var s string
+					if err := rows.Scan(&s); err != nil {
+						return err
+					}
+					got = append(got, s)
+				}
+				rows.Close()
+				if len(got) != 2 || got[0] != "a" || got[1] != "c" {
+					t.Errorf("query %d = %v, want [a c]", i, got)
+				}
+				want := 0
+				if i == 1 && db.Dialect.Engine == sqlutil.Postgres {
+					want = 1
+				}
+				if n := prepared(); n != want {
+					t.Errorf("after query %d: %d prepared statements, want %d", i, n, want)
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	})
+}

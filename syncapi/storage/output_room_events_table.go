@@ -111,7 +111,7 @@ func (t OutputRoomEventsTable) StoredIDs(ctx context.Context, q sqlutil.Querier,
 	if len(ids) == 0 {
 		return out, nil
 	}
-	rows, err := q.QueryContext(ctx, `SELECT event_id FROM syncapi_output_room_events WHERE `+t.d.In("event_id", 1), t.d.List(ids))
+	rows, err := q.QueryContext(ctx, `SELECT event_id FROM syncapi_output_room_events WHERE `+t.d.In("event_id", 1), t.d.PlanEach(t.d.List(ids))...)
 	if err != nil {
 		return nil, fmt.Errorf("look up %d event ids: %w", len(ids), err)
 	}

@@ -101,6 +101,10 @@ func TestOutputRoomEvents(t *testing.T) {
 		if ok, err := s.Events.Insert(ctx, db, dup); err != nil || ok {
 			t.Fatalf("Insert(duplicate id) = %v, %v; want false", ok, err)
 		}
+		stored, err := s.Events.StoredIDs(ctx, db.Reader(), []string{"$e6", "$nope", "$e1", "$e3"})
+		if err != nil || len(stored) != 3 || !stored["$e1"] || !stored["$e3"] || !stored["$e6"] {
+			t.Fatalf("StoredIDs = %v, %v; want $e1, $e3, $e6", stored, err)
+		}
 		got, err := s.Events.SelectByIDs(ctx, db.Reader(), []string{"$e1", "$nope"})
 		if err != nil || len(got) != 1 {
 			t.Fatalf("SelectByIDs = %v, %v", got, err)
