@@ -146,6 +146,10 @@ func openPostgres(ctx context.Context, dsn string, opt Options) (*DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("parse postgres dsn: %w", err)
 	}
+	if _, set := cfg.RuntimeParams["application_name"]; !set && opt.Name != "" {
+		// pg_stat_activity then tells the components' connections apart.
+		cfg.RuntimeParams["application_name"] = "axon " + opt.Name
+	}
 	db := stdlib.OpenDB(*cfg)
 	db.SetMaxOpenConns(20)
 	db.SetMaxIdleConns(10)

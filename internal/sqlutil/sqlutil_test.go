@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/axon-hs/axon/internal/sqlutil"
@@ -168,4 +169,29 @@ func TestPlanEach(t *testing.T) {
 			t.Fatal(err)
 		}
 	})
+}
+
+// TestPostgresApplicationName: a component's connections name it, unless
+// the DSN names them already.
+func TestPostgresApplicationName(t *testing.T) {
+	dsn := storagetest.PostgresDSN(t)
+	sep := "?"
+	if strings.Contains(dsn, "?") {
+		sep = "&"
+	}
+	for _, tc := range []struct{ dsn, want string }{
+		{dsn, "axon roomserver"},
+		{dsn + sep + "application_name=mine", "mine"},
+	} {
+		db, err := sqlutil.Open(t.Context(), tc.dsn, sqlutil.Options{Name: "roomserver"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got string
+		err = db.Reader().QueryRowContext(t.Context(), `SELECT current_setting('application_name')`).Scan(&got)
+		db.Close()
+		if err != nil || got != tc.want {
+			t.Errorf("application_name = %q, %v; want %q", got, err, tc.want)
+		}
+	}
 }
