@@ -45,7 +45,8 @@ func New(ctx context.Context, d Deps) (*Component, error) {
 	// SIGTERM while the client listener still drains requests waiting for
 	// their input to be processed, stalling them until the shutdown budget
 	// runs out.
-	sub, err := consumers.StartInput(context.WithoutCancel(ctx), d.EventLog, log, d.LogMetrics, impl.HandleInput)
+	sub, err := consumers.StartInput(context.WithoutCancel(ctx), d.EventLog, log, d.LogMetrics,
+		consumers.InputWorkers(d.DB.Dialect.Engine), impl.HandleInput)
 	if err != nil {
 		return nil, fmt.Errorf("roomserver input consumer: %w", err)
 	}
