@@ -78,12 +78,11 @@ func (c *NotificationCounts) HandleBatch(ctx context.Context, msgs []eventlog.Ms
 		if pos, err = c.db.Positions.Next(ctx, tx, streams.Notification); err != nil {
 			return err
 		}
-		for _, roomID := range rooms {
-			if err := c.db.Counts.UpsertMany(ctx, tx, roomID, byRoom[roomID], pos); err != nil {
-				return err
-			}
+		all := make([]storage.RoomCounts, len(rooms))
+		for i, roomID := range rooms {
+			all[i] = storage.RoomCounts{RoomID: roomID, Users: byRoom[roomID]}
 		}
-		return nil
+		return c.db.Counts.UpsertAll(ctx, tx, all, pos)
 	})
 	if err != nil {
 		return fmt.Errorf("store notification counts of %d rooms: %w", len(rooms), err)

@@ -39,17 +39,7 @@ const upsertBatch = 500
 // (an event notifies every member) serialised the whole stream. A user
 // listed twice keeps the last counts, as with one Upsert after the other.
 func (t NotificationCountsTable) UpsertMany(ctx context.Context, q sqlutil.Querier, roomID string, users []UserCounts, pos streams.Position) error {
-	// A statement may not update one row twice (PostgreSQL refuses): keep each user's last entry.
-	last := make(map[string]int, len(users))
-	for i, u := range users {
-		last[u.UserID] = i
-	}
-	rows := make([]UserCounts, 0, len(last))
-	for i, u := range users {
-		if last[u.UserID] == i {
-			rows = append(rows, u)
-		}
-	}
+	rows := lastOfEach(users)
 	for len(rows) > 0 {
 		n := min(len(rows), upsertBatch)
 		var b strings.Builder
@@ -66,6 +56,57 @@ func (t NotificationCountsTable) UpsertMany(ctx context.Context, q sqlutil.Queri
 		rows = rows[n:]
 	}
 	return nil
+}
+
+// RoomCounts are the counts of users in one room, for UpsertAll.
+type RoomCounts struct {
+	RoomID string
+	Users  []UserCounts
+}
+
+// UpsertAll is UpsertMany for each of rooms (different rooms): on
+// PostgreSQL one statement for them all.
+func (t NotificationCountsTable) UpsertAll(ctx context.Context, q sqlutil.Querier, rooms []RoomCounts, pos streams.Position) error {
+	if t.d.Engine != sqlutil.Postgres {
+		for _, r := range rooms {
+			if err := t.UpsertMany(ctx, q, r.RoomID, r.Users, pos); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	var users, roomIDs, counts []string
+	for _, r := range rooms {
+		for _, u := range lastOfEach(r.Users) {
+			users, roomIDs, counts = append(users, u.UserID), append(roomIDs, r.RoomID), append(counts, string(u.Counts))
+		}
+	}
+	if len(users) == 0 {
+		return nil
+	}
+	if _, err := q.ExecContext(ctx, `INSERT INTO syncapi_notification_counts (user_id, room_id, counts, position)
+		SELECT u, r, c, $4 FROM unnest($1::text[], $2::text[], $3::text[]) AS v(u, r, c)
+		ON CONFLICT (user_id, room_id) DO UPDATE SET counts = excluded.counts, position = excluded.position`,
+		users, roomIDs, counts, pos); err != nil {
+		return fmt.Errorf("upsert notification counts of %d users in %d rooms: %w", len(users), len(rooms), err)
+	}
+	return nil
+}
+
+// lastOfEach keeps each user's last entry: a statement may not update one
+// row twice (PostgreSQL refuses).
+func lastOfEach(users []UserCounts) []UserCounts {
+	last := make(map[string]int, len(users))
+	for i, u := range users {
+		last[u.UserID] = i
+	}
+	rows := make([]UserCounts, 0, len(last))
+	for i, u := range users {
+		if last[u.UserID] == i {
+			rows = append(rows, u)
+		}
+	}
+	return rows
 }
 
 // NotificationCounts are one room's stored counts.

@@ -13,7 +13,7 @@ import (
 // statements of many rows; an update replaces counts and position, a user
 // listed twice keeps the last counts (PostgreSQL refuses a statement that
 // updates one row twice), and more users than one statement takes are all
-// stored.
+// stored; UpsertAll does the same for several rooms at once.
 func TestNotificationCountsUpsertMany(t *testing.T) {
 	storagetest.Each(t, func(t *testing.T, db *sqlutil.DB) {
 		ctx := t.Context()
@@ -53,6 +53,21 @@ func TestNotificationCountsUpsertMany(t *testing.T) {
 		}
 		check("@u1202:x", "!big:x", `{"n":1202}`, 7)
 		if err := s.Counts.UpsertMany(ctx, db, "!r:x", nil, 9); err != nil {
+			t.Fatal(err)
+		}
+		// Several rooms at once, a user listed twice in one of them.
+		all := []storage.RoomCounts{
+			{RoomID: "!r:x", Users: []storage.UserCounts{{UserID: "@a:x", Counts: []byte(`{"a":4}`)}, {UserID: "@a:x", Counts: []byte(`{"a":5}`)}}},
+			{RoomID: "!s:x", Users: []storage.UserCounts{{UserID: "@a:x", Counts: []byte(`{"s":1}`)}, {UserID: "@b:x", Counts: []byte(`{"s":2}`)}}},
+		}
+		if err := s.Counts.UpsertAll(ctx, db, all, 11); err != nil {
+			t.Fatal(err)
+		}
+		check("@a:x", "!r:x", `{"a":5}`, 11)
+		check("@a:x", "!s:x", `{"s":1}`, 11)
+		check("@b:x", "!s:x", `{"s":2}`, 11)
+		check("@b:x", "!r:x", `{"b":1}`, 3)
+		if err := s.Counts.UpsertAll(ctx, db, nil, 12); err != nil {
 			t.Fatal(err)
 		}
 	})

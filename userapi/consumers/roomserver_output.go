@@ -303,8 +303,9 @@ type roomCounts struct {
 }
 
 // storeCounts adds the notifications of a batch's fresh events to the
-// count rows, one statement per room and thread, and reads each room's
-// rows of the users notified, for one counts message per room (in the
+// count rows (one statement on PostgreSQL, one per room and thread on
+// SQLite), and reads each room's rows of the users notified (one
+// statement), for one counts message per room (in the
 // order of the rooms' first events). A busy room thus costs one update
 // per member, and one counts message and syncapi write, per batch rather
 // than per event.
@@ -354,17 +355,23 @@ func (c *RoomServerOutput) storeCounts(ctx context.Context, tx *sql.Tx, items []
 			}
 		}
 	}
-	for _, g := range groups {
-		if err := c.st.Push.Counts.Add(ctx, tx, g.roomID, g.firstSeq, g.thread, g.deltas); err != nil {
-			return nil, err
-		}
+	adds := make([]storage.CountGroup, len(groups))
+	for i, g := range groups {
+		adds[i] = storage.CountGroup{RoomID: g.roomID, Thread: g.thread, FirstSeq: g.firstSeq, Deltas: g.deltas}
+	}
+	if err := c.st.Push.Counts.AddGroups(ctx, tx, adds); err != nil {
+		return nil, err
+	}
+	want := make(map[string][]string, len(out))
+	for _, rc := range out {
+		want[rc.roomID] = rc.locals
+	}
+	rows, err := c.st.Push.Counts.SelectRooms(ctx, tx, want)
+	if err != nil {
+		return nil, err
 	}
 	for i := range out {
-		rows, err := c.st.Push.Counts.Select(ctx, tx, out[i].roomID, out[i].locals)
-		if err != nil {
-			return nil, err
-		}
-		out[i].rows = rows
+		out[i].rows = rows[out[i].roomID]
 	}
 	return out, nil
 }

@@ -98,6 +98,85 @@ func (NotificationCountsTable) Add(ctx context.Context, q sqlutil.Querier, roomI
 	return nil
 }
 
+// CountGroup is what a batch adds to the rows of one thread of a room
+// (Add's arguments).
+type CountGroup struct {
+	RoomID, Thread string
+	FirstSeq       int64
+	Deltas         []CountDelta
+}
+
+// AddGroups is Add for each of groups, whose (room, thread) pairs differ:
+// on PostgreSQL one statement for them all.
+func (t NotificationCountsTable) AddGroups(ctx context.Context, q sqlutil.Querier, groups []CountGroup) error {
+	if t.d.Engine != sqlutil.Postgres {
+		for _, g := range groups {
+			if err := t.Add(ctx, q, g.RoomID, g.FirstSeq, g.Thread, g.Deltas); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	var rooms, threads, locals []string
+	var firsts, notes, highs []int64
+	for _, g := range groups {
+		for _, d := range g.Deltas {
+			rooms, threads, firsts = append(rooms, g.RoomID), append(threads, g.Thread), append(firsts, g.FirstSeq)
+			locals, notes, highs = append(locals, d.Localpart), append(notes, d.Notification), append(highs, d.Highlight)
+		}
+	}
+	if len(rooms) == 0 {
+		return nil
+	}
+	if _, err := q.ExecContext(ctx, `INSERT INTO userapi_notification_counts (room_id, first_seq, thread_id, localpart, notification_count, highlight_count)
+		SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::bigint[], $6::bigint[])
+		ON CONFLICT (room_id, localpart, thread_id) DO UPDATE SET
+			notification_count = userapi_notification_counts.notification_count + excluded.notification_count,
+			highlight_count = userapi_notification_counts.highlight_count + excluded.highlight_count`,
+		rooms, firsts, threads, locals, notes, highs); err != nil {
+		return fmt.Errorf("add %d notification counts in %d threads: %w", len(rooms), len(groups), err)
+	}
+	return nil
+}
+
+// SelectRooms returns the count rows of the listed users in each of the
+// rooms (want: room → localparts), one statement for all of them.
+func (t NotificationCountsTable) SelectRooms(ctx context.Context, q sqlutil.Querier, want map[string][]string) (map[string][]CountRow, error) {
+	var rooms, locals []string
+	listed := map[[2]string]bool{}
+	for room, ls := range want {
+		rooms = append(rooms, room)
+		for _, l := range ls {
+			if !listed[[2]string{room, l}] {
+				listed[[2]string{room, l}] = true
+				locals = append(locals, l)
+			}
+		}
+	}
+	out := make(map[string][]CountRow, len(want))
+	if len(listed) == 0 {
+		return out, nil
+	}
+	rows, err := q.QueryContext(ctx, `SELECT room_id, localpart, thread_id, notification_count, highlight_count
+		FROM userapi_notification_counts WHERE `+t.d.In("room_id", 1)+` AND `+t.d.In("localpart", 2), t.d.List(rooms), t.d.List(locals))
+	if err != nil {
+		return nil, fmt.Errorf("select notification counts in %d rooms: %w", len(rooms), err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var room string
+		var r CountRow
+		if err := rows.Scan(&room, &r.Localpart, &r.ThreadID, &r.Notification, &r.Highlight); err != nil {
+			return nil, fmt.Errorf("select notification counts: %w", err)
+		}
+		// The statement asked for every room of every user listed.
+		if listed[[2]string{room, r.Localpart}] {
+			out[room] = append(out[room], r)
+		}
+	}
+	return out, rows.Err()
+}
+
 func scanCounts(rows *sql.Rows, out []CountRow) ([]CountRow, error) {
 	defer rows.Close()
 	for rows.Next() {

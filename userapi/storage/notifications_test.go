@@ -3,6 +3,8 @@ package storage
 import (
 	"database/sql"
 	"fmt"
+	"slices"
+	"strings"
 	"testing"
 
 	"github.com/axon-hs/axon/internal/sqlutil"
@@ -69,6 +71,48 @@ func TestNotificationsInsert(t *testing.T) {
 				if r.ID != w.seq || r.RoomID != "!r:x" || r.ThreadID != w.thread || r.Highlight != (local != "u0") || r.Actions != `["notify"]` {
 					t.Errorf("%s's notification %d = %+v, want seq %d thread %q", local, i, r, w.seq, w.thread)
 				}
+			}
+		}
+	})
+}
+
+// TestCountGroups adds counts in two threads of one room and in another
+// room with one call, twice (the second adds to the first), and reads the
+// listed users' rows of both rooms back with one: a user listed for one
+// room only gets no rows of the other.
+func TestCountGroups(t *testing.T) {
+	storagetest.Each(t, func(t *testing.T, db *sqlutil.DB) {
+		ctx, st := t.Context(), open(t, db)
+		groups := []CountGroup{
+			{RoomID: "!a:x", Thread: "", FirstSeq: 5, Deltas: []CountDelta{{"bob", 2, 1}, {"carol", 1, 0}}},
+			{RoomID: "!a:x", Thread: "$t", FirstSeq: 6, Deltas: []CountDelta{{"bob", 1, 0}}},
+			{RoomID: "!b:x", Thread: "", FirstSeq: 7, Deltas: []CountDelta{{"bob", 3, 0}, {"carol", 4, 2}}},
+		}
+		for range 2 {
+			if err := db.InTx(ctx, func(tx *sql.Tx) error { return st.Push.Counts.AddGroups(ctx, tx, groups) }); err != nil {
+				t.Fatal(err)
+			}
+		}
+		got, err := st.Push.Counts.SelectRooms(ctx, db.Reader(), map[string][]string{"!a:x": {"bob"}, "!b:x": {"bob", "carol"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		sortRows := func(rs []CountRow) []CountRow {
+			slices.SortFunc(rs, func(a, b CountRow) int {
+				return strings.Compare(a.Localpart+"\x00"+a.ThreadID, b.Localpart+"\x00"+b.ThreadID)
+			})
+			return rs
+		}
+		want := map[string][]CountRow{
+			"!a:x": {{"bob", "", 4, 2}, {"bob", "$t", 2, 0}},
+			"!b:x": {{"bob", "", 6, 0}, {"carol", "", 8, 4}},
+		}
+		if len(got) != len(want) {
+			t.Fatalf("SelectRooms = %+v, want %+v", got, want)
+		}
+		for room, w := range want {
+			if g := sortRows(got[room]); !slices.Equal(g, sortRows(w)) {
+				t.Errorf("%s: %+v, want %+v", room, g, w)
 			}
 		}
 	})
