@@ -8,7 +8,6 @@ import (
 	"regexp"
 	"strings"
 
-	"github.com/axon-hs/axon/clientapi/internal"
 	"github.com/axon-hs/axon/internal/apierr"
 	"github.com/axon-hs/axon/internal/httputil"
 	"github.com/axon-hs/axon/matrix"
@@ -228,12 +227,8 @@ func (rt *Routes) updateMembership(ctx context.Context, roomID matrix.RoomID, us
 		content["avatar_url"], _ = json.Marshal(p.AvatarURL)
 	}
 	stateKey := userID
-	e, v, err := rt.builder.Build(ctx, event.Proto{Type: event.TypeMember, StateKey: &stateKey,
-		Sender: matrix.UserID(userID), RoomID: roomID, Content: content})
-	if err != nil {
-		return err
-	}
-	_, err = rt.rs.InputRoomEvents(ctx, internal.SingleInput(e, v))
+	_, _, err = rt.sendInRoom(ctx, event.Proto{Type: event.TypeMember, StateKey: &stateKey,
+		Sender: matrix.UserID(userID), RoomID: roomID, Content: content}, nil)
 	return err
 }
 

@@ -40,7 +40,11 @@ func (rt *Routes) redact(w http.ResponseWriter, r *http.Request, dev userapi.Dev
 		return err
 	}
 	txn := rsapi.TransactionID{UserID: dev.UserID, DeviceID: dev.DeviceID, Scope: "redact:" + string(roomID), TransactionID: r.PathValue("txnId")}
-	defer rt.startTxn(txn)()
+	unlock, err := rt.startTxn(ctx, txn)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	// Looked up first here: the checks below answer before the roomserver
 	// could, and a retry must get the first request's event even if the
 	// sender may no longer redact (redactions are rare; sends skip this).

@@ -291,7 +291,11 @@ func (rt *Routes) send(w http.ResponseWriter, r *http.Request, dev userapi.Devic
 		return err
 	}
 	txn := rsapi.TransactionID{UserID: dev.UserID, DeviceID: dev.DeviceID, Scope: "send:" + string(roomID), TransactionID: r.PathValue("txnId")}
-	defer rt.startTxn(txn)()
+	unlock, err := rt.startTxn(ctx, txn)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 
 	if err := rt.checkThreadRoot(ctx, roomID, content); err != nil {
 		return err
@@ -310,7 +314,11 @@ func (rt *Routes) send(w http.ResponseWriter, r *http.Request, dev userapi.Devic
 // resolution where an event on the cached head costs neither (under load,
 // a quarter of the messages forked).
 func (rt *Routes) sendInRoom(ctx context.Context, p event.Proto, txn *rsapi.TransactionID) (*event.PDU, rsapi.InputRoomEventsResponse, error) {
-	defer rt.roomMu.Lock(string(p.RoomID))()
+	unlock, err := rt.roomMu.Lock(ctx, string(p.RoomID))
+	if err != nil {
+		return nil, rsapi.InputRoomEventsResponse{}, err
+	}
+	defer unlock()
 	e, v, err := rt.builder.Build(ctx, p)
 	if err != nil {
 		return nil, rsapi.InputRoomEventsResponse{}, err
@@ -339,8 +347,8 @@ func txnEvent(res rsapi.InputRoomEventsResponse, submitted string) string {
 // the event it accepts, before checking it, and answers a later request of
 // the same transaction with the first one's event (TxnEvents), also after
 // a restart or when the sender could no longer send it.
-func (rt *Routes) startTxn(t rsapi.TransactionID) (unlock func()) {
-	return rt.txnMu.Lock(t.UserID + "\x00" + t.DeviceID + "\x00" + t.Scope + "\x00" + t.TransactionID)
+func (rt *Routes) startTxn(ctx context.Context, t rsapi.TransactionID) (unlock func(), err error) {
+	return rt.txnMu.Lock(ctx, t.UserID+"\x00"+t.DeviceID+"\x00"+t.Scope+"\x00"+t.TransactionID)
 }
 
 // checkThreadRoot refuses a thread started off an event that itself relates

@@ -92,39 +92,49 @@ func (rt *Routes) device(ctx context.Context, r *http.Request) (userapi.Device, 
 	return res.Device, nil
 }
 
-// keyedMutex serialises work per key (a client transaction), so two
-// concurrent retries of one transaction do not both send.
+// keyedMutex serialises work per key (a client transaction, a room). A
+// waiter gives up when its context ends: a client that went away does not
+// keep its place in the queue.
 type keyedMutex struct {
 	mu sync.Mutex
 	m  map[string]*keyedEntry
 }
 
 type keyedEntry struct {
-	mu   sync.Mutex
+	held chan struct{} // holds a token while locked
 	refs int
 }
 
-func (k *keyedMutex) Lock(key string) func() {
+// Lock takes key's lock, or fails with ctx's error.
+func (k *keyedMutex) Lock(ctx context.Context, key string) (unlock func(), err error) {
 	k.mu.Lock()
 	if k.m == nil {
 		k.m = map[string]*keyedEntry{}
 	}
 	e := k.m[key]
 	if e == nil {
-		e = &keyedEntry{}
+		e = &keyedEntry{held: make(chan struct{}, 1)}
 		k.m[key] = e
 	}
 	e.refs++
 	k.mu.Unlock()
-	e.mu.Lock()
-	return func() {
-		e.mu.Unlock()
+	release := func() {
 		k.mu.Lock()
 		if e.refs--; e.refs == 0 {
 			delete(k.m, key)
 		}
 		k.mu.Unlock()
 	}
+	select {
+	case e.held <- struct{}{}:
+	case <-ctx.Done():
+		release()
+		return nil, ctx.Err()
+	}
+	return func() {
+		<-e.held
+		release()
+	}, nil
 }
 
 func unrecognized(format string, args ...any) error {

@@ -232,8 +232,9 @@ func (db *DB) Close() error {
 
 // Postgres runs f on a connection of a PostgreSQL database's pool as pgx
 // sees it, for what database/sql cannot do: sending several statements in
-// one round trip (pgx.Batch). f must leave the connection outside any
-// transaction, or closed (the pool then drops it).
+// one round trip (pgx.Batch). f should leave the connection outside any
+// transaction; one it leaves inside is closed (the pool then drops it), so
+// that no caller after it finds a transaction open.
 func (db *DB) Postgres(ctx context.Context, f func(*pgx.Conn) error) error {
 	if db.Dialect.Engine != Postgres {
 		return errors.New("not a PostgreSQL database")
@@ -248,7 +249,15 @@ func (db *DB) Postgres(ctx context.Context, f func(*pgx.Conn) error) error {
 		if !ok {
 			return fmt.Errorf("postgres connection is a %T", dc)
 		}
-		return f(sc.Conn())
+		conn := sc.Conn()
+		err := f(conn)
+		if st := conn.PgConn().TxStatus(); st != 'I' && !conn.IsClosed() {
+			_ = conn.Close(context.WithoutCancel(ctx))
+			if err == nil {
+				err = fmt.Errorf("postgres connection left in a transaction (status %c)", st)
+			}
+		}
+		return err
 	})
 }
 

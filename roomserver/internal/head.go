@@ -226,6 +226,8 @@ type headMove struct {
 	// tuples are the tuple numbers it looked up or assigned, likewise
 	// (storage.StateKeysTable.Committed).
 	tuples map[storage.Tuple]int64
+	// cached: the event was processed on the cached head (cachedHead).
+	cached bool
 	// authEvents are the state events, parsed, that the event's auth check
 	// read from the database, and the event itself when it may be an auth
 	// event of later ones, by event number (authEventCache).

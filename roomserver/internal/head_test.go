@@ -254,8 +254,9 @@ func (h *testRoom) handle(reqs ...api.InputRoomEventsRequest) error {
 	return err
 }
 
-// handleResults is handle that also returns each request's answer.
-func (h *testRoom) handleResults(reqs ...api.InputRoomEventsRequest) ([]inputResult, error) {
+// handleAll runs the requests as one input batch and returns each one's
+// answer, or HandleInput's error.
+func (h *testRoom) handleAll(reqs ...api.InputRoomEventsRequest) ([]inputResult, error) {
 	msgs := make([]eventlog.Msg[api.InputMessage], len(reqs))
 	chans := make([]chan inputResult, len(reqs))
 	for i, req := range reqs {
@@ -272,12 +273,23 @@ func (h *testRoom) handleResults(reqs ...api.InputRoomEventsRequest) ([]inputRes
 	for i, ch := range chans {
 		select {
 		case res := <-ch:
-			if res.err != nil {
-				return nil, res.err
-			}
 			out[i] = res
 		default:
 			return nil, errors.New("no answer")
+		}
+	}
+	return out, nil
+}
+
+// handleResults is handleAll failing with the first refusal.
+func (h *testRoom) handleResults(reqs ...api.InputRoomEventsRequest) ([]inputResult, error) {
+	out, err := h.handleAll(reqs...)
+	if err != nil {
+		return nil, err
+	}
+	for _, res := range out {
+		if res.err != nil {
+			return nil, res.err
 		}
 	}
 	return out, nil
@@ -588,39 +600,50 @@ func BenchmarkQueryLatestEventsAndState(b *testing.B) {
 // TestCachedHeadGuard: when the room's stored head is not the cached one
 // (something else wrote the room), an event processed on the cached head
 // is not stored; the head is forgotten, and the event goes in when handled
-// again, on the head read from the database.
+// again, on the head read from the database. A message (pipelined on
+// PostgreSQL) and a state event (the transaction path on both engines)
+// are each checked.
 func TestCachedHeadGuard(t *testing.T) {
 	storagetest.Each(t, func(t *testing.T, db *sqlutil.DB) {
 		r, _ := newTestRoomserver(t, db)
 		h := newTestRoom(t, r, 1)
 		alice := "@alice:" + string(testOrigin)
-		m1 := h.message(alice, "one")
-		if err := h.send(m1); err != nil {
+		last := h.message(alice, "one")
+		if err := h.send(last); err != nil {
 			t.Fatal(err)
 		}
-		// The stored head goes back to the room's first events' last one.
-		if _, err := db.ExecContext(t.Context(), `UPDATE roomserver_rooms SET latest_events = (
-			SELECT '[' || MAX(event_nid) || ']' FROM roomserver_events WHERE event_id <> $1) WHERE room_id = $2`,
-			string(m1.EventID()), string(h.roomID)); err != nil {
-			t.Fatal(err)
-		}
-		m2 := h.message(alice, "two") // built on the cached head, m1
-		// The database's head would have taken m2: only the cached one fails.
-		if err := h.send(m2); !errors.Is(err, storage.ErrMoved) {
-			t.Fatalf("send on a head that moved = %v, want ErrMoved", err)
-		}
-		h.checkCache(false)
-		hits := r.headHits.Load()
-		if err := h.send(m2); err != nil {
-			t.Fatalf("send again: %v", err)
-		}
-		if r.headHits.Load() != hits {
-			t.Fatal("the retry was processed on a cached head")
-		}
-		h.checkCache(true)
-		res, err := r.QueryLatestEventsAndState(t.Context(), api.QueryLatestEventsAndStateRequest{RoomID: string(h.roomID)})
-		if err != nil || len(res.LatestEvents) != 2 || res.LatestEvents[0] != string(m2.EventID()) {
-			t.Fatalf("after the retry: latest %v, %v; want m2 and the head it did not build on", res.LatestEvents, err)
+		for i, kind := range []string{"message", "state event"} {
+			// The stored head goes back to another event than the last one.
+			if _, err := db.ExecContext(t.Context(), `UPDATE roomserver_rooms SET latest_events = (
+				SELECT '[' || MAX(event_nid) || ']' FROM roomserver_events WHERE event_id <> $1) WHERE room_id = $2`,
+				string(last.EventID()), string(h.roomID)); err != nil {
+				t.Fatal(err)
+			}
+			var e *event.PDU // built on the cached head
+			if kind == "message" {
+				e = h.message(alice, "two")
+			} else {
+				e = h.build(event.Proto{Type: "m.room.topic", StateKey: new(""), Sender: matrix.UserID(alice),
+					Content: map[string]any{"topic": fmt.Sprint("topic ", i)}})
+			}
+			// The database's head would have taken it: only the cached one fails.
+			if err := h.send(e); !errors.Is(err, storage.ErrMoved) {
+				t.Fatalf("%s on a head that moved = %v, want ErrMoved", kind, err)
+			}
+			h.checkCache(false)
+			hits := r.headHits.Load()
+			if err := h.send(e); err != nil {
+				t.Fatalf("%s sent again: %v", kind, err)
+			}
+			if r.headHits.Load() != hits {
+				t.Fatalf("the %s's retry was stored on a cached head", kind)
+			}
+			h.checkCache(true)
+			res, err := r.QueryLatestEventsAndState(t.Context(), api.QueryLatestEventsAndStateRequest{RoomID: string(h.roomID)})
+			if err != nil || len(res.LatestEvents) != 2 || res.LatestEvents[0] != string(e.EventID()) {
+				t.Fatalf("after the %s's retry: latest %v, %v; want it and the head it did not build on", kind, res.LatestEvents, err)
+			}
+			last = e
 		}
 	})
 }

@@ -78,6 +78,9 @@ func (r *Roomserver) HandleInput(ctx context.Context, msgs []eventlog.Msg[api.In
 	case err == nil:
 		r.heads.advance(b.moves)
 		for _, m := range b.moves {
+			if m.cached {
+				r.headHits.Add(1)
+			}
 			r.st.Snapshots.Committed(m.snapshots)
 			r.st.StateKeys.Committed(m.tuples)
 			if !redacting {
@@ -565,9 +568,7 @@ func (r *Roomserver) processEvent(ctx context.Context, tx *sql.Tx, w *pendingWri
 			move.ev = stateEvent{id: string(pdu.EventID()), json: pdu.JSON()}
 		}
 	}
-	if cached {
-		r.headHits.Add(1)
-	}
+	move.cached = cached
 	return &out, move, nil
 }
 

@@ -157,10 +157,12 @@ func (r *Roomserver) writePipelined(ctx context.Context, conn *pgx.Conn, w *pend
 	if err := r.publish(ctx, outs); err != nil {
 		return err
 	}
-	// Whatever the COMMIT answers, the transaction is over (or the
-	// connection broken): the caller forgets the heads on an error.
+	// Sent whatever ctx says (a cancelled ctx would send nothing), and
+	// whatever it answers the transaction is over or the connection broken
+	// (sqlutil.DB.Postgres drops it): the caller forgets the heads on an
+	// error.
 	done = true
-	if _, err := conn.Exec(ctx, "COMMIT"); err != nil {
+	if _, err := conn.Exec(context.WithoutCancel(ctx), "COMMIT"); err != nil {
 		return fmt.Errorf("commit: %w", err)
 	}
 	return nil

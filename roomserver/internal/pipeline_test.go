@@ -5,6 +5,7 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/axon-hs/axon/internal/apierr"
 	"github.com/axon-hs/axon/internal/sqlutil"
 	"github.com/axon-hs/axon/internal/sqlutil/storagetest"
 	"github.com/axon-hs/axon/matrix/event"
@@ -112,6 +113,32 @@ func TestPipelinedInput(t *testing.T) {
 		found, err := r.QueryEvents(t.Context(), api.QueryEventsRequest{RoomID: string(rooms[0].roomID), EventIDs: []string{string(retry.EventID())}})
 		if err != nil || len(found.Events) != 0 {
 			t.Errorf("the retry was stored: %v, %v", found.Events, err)
+		}
+		for _, h := range rooms {
+			h.checkCache(true)
+		}
+
+		// A refused message in a pipelined batch is answered with its
+		// refusal; the other rooms' messages go in.
+		batches, published = r.pipelined.Load(), log.count()
+		mallory := "@mallory:" + string(testOrigin)
+		refused := rooms[2].message(mallory, "let me in")
+		ok0, ok1 := rooms[0].message(alice, "still here"), rooms[1].message(alice, "me too")
+		all, err := rooms[0].handleAll(rooms[0].request(ok0), rooms[2].request(refused), rooms[1].request(ok1))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if all[0].err != nil || all[2].err != nil || !apierr.HasCode(all[1].err, apierr.CodeForbidden) {
+			t.Fatalf("answers %v, %v, %v; want nil, M_FORBIDDEN, nil", all[0].err, all[1].err, all[2].err)
+		}
+		if got := log.outputsSince(t, published); !slices.Equal(got, []string{string(ok0.EventID()), string(ok1.EventID())}) {
+			t.Errorf("published %v, want the two accepted messages", got)
+		}
+		if pipelined && r.pipelined.Load() != batches+1 {
+			t.Error("a batch with a refused message was not pipelined")
+		}
+		if got := latest(rooms[2]); !slices.Equal(got, []string{string(msgs[2].EventID())}) {
+			t.Errorf("room 2 after the refusal: latest %v, want its first message", got)
 		}
 		for _, h := range rooms {
 			h.checkCache(true)

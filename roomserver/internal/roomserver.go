@@ -44,8 +44,8 @@ type Roomserver struct {
 	waiters  sync.Map // reply id → chan inputResult
 	heads    *headCache
 	authEvs  *authEventCache
-	// headHits counts input events processed on the cached head
-	// (cachedHead) through to their output, for tests.
+	// headHits counts input events stored on the cached head
+	// (cachedHead), for tests.
 	headHits atomic.Int64
 	// pipeline: simple input batches are stored by storePipelined
 	// (PostgreSQL), with event numbers from nids.
