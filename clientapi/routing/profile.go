@@ -184,6 +184,9 @@ func (rt *Routes) setProfileField(w http.ResponseWriter, r *http.Request, dev us
 // profile change. The content of the current member event is kept except
 // for displayname and avatar_url.
 func (rt *Routes) updateMemberships(ctx context.Context, userID string, p userapi.QueryProfileResponse) error {
+	// The profile is saved already: every room gets the change even if the
+	// client leaves meanwhile (each waits its turn in its room).
+	ctx = context.WithoutCancel(ctx)
 	rooms, err := rt.joinedRooms(ctx, userID)
 	if err != nil {
 		return err

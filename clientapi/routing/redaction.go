@@ -76,6 +76,12 @@ func (rt *Routes) redact(w http.ResponseWriter, r *http.Request, dev userapi.Dev
 	if body.Reason != nil {
 		content["reason"] = *body.Reason
 	}
+	// The room's turn, as sendInRoom takes it: built on the head, submitted.
+	unlockRoom, err := rt.roomMu.Lock(ctx, string(roomID))
+	if err != nil {
+		return err
+	}
+	defer unlockRoom()
 	red, v, err := rt.builder.Build(ctx, event.Proto{Type: event.TypeRedaction, Sender: matrix.UserID(dev.UserID), RoomID: roomID,
 		Redacts: target, Content: content})
 	if err != nil {

@@ -107,6 +107,9 @@ type keyedEntry struct {
 
 // Lock takes key's lock, or fails with ctx's error.
 func (k *keyedMutex) Lock(ctx context.Context, key string) (unlock func(), err error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err // select below would pick at random
+	}
 	k.mu.Lock()
 	if k.m == nil {
 		k.m = map[string]*keyedEntry{}

@@ -64,8 +64,9 @@ type RoomCounts struct {
 	Users  []UserCounts
 }
 
-// UpsertAll is UpsertMany for each of rooms (different rooms): on
-// PostgreSQL one statement for them all.
+// UpsertAll is UpsertMany for each of rooms, in order (a room listed twice
+// ends with its last counts of each user): on PostgreSQL one statement for
+// them all.
 func (t NotificationCountsTable) UpsertAll(ctx context.Context, q sqlutil.Querier, rooms []RoomCounts, pos streams.Position) error {
 	if t.d.Engine != sqlutil.Postgres {
 		for _, r := range rooms {
@@ -75,10 +76,18 @@ func (t NotificationCountsTable) UpsertAll(ctx context.Context, q sqlutil.Querie
 		}
 		return nil
 	}
-	var users, roomIDs, counts []string
+	var order []string
+	byRoom := map[string][]UserCounts{}
 	for _, r := range rooms {
-		for _, u := range lastOfEach(r.Users) {
-			users, roomIDs, counts = append(users, u.UserID), append(roomIDs, r.RoomID), append(counts, string(u.Counts))
+		if _, ok := byRoom[r.RoomID]; !ok {
+			order = append(order, r.RoomID)
+		}
+		byRoom[r.RoomID] = append(byRoom[r.RoomID], r.Users...)
+	}
+	var users, roomIDs, counts []string
+	for _, room := range order {
+		for _, u := range lastOfEach(byRoom[room]) {
+			users, roomIDs, counts = append(users, u.UserID), append(roomIDs, room), append(counts, string(u.Counts))
 		}
 	}
 	if len(users) == 0 {

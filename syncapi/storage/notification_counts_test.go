@@ -58,7 +58,8 @@ func TestNotificationCountsUpsertMany(t *testing.T) {
 		// Several rooms at once, a user listed twice in one of them.
 		all := []storage.RoomCounts{
 			{RoomID: "!r:x", Users: []storage.UserCounts{{UserID: "@a:x", Counts: []byte(`{"a":4}`)}, {UserID: "@a:x", Counts: []byte(`{"a":5}`)}}},
-			{RoomID: "!s:x", Users: []storage.UserCounts{{UserID: "@a:x", Counts: []byte(`{"s":1}`)}, {UserID: "@b:x", Counts: []byte(`{"s":2}`)}}},
+			{RoomID: "!s:x", Users: []storage.UserCounts{{UserID: "@a:x", Counts: []byte(`{"s":0}`)}, {UserID: "@b:x", Counts: []byte(`{"s":2}`)}}},
+			{RoomID: "!s:x", Users: []storage.UserCounts{{UserID: "@a:x", Counts: []byte(`{"s":1}`)}}}, // the room again: its last counts win
 		}
 		if err := s.Counts.UpsertAll(ctx, db, all, 11); err != nil {
 			t.Fatal(err)

@@ -66,8 +66,8 @@ type RoomServerOutput struct {
 	actionNIDs map[string]int64
 	roomLocks  [256]sync.Mutex
 	// afterStore, when set (tests), runs in the transaction for each
-	// event once the batch's notifications are written; an error fails the
-	// batch.
+	// event once the batch's notifications and counts are written; an error
+	// fails the batch.
 	afterStore func(eventID string) error
 }
 
@@ -250,6 +250,9 @@ func (c *RoomServerOutput) HandleBatch(ctx context.Context, msgs []eventlog.Msg[
 		if err := c.st.Push.Notifs.Insert(ctx, tx, notifs); err != nil {
 			return err
 		}
+		if counts, err = c.storeCounts(ctx, tx, items); err != nil {
+			return err
+		}
 		if c.afterStore != nil {
 			for _, it := range items {
 				if err := c.afterStore(it.ev.EventID); err != nil {
@@ -257,8 +260,7 @@ func (c *RoomServerOutput) HandleBatch(ctx context.Context, msgs []eventlog.Msg[
 				}
 			}
 		}
-		counts, err = c.storeCounts(ctx, tx, items)
-		return err
+		return nil
 	})
 	if err != nil {
 		if len(items) == 1 {

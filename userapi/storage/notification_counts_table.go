@@ -106,8 +106,9 @@ type CountGroup struct {
 	Deltas         []CountDelta
 }
 
-// AddGroups is Add for each of groups, whose (room, thread) pairs differ:
-// on PostgreSQL one statement for them all.
+// AddGroups is Add for each of groups: on PostgreSQL one statement for
+// them all, which adds up what groups list twice for one row (PostgreSQL
+// refuses a statement that updates a row twice).
 func (t NotificationCountsTable) AddGroups(ctx context.Context, q sqlutil.Querier, groups []CountGroup) error {
 	if t.d.Engine != sqlutil.Postgres {
 		for _, g := range groups {
@@ -119,8 +120,17 @@ func (t NotificationCountsTable) AddGroups(ctx context.Context, q sqlutil.Querie
 	}
 	var rooms, threads, locals []string
 	var firsts, notes, highs []int64
+	row := map[[3]string]int{} // (room, thread, localpart) → index
 	for _, g := range groups {
 		for _, d := range g.Deltas {
+			k := [3]string{g.RoomID, g.Thread, d.Localpart}
+			if i, ok := row[k]; ok {
+				notes[i] += d.Notification
+				highs[i] += d.Highlight
+				firsts[i] = min(firsts[i], g.FirstSeq)
+				continue
+			}
+			row[k] = len(rooms)
 			rooms, threads, firsts = append(rooms, g.RoomID), append(threads, g.Thread), append(firsts, g.FirstSeq)
 			locals, notes, highs = append(locals, d.Localpart), append(notes, d.Notification), append(highs, d.Highlight)
 		}
@@ -140,15 +150,19 @@ func (t NotificationCountsTable) AddGroups(ctx context.Context, q sqlutil.Querie
 }
 
 // SelectRooms returns the count rows of the listed users in each of the
-// rooms (want: room → localparts), one statement for all of them.
+// rooms (want: room → localparts), one statement for all of them: it reads
+// every listed user's rows in every listed room and keeps the pairs asked
+// for (a push batch's rooms mostly share their members).
 func (t NotificationCountsTable) SelectRooms(ctx context.Context, q sqlutil.Querier, want map[string][]string) (map[string][]CountRow, error) {
 	var rooms, locals []string
 	listed := map[[2]string]bool{}
+	seen := map[string]bool{}
 	for room, ls := range want {
 		rooms = append(rooms, room)
 		for _, l := range ls {
-			if !listed[[2]string{room, l}] {
-				listed[[2]string{room, l}] = true
+			listed[[2]string{room, l}] = true
+			if !seen[l] {
+				seen[l] = true
 				locals = append(locals, l)
 			}
 		}

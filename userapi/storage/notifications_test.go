@@ -77,7 +77,8 @@ func TestNotificationsInsert(t *testing.T) {
 }
 
 // TestCountGroups adds counts in two threads of one room and in another
-// room with one call, twice (the second adds to the first), and reads the
+// room with one call (a row listed twice is added up), twice (the second
+// adds to the first), and reads the
 // listed users' rows of both rooms back with one: a user listed for one
 // room only gets no rows of the other.
 func TestCountGroups(t *testing.T) {
@@ -87,6 +88,8 @@ func TestCountGroups(t *testing.T) {
 			{RoomID: "!a:x", Thread: "", FirstSeq: 5, Deltas: []CountDelta{{"bob", 2, 1}, {"carol", 1, 0}}},
 			{RoomID: "!a:x", Thread: "$t", FirstSeq: 6, Deltas: []CountDelta{{"bob", 1, 0}}},
 			{RoomID: "!b:x", Thread: "", FirstSeq: 7, Deltas: []CountDelta{{"bob", 3, 0}, {"carol", 4, 2}}},
+			// The first group's row again: added up with it.
+			{RoomID: "!a:x", Thread: "", FirstSeq: 8, Deltas: []CountDelta{{"bob", 1, 1}}},
 		}
 		for range 2 {
 			if err := db.InTx(ctx, func(tx *sql.Tx) error { return st.Push.Counts.AddGroups(ctx, tx, groups) }); err != nil {
@@ -104,7 +107,7 @@ func TestCountGroups(t *testing.T) {
 			return rs
 		}
 		want := map[string][]CountRow{
-			"!a:x": {{"bob", "", 4, 2}, {"bob", "$t", 2, 0}},
+			"!a:x": {{"bob", "", 6, 4}, {"bob", "$t", 2, 0}},
 			"!b:x": {{"bob", "", 6, 0}, {"carol", "", 8, 4}},
 		}
 		if len(got) != len(want) {
