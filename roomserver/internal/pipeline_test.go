@@ -140,6 +140,21 @@ func TestPipelinedInput(t *testing.T) {
 		if got := latest(rooms[2]); !slices.Equal(got, []string{string(msgs[2].EventID())}) {
 			t.Errorf("room 2 after the refusal: latest %v, want its first message", got)
 		}
+
+		// A batch of refusals alone writes and publishes nothing.
+		published = log.count()
+		all, err = rooms[0].handleAll(rooms[2].request(refused), rooms[1].request(rooms[1].message(mallory, "me neither")))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, res := range all {
+			if !apierr.HasCode(res.err, apierr.CodeForbidden) {
+				t.Errorf("refusal %d answered %v, want M_FORBIDDEN", i, res.err)
+			}
+		}
+		if n := log.count() - published; n != 0 {
+			t.Errorf("%d outputs published for refused events", n)
+		}
 		for _, h := range rooms {
 			h.checkCache(true)
 		}
