@@ -36,11 +36,15 @@ func TestReceiptsClearCounts(t *testing.T) {
 			if err != nil {
 				return err
 			}
+			bob, err := st.Push.Users.NID(ctx, tx, "bob")
+			if err != nil {
+				return err
+			}
 			for i, e := range evs {
 				if _, err := st.Push.Events.Insert(ctx, tx, e.id, room, int64(10+i), []byte(`{}`)); err != nil {
 					return err
 				}
-				row := storage.NewNotification{Localpart: "bob", Highlight: e.highlight, ActionsNID: actions}
+				row := storage.NewNotification{Localpart: "bob", UserNID: bob, Highlight: e.highlight, ActionsNID: actions}
 				if err := st.Push.Notifs.Insert(ctx, tx, []storage.EventNotifications{{Seq: int64(10 + i), RoomNID: roomNID, Thread: e.thread, Rows: []storage.NewNotification{row}}}); err != nil {
 					return err
 				}

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/axon-hs/axon/internal/eventlog"
+	"github.com/axon-hs/axon/internal/sqlutil"
 	"github.com/axon-hs/axon/matrix"
 	"github.com/axon-hs/axon/matrix/authrules"
 	"github.com/axon-hs/axon/matrix/event"
@@ -62,9 +63,10 @@ type RoomServerOutput struct {
 	mu    sync.Mutex
 	rooms map[string]*roomState // by room id; the consumer is ordered per room
 	rules map[string]*cachedRules
-	// actionNIDs numbers the actions lists (storage.PushActionsTable).
-	actionNIDs map[string]int64
-	roomLocks  [256]sync.Mutex
+	// actionNIDs and userNIDs number the actions lists and the notified
+	// users (storage.PushActionsTable, storage.PushUsersTable).
+	actionNIDs, userNIDs *nidCache
+	roomLocks            [256]sync.Mutex
 	// afterStore, when set (tests), runs in the transaction for each
 	// event once the batch's notifications and counts are written; an error
 	// fails the batch.
@@ -129,7 +131,8 @@ func (rs *roomState) clone() *roomState {
 // NewRoomServerOutput returns the handler.
 func NewRoomServerOutput(st *storage.Storage, rs RoomState, evlog eventlog.Log, d Delivery, serverName string, log *slog.Logger) *RoomServerOutput {
 	return &RoomServerOutput{st: st, rs: rs, evlog: evlog, delivery: d, serverName: serverName, log: log, now: time.Now,
-		rooms: map[string]*roomState{}, rules: map[string]*cachedRules{}, actionNIDs: map[string]int64{}}
+		rooms: map[string]*roomState{}, rules: map[string]*cachedRules{},
+		actionNIDs: newNIDCache(st.Push.Actions.NID), userNIDs: newNIDCache(st.Push.Users.NID)}
 }
 
 // header is what push reads of an event besides the rules' own lookups.
@@ -436,11 +439,15 @@ func (c *RoomServerOutput) prepare(ctx context.Context, m eventlog.Msg[rsapi.Out
 	}
 	it.notifs = make([]storage.NewNotification, 0, len(it.pushes))
 	for _, p := range it.pushes {
-		nid, err := c.actionsNID(ctx, p.actions)
+		actions, err := c.actionNIDs.get(ctx, c.st.DB, p.actions)
 		if err != nil {
 			return pushItem{}, err
 		}
-		it.notifs = append(it.notifs, storage.NewNotification{Localpart: p.Localpart, Highlight: p.Outcome.Highlight, ActionsNID: nid})
+		user, err := c.userNIDs.get(ctx, c.st.DB, p.Localpart)
+		if err != nil {
+			return pushItem{}, err
+		}
+		it.notifs = append(it.notifs, storage.NewNotification{Localpart: p.Localpart, UserNID: user, Highlight: p.Outcome.Highlight, ActionsNID: actions})
 	}
 	return it, nil
 }
@@ -608,26 +615,37 @@ func (c *RoomServerOutput) evaluators(ctx context.Context, members []string) ([]
 	return out, nil
 }
 
-// actionsNID returns the number of an actions list, stored the first time
-// it is seen (in its own statement: a number from a transaction that rolls
-// back must not be cached).
-func (c *RoomServerOutput) actionsNID(ctx context.Context, actions string) (int64, error) {
-	c.mu.Lock()
-	nid, ok := c.actionNIDs[actions]
-	c.mu.Unlock()
+// nidCache holds numbers the push tables give strings (actions lists,
+// users), assigned the first time a string is seen in a statement of its
+// own: a number from a transaction that rolls back must not be cached.
+type nidCache struct {
+	mu     sync.Mutex
+	m      map[string]int64
+	assign func(context.Context, sqlutil.Querier, string) (int64, error)
+}
+
+func newNIDCache(assign func(context.Context, sqlutil.Querier, string) (int64, error)) *nidCache {
+	return &nidCache{m: map[string]int64{}, assign: assign}
+}
+
+// get returns v's number, assigning it in db the first time.
+func (n *nidCache) get(ctx context.Context, db sqlutil.Querier, v string) (int64, error) {
+	n.mu.Lock()
+	nid, ok := n.m[v]
+	n.mu.Unlock()
 	if ok {
 		return nid, nil
 	}
-	nid, err := c.st.Push.Actions.NID(ctx, c.st.DB, actions)
+	nid, err := n.assign(ctx, db, v)
 	if err != nil {
 		return 0, err
 	}
-	c.mu.Lock()
-	if len(c.actionNIDs) >= 10_000 { // only a runaway set of rules gets here
-		clear(c.actionNIDs)
+	n.mu.Lock()
+	if len(n.m) >= 100_000 { // bounded: numbers are read again after this
+		clear(n.m)
 	}
-	c.actionNIDs[actions] = nid
-	c.mu.Unlock()
+	n.m[v] = nid
+	n.mu.Unlock()
 	return nid, nil
 }
 

@@ -235,9 +235,9 @@ func (NotificationCountsTable) Recount(ctx context.Context, q sqlutil.Querier, l
 	}
 	// thread_id = $4 OR $4 IS NULL would keep one text, but then the
 	// parameter's type cannot be inferred on PostgreSQL.
-	const recount = `INSERT INTO userapi_notification_counts (room_id, localpart, thread_id, notification_count, highlight_count, first_seq)
+	recount := `INSERT INTO userapi_notification_counts (room_id, localpart, thread_id, notification_count, highlight_count, first_seq)
 		SELECT $1, $2, thread_id, COUNT(*), SUM(CASE WHEN highlight THEN 1 ELSE 0 END), MIN(seq)
-		FROM userapi_notifications WHERE localpart = $2 AND seq > $3
+		FROM userapi_notifications WHERE user_nid = ` + pushUserNID(2) + ` AND seq > $3
 		AND room_nid = (SELECT id FROM userapi_push_rooms WHERE room_id = $1) AND read = FALSE`
 	if thread == nil {
 		_, err = q.ExecContext(ctx, recount+` GROUP BY thread_id`, roomID, localpart, seq)

@@ -68,8 +68,14 @@ const notificationsUserSeqIndex = `CREATE INDEX userapi_notifications_user ON us
 // on SQLite the rows then live in the key's B-tree (WITHOUT ROWID), so a
 // notified member costs one B-tree insert rather than two.
 func notificationsV3Schema(d sqlutil.Dialect) string {
-	return `CREATE TABLE userapi_notifications_v3 (
-	localpart   TEXT NOT NULL,
+	return notificationsKeyedSchema(d, "userapi_notifications_v3", "localpart", "TEXT")
+}
+
+// notificationsKeyedSchema is table, a notifications table keyed by
+// (user, seq) with the user in column userCol of type userType.
+func notificationsKeyedSchema(d sqlutil.Dialect, table, userCol, userType string) string {
+	return `CREATE TABLE ` + table + ` (
+	` + userCol + ` ` + userType + ` NOT NULL,
 	-- seq is the event's roomserver output sequence (userapi_push_events.seq).
 	seq         BIGINT NOT NULL,
 	room_nid    BIGINT NOT NULL,
@@ -78,7 +84,7 @@ func notificationsV3Schema(d sqlutil.Dialect) string {
 	highlight   BOOLEAN NOT NULL,
 	read        BOOLEAN NOT NULL DEFAULT FALSE,
 	actions_nid BIGINT NOT NULL,
-	PRIMARY KEY (localpart, seq)
+	PRIMARY KEY (` + userCol + `, seq)
 )` + d.WithoutRowID()
 }
 
@@ -103,6 +109,26 @@ func notificationsRekey(ctx context.Context, tx *sql.Tx, d sqlutil.Dialect) erro
 	)(ctx, tx, d)
 }
 
+// notificationsV4Schema (push migration 4) is version 3 with the user's
+// number (userapi_push_users) in place of the localpart, on both engines.
+func notificationsV4Schema(d sqlutil.Dialect) string {
+	return notificationsKeyedSchema(d, "userapi_notifications_v4", "user_nid", "BIGINT")
+}
+
+// notificationsFromV3 carries the version 3 rows over (keys cannot repeat:
+// they did not before). WHERE TRUE as in notificationsFromV2.
+const notificationsFromV3 = `INSERT INTO userapi_notifications_v4 (user_nid, seq, room_nid, thread_id, highlight, read, actions_nid)
+	SELECT u.id, n.seq, n.room_nid, n.thread_id, n.highlight, n.read, n.actions_nid
+	FROM userapi_notifications n JOIN userapi_push_users u ON u.localpart = n.localpart WHERE TRUE`
+
+// notificationsByUser is push migration 4: users numbered, notifications
+// keyed by (user number, seq).
+var notificationsByUser = sqlutil.Exec(pushUsersSchema, sqlutil.Static(pushUsersFromV3),
+	notificationsV4Schema, sqlutil.Static(notificationsFromV3),
+	sqlutil.Static(`DROP TABLE userapi_notifications`),
+	sqlutil.Static(`ALTER TABLE userapi_notifications_v4 RENAME TO userapi_notifications`),
+)
+
 // NotificationRow is a notification as /notifications lists it.
 type NotificationRow struct {
 	// ID is the event's stream sequence: the position for paging.
@@ -119,6 +145,7 @@ type NotificationRow struct {
 // NewNotification is one notified user of an event, for Insert.
 type NewNotification struct {
 	Localpart  string
+	UserNID    int64 // PushUsersTable.NID of Localpart
 	Highlight  bool
 	ActionsNID int64 // PushActionsTable.NID of the actions
 }
@@ -143,13 +170,13 @@ const notifChunk = 16
 // Insert stores the notifications of several events: a batch of the push
 // consumer costs one round trip on PostgreSQL instead of one per event.
 func (t NotificationsTable) Insert(ctx context.Context, q sqlutil.Querier, evs []EventNotifications) error {
-	var seqs, rooms, actions []int64
-	var threads, locals []string
+	var seqs, rooms, users, actions []int64
+	var threads []string
 	var highlights []bool
 	for _, e := range evs {
 		for _, r := range e.Rows {
 			seqs, rooms, threads = append(seqs, e.Seq), append(rooms, e.RoomNID), append(threads, e.Thread)
-			locals, highlights, actions = append(locals, r.Localpart), append(highlights, r.Highlight), append(actions, r.ActionsNID)
+			users, highlights, actions = append(users, r.UserNID), append(highlights, r.Highlight), append(actions, r.ActionsNID)
 		}
 	}
 	if len(seqs) == 0 {
@@ -157,9 +184,9 @@ func (t NotificationsTable) Insert(ctx context.Context, q sqlutil.Querier, evs [
 	}
 	if t.d.Engine == sqlutil.Postgres {
 		// One statement, whatever the number of rows.
-		if _, err := q.ExecContext(ctx, `INSERT INTO userapi_notifications (seq, room_nid, thread_id, localpart, highlight, actions_nid)
-			SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::boolean[], $6::bigint[])`,
-			seqs, rooms, threads, locals, highlights, actions); err != nil {
+		if _, err := q.ExecContext(ctx, `INSERT INTO userapi_notifications (seq, room_nid, thread_id, user_nid, highlight, actions_nid)
+			SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::bigint[], $5::boolean[], $6::bigint[])`,
+			seqs, rooms, threads, users, highlights, actions); err != nil {
 			return fmt.Errorf("insert %d notifications: %w", len(seqs), err)
 		}
 		return nil
@@ -168,11 +195,11 @@ func (t NotificationsTable) Insert(ctx context.Context, q sqlutil.Querier, evs [
 	for i := 0; i < len(seqs); i += notifChunk {
 		n := min(notifChunk, len(seqs)-i)
 		var b strings.Builder
-		b.WriteString(`INSERT INTO userapi_notifications (seq, room_nid, thread_id, localpart, highlight, actions_nid) VALUES `)
+		b.WriteString(`INSERT INTO userapi_notifications (seq, room_nid, thread_id, user_nid, highlight, actions_nid) VALUES `)
 		sqlutil.AppendRows(&b, "(?, ?, ?, ?, ?, ?)", n, 1)
 		args = args[:0]
 		for j := i; j < i+n; j++ {
-			args = append(args, seqs[j], rooms[j], threads[j], locals[j], highlights[j], actions[j])
+			args = append(args, seqs[j], rooms[j], threads[j], users[j], highlights[j], actions[j])
 		}
 		if _, err := q.ExecContext(ctx, b.String(), args...); err != nil {
 			return fmt.Errorf("insert %d notifications: %w", n, err)
@@ -190,7 +217,7 @@ func (NotificationsTable) Select(ctx context.Context, q sqlutil.Querier, localpa
 	rows, err := q.QueryContext(ctx, `SELECT n.seq, e.room_id, n.thread_id, n.highlight, n.read, a.actions, e.event
 		FROM userapi_notifications n JOIN userapi_push_events e ON e.seq = n.seq
 		JOIN userapi_push_actions a ON a.id = n.actions_nid
-		WHERE n.localpart = $1 AND n.seq < $2 AND (n.highlight OR NOT $3) ORDER BY n.seq DESC LIMIT $4`,
+		WHERE n.user_nid = `+pushUserNID(1)+` AND n.seq < $2 AND (n.highlight OR NOT $3) ORDER BY n.seq DESC LIMIT $4`,
 		localpart, before, onlyHighlight, limit)
 	if err != nil {
 		return nil, fmt.Errorf("select notifications of %s: %w", localpart, err)
@@ -223,12 +250,12 @@ func (NotificationsTable) MarkRead(ctx context.Context, q sqlutil.Querier, local
 	var err error
 	if thread == nil {
 		_, err = q.ExecContext(ctx, `UPDATE userapi_notifications SET read = TRUE
-			WHERE localpart = $1 AND seq <= $3 AND seq >= (SELECT MIN(first_seq) FROM userapi_notification_counts
+			WHERE user_nid = `+pushUserNID(1)+` AND seq <= $3 AND seq >= (SELECT MIN(first_seq) FROM userapi_notification_counts
 				WHERE room_id = $2 AND localpart = $1)
 			AND room_nid = (SELECT id FROM userapi_push_rooms WHERE room_id = $2) AND read = FALSE`, localpart, roomID, seq)
 	} else {
 		_, err = q.ExecContext(ctx, `UPDATE userapi_notifications SET read = TRUE
-			WHERE localpart = $1 AND seq <= $3 AND seq >= (SELECT MIN(first_seq) FROM userapi_notification_counts
+			WHERE user_nid = `+pushUserNID(1)+` AND seq <= $3 AND seq >= (SELECT MIN(first_seq) FROM userapi_notification_counts
 				WHERE room_id = $2 AND localpart = $1 AND thread_id = $4)
 			AND room_nid = (SELECT id FROM userapi_push_rooms WHERE room_id = $2) AND read = FALSE AND thread_id = $4`,
 			localpart, roomID, seq, *thread)

@@ -41,7 +41,12 @@ func TestNotificationsInsert(t *testing.T) {
 				}
 				en := EventNotifications{Seq: e.seq, RoomNID: roomNID, Thread: e.thread}
 				for i := range e.rows {
-					en.Rows = append(en.Rows, NewNotification{Localpart: fmt.Sprintf("u%d", i), Highlight: i%2 == 1, ActionsNID: actions})
+					local := fmt.Sprintf("u%d", i)
+					user, err := st.Push.Users.NID(ctx, tx, local)
+					if err != nil {
+						return err
+					}
+					en.Rows = append(en.Rows, NewNotification{Localpart: local, UserNID: user, Highlight: i%2 == 1, ActionsNID: actions})
 				}
 				batch = append(batch, en)
 			}

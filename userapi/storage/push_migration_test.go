@@ -12,7 +12,8 @@ import (
 )
 
 // TestPushMigration2 fills the version 1 notification tables, migrates
-// (through version 3's rekeyed table too), and reads the notifications back: rooms, actions, threads, highlights
+// (through version 3's rekeyed table and version 4's user numbers too), and
+// reads the notifications back: rooms, actions, threads, highlights
 // and read flags are carried over, and receipts still mark read and recount
 // the carried rows (whose counts have no first_seq yet).
 func TestPushMigration2(t *testing.T) {

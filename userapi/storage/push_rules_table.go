@@ -34,6 +34,7 @@ var pushMigrations = []sqlutil.Migration{
 		sqlutil.Static(notificationCountsThreadsIndex),
 	)},
 	{Version: 3, Name: "notifications keyed by user and sequence (SQLite)", Up: notificationsRekey},
+	{Version: 4, Name: "notifications keyed by user number and sequence", Up: notificationsByUser},
 }
 
 // PushTables are the tables of push.
@@ -45,6 +46,7 @@ type PushTables struct {
 	Counts   NotificationCountsTable
 	Rooms    PushRoomsTable
 	Actions  PushActionsTable
+	Users    PushUsersTable
 	migrated bool
 }
 
