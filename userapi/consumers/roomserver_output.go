@@ -130,9 +130,13 @@ func (rs *roomState) clone() *roomState {
 
 // NewRoomServerOutput returns the handler.
 func NewRoomServerOutput(st *storage.Storage, rs RoomState, evlog eventlog.Log, d Delivery, serverName string, log *slog.Logger) *RoomServerOutput {
+	users := newNIDCache(st.Push.Users.NID)
+	users.assignAll = func(ctx context.Context, q sqlutil.Querier, ls []string) (map[string]int64, error) {
+		return st.Push.Users.NIDs(ctx, q, st.DB.Dialect, ls)
+	}
 	return &RoomServerOutput{st: st, rs: rs, evlog: evlog, delivery: d, serverName: serverName, log: log, now: time.Now,
 		rooms: map[string]*roomState{}, rules: map[string]*cachedRules{},
-		actionNIDs: newNIDCache(st.Push.Actions.NID), userNIDs: newNIDCache(st.Push.Users.NID)}
+		actionNIDs: newNIDCache(st.Push.Actions.NID), userNIDs: users}
 }
 
 // header is what push reads of an event besides the rules' own lookups.
@@ -438,16 +442,20 @@ func (c *RoomServerOutput) prepare(ctx context.Context, m eventlog.Msg[rsapi.Out
 		c.apply(ev, h, br.rs)
 	}
 	it.notifs = make([]storage.NewNotification, 0, len(it.pushes))
+	locals := make([]string, len(it.pushes))
+	for i, p := range it.pushes {
+		locals[i] = p.Localpart
+	}
+	users, err := c.userNIDs.getAll(ctx, c.st.DB, locals)
+	if err != nil {
+		return pushItem{}, err
+	}
 	for _, p := range it.pushes {
 		actions, err := c.actionNIDs.get(ctx, c.st.DB, p.actions)
 		if err != nil {
 			return pushItem{}, err
 		}
-		user, err := c.userNIDs.get(ctx, c.st.DB, p.Localpart)
-		if err != nil {
-			return pushItem{}, err
-		}
-		it.notifs = append(it.notifs, storage.NewNotification{Localpart: p.Localpart, UserNID: user, Highlight: p.Outcome.Highlight, ActionsNID: actions})
+		it.notifs = append(it.notifs, storage.NewNotification{Localpart: p.Localpart, UserNID: users[p.Localpart], Highlight: p.Outcome.Highlight, ActionsNID: actions})
 	}
 	return it, nil
 }
@@ -622,11 +630,58 @@ type nidCache struct {
 	mu     sync.Mutex
 	m      map[string]int64
 	assign func(context.Context, sqlutil.Querier, string) (int64, error)
+	// assignAll, when set, numbers several strings in one go (getAll).
+	assignAll func(context.Context, sqlutil.Querier, []string) (map[string]int64, error)
 }
 
 func newNIDCache(assign func(context.Context, sqlutil.Querier, string) (int64, error)) *nidCache {
 	return &nidCache{m: map[string]int64{}, assign: assign}
 }
+
+// getAll returns the numbers of vs: the ones not cached are numbered with
+// assignAll (or get one by one without it).
+func (n *nidCache) getAll(ctx context.Context, db sqlutil.Querier, vs []string) (map[string]int64, error) {
+	out := make(map[string]int64, len(vs))
+	var missing []string
+	n.mu.Lock()
+	for _, v := range vs {
+		if nid, ok := n.m[v]; ok {
+			out[v] = nid
+		} else {
+			missing = append(missing, v)
+		}
+	}
+	n.mu.Unlock()
+	if len(missing) == 0 {
+		return out, nil
+	}
+	if n.assignAll == nil {
+		for _, v := range missing {
+			nid, err := n.get(ctx, db, v)
+			if err != nil {
+				return nil, err
+			}
+			out[v] = nid
+		}
+		return out, nil
+	}
+	got, err := n.assignAll(ctx, db, missing)
+	if err != nil {
+		return nil, err
+	}
+	n.mu.Lock()
+	if len(n.m)+len(got) > maxNIDs {
+		clear(n.m)
+	}
+	for v, nid := range got {
+		n.m[v], out[v] = nid, nid
+	}
+	n.mu.Unlock()
+	return out, nil
+}
+
+// maxNIDs bounds a nidCache: numbers are read again after it is emptied.
+const maxNIDs = 100_000
 
 // get returns v's number, assigning it in db the first time.
 func (n *nidCache) get(ctx context.Context, db sqlutil.Querier, v string) (int64, error) {
@@ -641,7 +696,7 @@ func (n *nidCache) get(ctx context.Context, db sqlutil.Querier, v string) (int64
 		return 0, err
 	}
 	n.mu.Lock()
-	if len(n.m) >= 100_000 { // bounded: numbers are read again after this
+	if len(n.m) >= maxNIDs {
 		clear(n.m)
 	}
 	n.m[v] = nid

@@ -115,11 +115,14 @@ func notificationsV4Schema(d sqlutil.Dialect) string {
 	return notificationsKeyedSchema(d, "userapi_notifications_v4", "user_nid", "BIGINT")
 }
 
-// notificationsFromV3 carries the version 3 rows over (keys cannot repeat:
-// they did not before). WHERE TRUE as in notificationsFromV2.
+// notificationsFromV3 carries the version 3 rows over; on PostgreSQL the
+// table was still version 2's, whose (localpart, seq) index is not unique,
+// so a repeated key keeps its first row. WHERE TRUE as in
+// notificationsFromV2.
 const notificationsFromV3 = `INSERT INTO userapi_notifications_v4 (user_nid, seq, room_nid, thread_id, highlight, read, actions_nid)
 	SELECT u.id, n.seq, n.room_nid, n.thread_id, n.highlight, n.read, n.actions_nid
-	FROM userapi_notifications n JOIN userapi_push_users u ON u.localpart = n.localpart WHERE TRUE`
+	FROM userapi_notifications n JOIN userapi_push_users u ON u.localpart = n.localpart WHERE TRUE
+	ON CONFLICT (user_nid, seq) DO NOTHING`
 
 // notificationsByUser is push migration 4: users numbered, notifications
 // keyed by (user number, seq).
@@ -175,6 +178,9 @@ func (t NotificationsTable) Insert(ctx context.Context, q sqlutil.Querier, evs [
 	var highlights []bool
 	for _, e := range evs {
 		for _, r := range e.Rows {
+			if r.UserNID == 0 {
+				return fmt.Errorf("notification of %s at %d has no user number", r.Localpart, e.Seq)
+			}
 			seqs, rooms, threads = append(seqs, e.Seq), append(rooms, e.RoomNID), append(threads, e.Thread)
 			users, highlights, actions = append(users, r.UserNID), append(highlights, r.Highlight), append(actions, r.ActionsNID)
 		}

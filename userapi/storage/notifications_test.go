@@ -125,3 +125,27 @@ func TestCountGroups(t *testing.T) {
 		}
 	})
 }
+
+// TestPushUserNIDs: users numbered before keep their numbers, new ones get
+// new numbers, and each user has one.
+func TestPushUserNIDs(t *testing.T) {
+	storagetest.Each(t, func(t *testing.T, db *sqlutil.DB) {
+		ctx, st := t.Context(), open(t, db)
+		bob, err := st.Push.Users.NID(ctx, db, "bob")
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := st.Push.Users.NIDs(ctx, db, db.Dialect, []string{"carol", "bob", "dave"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != 3 || got["bob"] != bob || got["carol"] == 0 || got["dave"] == 0 || got["carol"] == got["dave"] || got["carol"] == bob {
+			t.Fatalf("NIDs = %v (bob was %d)", got, bob)
+		}
+		for l, n := range got {
+			if again, err := st.Push.Users.NID(ctx, db, l); err != nil || again != n {
+				t.Errorf("NID(%s) = %d, %v; NIDs said %d", l, again, err, n)
+			}
+		}
+	})
+}

@@ -34,6 +34,9 @@ func TestPushMigration2(t *testing.T) {
 			{"bob", "!b:x", "$2", "", 11, true, false, `["notify",{"set_tweak":"highlight"}]`},
 			{"bob", "!a:x", "$3", "$1", 12, false, false, `["notify"]`},
 			{"bob", "!a:x", "$4", "", 13, false, false, `["notify"]`},
+			// A repeated row: versions 1 and 2 had no key to refuse it, and
+			// versions 3 and 4 keep one.
+			{"bob", "!a:x", "$4", "", 13, false, false, `["notify"]`},
 		}
 		err := db.InTx(ctx, func(tx *sql.Tx) error {
 			seen := map[string]bool{}

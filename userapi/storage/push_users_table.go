@@ -38,3 +38,38 @@ func (PushUsersTable) NID(ctx context.Context, q sqlutil.Querier, localpart stri
 	}
 	return nid, nil
 }
+
+// NIDs returns the numbers of localparts, assigning the missing ones: one
+// statement for those numbered already (a cold cache after a restart, in a
+// large room), one more per new user.
+func (t PushUsersTable) NIDs(ctx context.Context, q sqlutil.Querier, d sqlutil.Dialect, localparts []string) (map[string]int64, error) {
+	out := make(map[string]int64, len(localparts))
+	if len(localparts) == 0 {
+		return out, nil
+	}
+	rows, err := q.QueryContext(ctx, `SELECT localpart, id FROM userapi_push_users WHERE `+d.In("localpart", 1), d.List(localparts))
+	if err != nil {
+		return nil, fmt.Errorf("number %d push users: %w", len(localparts), err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var l string
+		var id int64
+		if err := rows.Scan(&l, &id); err != nil {
+			return nil, fmt.Errorf("number push users: %w", err)
+		}
+		out[l] = id
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("number push users: %w", err)
+	}
+	rows.Close()
+	for _, l := range localparts {
+		if _, ok := out[l]; !ok {
+			if out[l], err = t.NID(ctx, q, l); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return out, nil
+}
