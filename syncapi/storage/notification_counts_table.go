@@ -30,8 +30,10 @@ type UserCounts struct {
 	Counts []byte
 }
 
-// upsertBatch bounds the rows of one statement (SQLite's variable limit).
-const upsertBatch = 500
+// upsertBatch bounds the rows of one statement: SQLite's driver binds
+// parameters by a linear scan of their names, so a statement of n of them
+// costs O(n²). (PostgreSQL takes UpsertAll's one array statement.)
+const upsertBatch = 64
 
 // UpsertMany stores the counts of many users in a room at one position, in
 // one statement per upsertBatch users: the notification stream's counter

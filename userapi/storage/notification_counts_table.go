@@ -66,8 +66,10 @@ type CountDelta struct {
 	Highlight    int64
 }
 
-// countsBatch bounds the rows of one statement of Add.
-const countsBatch = 500
+// countsBatch bounds the rows of one statement of Add (SQLite's path: its
+// driver binds parameters by a linear scan of their names, so a statement
+// of n of them costs O(n²)).
+const countsBatch = 64
 
 // Add adds deltas to the users' rows of a thread (empty for the main
 // timeline) in a room, in statements of many rows; firstSeq is the stream
