@@ -6,7 +6,6 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/axon-hs/axon/clientapi/internal"
 	"github.com/axon-hs/axon/internal/apierr"
 	"github.com/axon-hs/axon/internal/httputil"
 	"github.com/axon-hs/axon/matrix"
@@ -76,7 +75,20 @@ func (rt *Routes) redact(w http.ResponseWriter, r *http.Request, dev userapi.Dev
 	if body.Reason != nil {
 		content["reason"] = *body.Reason
 	}
-	red, res, err := rt.submitRedaction(r, dev, roomID, target, orig, content, &txn)
+	create, pl, err := rt.createAndPowerLevels(r, roomID)
+	if err != nil {
+		return err
+	}
+	// Own events may always be redacted; others' need the redact level
+	// (client-server API, "Redactions": the server-level rule in
+	// RedactionAllowed is for events arriving over federation).
+	sender := matrix.UserID(dev.UserID)
+	if orig.Sender() != sender && authrules.PowerLevel(sender, create, pl) < redactLevel(pl) {
+		return apierr.Forbidden("you may not redact event %s: it was sent by someone else and your power level is below redact", target)
+	}
+	// Its turn in the room ends before removeGuests sends there again.
+	red, res, err := rt.sendInRoom(ctx, event.Proto{Type: event.TypeRedaction, Sender: sender, RoomID: roomID,
+		Redacts: target, Content: content}, &txn)
 	if err != nil {
 		return err
 	}
@@ -86,42 +98,6 @@ func (rt *Routes) redact(w http.ResponseWriter, r *http.Request, dev userapi.Dev
 		rt.removeGuests(ctx, roomID)
 	}
 	return httputil.JSON(w, map[string]json.RawMessage{"event_id": mustJSON(txnEvent(res, string(red.EventID())))})
-}
-
-// submitRedaction builds the redaction of orig on the room's head, checks
-// the sender may redact it, and submits it, in the room's turn as
-// sendInRoom takes it. The turn ends here: what follows a redaction
-// (removeGuests) sends in the room again.
-func (rt *Routes) submitRedaction(r *http.Request, dev userapi.Device, roomID matrix.RoomID, target matrix.EventID, orig *event.PDU,
-	content map[string]any, txn *rsapi.TransactionID) (*event.PDU, rsapi.InputRoomEventsResponse, error) {
-	ctx := r.Context()
-	unlock, err := rt.roomMu.Lock(ctx, string(roomID))
-	if err != nil {
-		return nil, rsapi.InputRoomEventsResponse{}, err
-	}
-	defer unlock()
-	red, v, err := rt.builder.Build(ctx, event.Proto{Type: event.TypeRedaction, Sender: matrix.UserID(dev.UserID), RoomID: roomID,
-		Redacts: target, Content: content})
-	if err != nil {
-		return nil, rsapi.InputRoomEventsResponse{}, err
-	}
-	create, pl, err := rt.createAndPowerLevels(r, roomID)
-	if err != nil {
-		return nil, rsapi.InputRoomEventsResponse{}, err
-	}
-	// Own events may always be redacted; others' need the redact level
-	// (client-server API, "Redactions": the server-level rule in
-	// RedactionAllowed is for events arriving over federation).
-	if orig.Sender() != red.Sender() && authrules.PowerLevel(red.Sender(), create, pl) < redactLevel(pl) {
-		return nil, rsapi.InputRoomEventsResponse{}, apierr.Forbidden("you may not redact event %s: it was sent by someone else and your power level is below redact", target)
-	}
-	req := internal.SingleInput(red, v)
-	req.Events[0].TxnID = txn // recorded with the event by the roomserver
-	res, err := rt.rs.InputRoomEvents(ctx, req)
-	if err != nil {
-		return nil, res, err
-	}
-	return red, res, nil
 }
 
 func mustJSON(s string) json.RawMessage {

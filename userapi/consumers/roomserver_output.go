@@ -64,7 +64,7 @@ type RoomServerOutput struct {
 	rooms map[string]*roomState // by room id; the consumer is ordered per room
 	rules map[string]*cachedRules
 	// actionNIDs and userNIDs number the actions lists and the notified
-	// users (storage.PushActionsTable, storage.PushUsersTable).
+	// users (storage.PushTables Actions, Users).
 	actionNIDs, userNIDs *nidCache
 	roomLocks            [256]sync.Mutex
 	// afterStore, when set (tests), runs in the transaction for each
@@ -114,7 +114,7 @@ func compileRules(ur pushrules.UserRules, userID string, version int64) *cachedR
 
 // roomState is the part of a room's current state push needs.
 type roomState struct {
-	nid     int64 // storage.PushRoomsTable number
+	nid     int64 // storage.PushTables.Rooms number
 	version *event.RoomVersion
 	joined  map[string]string // user id → display name
 	create  *event.PDU
@@ -132,7 +132,7 @@ func (rs *roomState) clone() *roomState {
 func NewRoomServerOutput(st *storage.Storage, rs RoomState, evlog eventlog.Log, d Delivery, serverName string, log *slog.Logger) *RoomServerOutput {
 	users := newNIDCache(st.Push.Users.NID)
 	users.assignAll = func(ctx context.Context, q sqlutil.Querier, ls []string) (map[string]int64, error) {
-		return st.Push.Users.NIDs(ctx, q, st.DB.Dialect, ls)
+		return st.Push.Users.NIDs(ctx, q, ls)
 	}
 	return &RoomServerOutput{st: st, rs: rs, evlog: evlog, delivery: d, serverName: serverName, log: log, now: time.Now,
 		rooms: map[string]*roomState{}, rules: map[string]*cachedRules{},

@@ -148,9 +148,9 @@ type NotificationRow struct {
 // NewNotification is one notified user of an event, for Insert.
 type NewNotification struct {
 	Localpart  string
-	UserNID    int64 // PushUsersTable.NID of Localpart
+	UserNID    int64 // PushTables.Users number of Localpart
 	Highlight  bool
-	ActionsNID int64 // PushActionsTable.NID of the actions
+	ActionsNID int64 // PushTables.Actions number of the actions
 }
 
 // EventNotifications are the notifications of one event: its stream

@@ -135,7 +135,7 @@ func TestPushUserNIDs(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		got, err := st.Push.Users.NIDs(ctx, db, db.Dialect, []string{"carol", "bob", "dave"})
+		got, err := st.Push.Users.NIDs(ctx, db, []string{"carol", "bob", "dave"})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -1,11 +1,6 @@
 package storage
 
-import (
-	"context"
-	"fmt"
-
-	"github.com/axon-hs/axon/internal/sqlutil"
-)
+import "github.com/axon-hs/axon/internal/sqlutil"
 
 // userapi_push_actions holds each distinct list of push actions once: a
 // server has a few dozen (the defaults' and the users' own rules'), and a
@@ -19,16 +14,3 @@ func pushActionsSchema(d sqlutil.Dialect) string {
 }
 
 const pushActionsFromV1 = `INSERT INTO userapi_push_actions (actions) SELECT DISTINCT actions FROM userapi_notifications`
-
-// PushActionsTable is userapi_push_actions.
-type PushActionsTable struct{}
-
-// NID returns the number of an actions list (JSON), assigning one the
-// first time. It is meant for a cache: the number never changes.
-func (PushActionsTable) NID(ctx context.Context, q sqlutil.Querier, actions string) (int64, error) {
-	nid, err := assignNID(ctx, q, "userapi_push_actions", "actions", actions)
-	if err != nil {
-		return 0, fmt.Errorf("number push actions %s: %w", actions, err)
-	}
-	return nid, nil
-}

@@ -20,17 +20,57 @@ func pushRoomsSchema(d sqlutil.Dialect) string {
 
 const pushRoomsFromV1 = `INSERT INTO userapi_push_rooms (room_id) SELECT DISTINCT room_id FROM userapi_notifications`
 
-// PushRoomsTable is userapi_push_rooms.
-type PushRoomsTable struct{}
+// NumberTable is one of the tables that number the strings of
+// notification rows (userapi_push_rooms, _actions, _users): a row carries
+// a small integer rather than the string.
+type NumberTable struct {
+	d          sqlutil.Dialect
+	table, col string // constants of this package
+}
 
-// NID returns the room's number, assigning one the first time. It is
-// meant for a cache: the number of a room never changes.
-func (PushRoomsTable) NID(ctx context.Context, q sqlutil.Querier, roomID string) (int64, error) {
-	nid, err := assignNID(ctx, q, "userapi_push_rooms", "room_id", roomID)
+// NID returns val's number, assigning one the first time. It is meant for
+// a cache: a number never changes.
+func (t NumberTable) NID(ctx context.Context, q sqlutil.Querier, val string) (int64, error) {
+	nid, err := assignNID(ctx, q, t.table, t.col, val)
 	if err != nil {
-		return 0, fmt.Errorf("number push room %s: %w", roomID, err)
+		return 0, fmt.Errorf("number %q in %s: %w", val, t.table, err)
 	}
 	return nid, nil
+}
+
+// NIDs returns the numbers of vals, assigning the missing ones: one
+// statement for those numbered already (a cold cache after a restart, in a
+// large room), one more per new value.
+func (t NumberTable) NIDs(ctx context.Context, q sqlutil.Querier, vals []string) (map[string]int64, error) {
+	out := make(map[string]int64, len(vals))
+	if len(vals) == 0 {
+		return out, nil
+	}
+	rows, err := q.QueryContext(ctx, `SELECT `+t.col+`, id FROM `+t.table+` WHERE `+t.d.In(t.col, 1), t.d.List(vals))
+	if err != nil {
+		return nil, fmt.Errorf("number %d values in %s: %w", len(vals), t.table, err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var v string
+		var id int64
+		if err := rows.Scan(&v, &id); err != nil {
+			return nil, fmt.Errorf("number values in %s: %w", t.table, err)
+		}
+		out[v] = id
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("number values in %s: %w", t.table, err)
+	}
+	rows.Close()
+	for _, v := range vals {
+		if _, ok := out[v]; !ok {
+			if out[v], err = t.NID(ctx, q, v); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return out, nil
 }
 
 // assignNID returns the id of the row of table whose unique column col is

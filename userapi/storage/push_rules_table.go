@@ -44,9 +44,9 @@ type PushTables struct {
 	Events   PushEventsTable
 	Notifs   NotificationsTable
 	Counts   NotificationCountsTable
-	Rooms    PushRoomsTable
-	Actions  PushActionsTable
-	Users    PushUsersTable
+	Rooms    NumberTable // userapi_push_rooms
+	Actions  NumberTable // userapi_push_actions
+	Users    NumberTable // userapi_push_users
 	migrated bool
 }
 
@@ -57,7 +57,10 @@ func OpenPush(ctx context.Context, db *sqlutil.DB) (PushTables, error) {
 	}
 	return PushTables{Pushers: PushersTable{d: db.Dialect, changes: changeCounter(db, "pushers")},
 		Rules: PushRulesTable{changes: changeCounter(db, "push_rules")}, Counts: NotificationCountsTable{d: db.Dialect},
-		Notifs: NotificationsTable{d: db.Dialect}, migrated: true}, nil
+		Notifs: NotificationsTable{d: db.Dialect}, migrated: true,
+		Rooms:   NumberTable{db.Dialect, "userapi_push_rooms", "room_id"},
+		Actions: NumberTable{db.Dialect, "userapi_push_actions", "actions"},
+		Users:   NumberTable{db.Dialect, "userapi_push_users", "localpart"}}, nil
 }
 
 // changeCounters holds the change counters of cached tables per database
