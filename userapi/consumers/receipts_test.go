@@ -41,7 +41,7 @@ func TestReceiptsClearCounts(t *testing.T) {
 				return err
 			}
 			for i, e := range evs {
-				if _, err := st.Push.Events.Insert(ctx, tx, e.id, room, int64(10+i), []byte(`{}`)); err != nil {
+				if _, err := st.Push.Events.InsertMany(ctx, tx, []storage.PushEvent{{EventID: e.id, RoomID: room, Seq: int64(10 + i), Event: []byte(`{}`)}}); err != nil {
 					return err
 				}
 				row := storage.NewNotification{Localpart: "bob", UserNID: bob, Highlight: e.highlight, ActionsNID: actions}
@@ -57,7 +57,7 @@ func TestReceiptsClearCounts(t *testing.T) {
 				}
 			}
 			// An event nobody was notified of still has a sequence.
-			_, err = st.Push.Events.Insert(ctx, tx, "$quiet", room, 9, nil)
+			_, err = st.Push.Events.InsertMany(ctx, tx, []storage.PushEvent{{EventID: "$quiet", RoomID: room, Seq: 9}})
 			return err
 		})
 		if err != nil {

@@ -130,13 +130,9 @@ func (rs *roomState) clone() *roomState {
 
 // NewRoomServerOutput returns the handler.
 func NewRoomServerOutput(st *storage.Storage, rs RoomState, evlog eventlog.Log, d Delivery, serverName string, log *slog.Logger) *RoomServerOutput {
-	users := newNIDCache(st.Push.Users.NID)
-	users.assignAll = func(ctx context.Context, q sqlutil.Querier, ls []string) (map[string]int64, error) {
-		return st.Push.Users.NIDs(ctx, q, ls)
-	}
 	return &RoomServerOutput{st: st, rs: rs, evlog: evlog, delivery: d, serverName: serverName, log: log, now: time.Now,
 		rooms: map[string]*roomState{}, rules: map[string]*cachedRules{},
-		actionNIDs: newNIDCache(st.Push.Actions.NID), userNIDs: users}
+		actionNIDs: newNIDCache(st.Push.Actions.NIDs), userNIDs: newNIDCache(st.Push.Users.NIDs)}
 }
 
 // header is what push reads of an event besides the rules' own lookups.
@@ -629,17 +625,21 @@ func (c *RoomServerOutput) evaluators(ctx context.Context, members []string) ([]
 type nidCache struct {
 	mu     sync.Mutex
 	m      map[string]int64
-	assign func(context.Context, sqlutil.Querier, string) (int64, error)
-	// assignAll, when set, numbers several strings in one go (getAll).
-	assignAll func(context.Context, sqlutil.Querier, []string) (map[string]int64, error)
+	assign func(context.Context, sqlutil.Querier, []string) (map[string]int64, error)
 }
 
-func newNIDCache(assign func(context.Context, sqlutil.Querier, string) (int64, error)) *nidCache {
+func newNIDCache(assign func(context.Context, sqlutil.Querier, []string) (map[string]int64, error)) *nidCache {
 	return &nidCache{m: map[string]int64{}, assign: assign}
 }
 
-// getAll returns the numbers of vs: the ones not cached are numbered with
-// assignAll (or get one by one without it).
+// get returns v's number, assigning it in db the first time.
+func (n *nidCache) get(ctx context.Context, db sqlutil.Querier, v string) (int64, error) {
+	got, err := n.getAll(ctx, db, []string{v})
+	return got[v], err
+}
+
+// getAll returns the numbers of vs, those not cached read or assigned in
+// one go.
 func (n *nidCache) getAll(ctx context.Context, db sqlutil.Querier, vs []string) (map[string]int64, error) {
 	out := make(map[string]int64, len(vs))
 	var missing []string
@@ -655,17 +655,7 @@ func (n *nidCache) getAll(ctx context.Context, db sqlutil.Querier, vs []string) 
 	if len(missing) == 0 {
 		return out, nil
 	}
-	if n.assignAll == nil {
-		for _, v := range missing {
-			nid, err := n.get(ctx, db, v)
-			if err != nil {
-				return nil, err
-			}
-			out[v] = nid
-		}
-		return out, nil
-	}
-	got, err := n.assignAll(ctx, db, missing)
+	got, err := n.assign(ctx, db, missing)
 	if err != nil {
 		return nil, err
 	}
@@ -682,27 +672,6 @@ func (n *nidCache) getAll(ctx context.Context, db sqlutil.Querier, vs []string) 
 
 // maxNIDs bounds a nidCache: numbers are read again after it is emptied.
 const maxNIDs = 100_000
-
-// get returns v's number, assigning it in db the first time.
-func (n *nidCache) get(ctx context.Context, db sqlutil.Querier, v string) (int64, error) {
-	n.mu.Lock()
-	nid, ok := n.m[v]
-	n.mu.Unlock()
-	if ok {
-		return nid, nil
-	}
-	nid, err := n.assign(ctx, db, v)
-	if err != nil {
-		return 0, err
-	}
-	n.mu.Lock()
-	if len(n.m) >= maxNIDs {
-		clear(n.m)
-	}
-	n.m[v] = nid
-	n.mu.Unlock()
-	return nid, nil
-}
 
 // room returns the cached state of a room, loading it from the roomserver
 // the first time. NOTSPEC-adjacent: loaded while catching up, it is the

@@ -2,7 +2,6 @@ package storage
 
 import (
 	"context"
-	"database/sql"
 	"fmt"
 	"strings"
 
@@ -193,30 +192,10 @@ func (t NotificationCountsTable) SelectRooms(ctx context.Context, q sqlutil.Quer
 	return out, rows.Err()
 }
 
-func scanCounts(rows *sql.Rows, out []CountRow) ([]CountRow, error) {
-	defer rows.Close()
-	for rows.Next() {
-		var r CountRow
-		if err := rows.Scan(&r.Localpart, &r.ThreadID, &r.Notification, &r.Highlight); err != nil {
-			return nil, err
-		}
-		out = append(out, r)
-	}
-	return out, rows.Err()
-}
-
 // Select returns the count rows of the listed users in a room.
 func (t NotificationCountsTable) Select(ctx context.Context, q sqlutil.Querier, roomID string, localparts []string) ([]CountRow, error) {
-	rows, err := q.QueryContext(ctx, `SELECT localpart, thread_id, notification_count, highlight_count
-		FROM userapi_notification_counts WHERE room_id = $1 AND `+t.d.In("localpart", 2), roomID, t.d.List(localparts))
-	if err != nil {
-		return nil, fmt.Errorf("select notification counts in %s: %w", roomID, err)
-	}
-	out, err := scanCounts(rows, nil)
-	if err != nil {
-		return nil, fmt.Errorf("select notification counts in %s: %w", roomID, err)
-	}
-	return out, nil
+	got, err := t.SelectRooms(ctx, q, map[string][]string{roomID: localparts})
+	return got[roomID], err
 }
 
 // Recount sets a user's counts in a room from the unread notifications,

@@ -36,7 +36,7 @@ func TestNotificationsInsert(t *testing.T) {
 			}
 			var batch []EventNotifications
 			for _, e := range evs {
-				if _, err := st.Push.Events.Insert(ctx, tx, e.id, "!r:x", e.seq, []byte(`{"origin_server_ts":7}`)); err != nil {
+				if _, err := st.Push.Events.InsertMany(ctx, tx, []PushEvent{{EventID: e.id, RoomID: "!r:x", Seq: e.seq, Event: []byte(`{"origin_server_ts":7}`)}}); err != nil {
 					return err
 				}
 				en := EventNotifications{Seq: e.seq, RoomNID: roomNID, Thread: e.thread}

@@ -28,20 +28,6 @@ const pushEventsSeqIndex = `CREATE INDEX userapi_push_events_seq ON userapi_push
 // handled. Its primary key makes the consumer idempotent.
 type PushEventsTable struct{}
 
-// Insert records an event as handled; false when it already was.
-func (PushEventsTable) Insert(ctx context.Context, q sqlutil.Querier, eventID, roomID string, seq int64, event []byte) (bool, error) {
-	res, err := q.ExecContext(ctx, `INSERT INTO userapi_push_events (event_id, room_id, seq, event) VALUES ($1, $2, $3, $4)
-		ON CONFLICT (event_id) DO NOTHING`, eventID, roomID, seq, string(event))
-	if err != nil {
-		return false, fmt.Errorf("record push event %s: %w", eventID, err)
-	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return false, fmt.Errorf("record push event %s: rows affected: %w", eventID, err)
-	}
-	return n == 1, nil
-}
-
 // PushEvent is a row for InsertMany.
 type PushEvent struct {
 	EventID, RoomID string

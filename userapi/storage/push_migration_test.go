@@ -43,8 +43,8 @@ func TestPushMigration2(t *testing.T) {
 			for _, o := range old {
 				if !seen[o.event] {
 					seen[o.event] = true
-					if _, err := (PushEventsTable{}).Insert(ctx, tx, o.event, o.room, o.seq,
-						[]byte(`{"event_id":"`+o.event+`","origin_server_ts":7}`)); err != nil {
+					if _, err := (PushEventsTable{}).InsertMany(ctx, tx, []PushEvent{{EventID: o.event, RoomID: o.room, Seq: o.seq,
+						Event: []byte(`{"event_id":"` + o.event + `","origin_server_ts":7}`)}}); err != nil {
 						return err
 					}
 				}
@@ -189,7 +189,7 @@ func TestPushEventsInsertMany(t *testing.T) {
 	storagetest.Each(t, func(t *testing.T, db *sqlutil.DB) {
 		ctx := t.Context()
 		st := open(t, db)
-		if _, err := st.Push.Events.Insert(ctx, db, "$old", "!r:x", 1, []byte(`{"a":1}`)); err != nil {
+		if _, err := st.Push.Events.InsertMany(ctx, db, []PushEvent{{EventID: "$old", RoomID: "!r:x", Seq: 1, Event: []byte(`{"a":1}`)}}); err != nil {
 			t.Fatal(err)
 		}
 		evs := []PushEvent{{EventID: "$old", RoomID: "!r:x", Seq: 1}}
