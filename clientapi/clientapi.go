@@ -43,15 +43,16 @@ type Component struct{ routes *routing.Routes }
 // New migrates the clientapi database and prepares the routes.
 func New(ctx context.Context, d Deps) (*Component, error) {
 	log := d.Log.With("component", "clientapi")
-	st, err := storage.Open(ctx, d.DB)
-	if err != nil {
+	// The schema is kept as released (its transaction ids moved to the
+	// roomserver); nothing reads it.
+	if _, err := storage.Open(ctx, d.DB); err != nil {
 		return nil, fmt.Errorf("clientapi storage: %w", err)
 	}
 	b := &internal.Builder{ServerName: d.ServerName, Key: d.Key, RS: d.RoomserverAPI}
 	cfg := routing.Config{ServerName: d.ServerName, OpenRegistration: d.OpenRegistration, SharedSecret: d.SharedSecret,
 		RequireRegistrationToken: d.Registration.RequiresToken, RegistrationTokens: d.Registration.Tokens,
 		GuestAccess: d.Registration.Guests, LoginTokens: d.Registration.LoginTokens}
-	return &Component{routes: routing.New(cfg, log, d.UserAPI, d.RoomserverAPI, b, st).WithSyncAPI(d.SyncAPI)}, nil
+	return &Component{routes: routing.New(cfg, log, d.UserAPI, d.RoomserverAPI, b).WithSyncAPI(d.SyncAPI)}, nil
 }
 
 // Routes registers the clientapi's endpoints on mux.

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/axon-hs/axon/clientapi/internal"
-	"github.com/axon-hs/axon/clientapi/storage"
 	"github.com/axon-hs/axon/internal/apierr"
 	"github.com/axon-hs/axon/internal/config"
 	"github.com/axon-hs/axon/internal/httputil"
@@ -42,7 +41,6 @@ type Routes struct {
 	rs      rsapi.API
 	sync    syncapi.API // nil: /members?at= answers with the current state
 	builder *internal.Builder
-	db      *storage.Storage
 	a       httputil.Adapter
 	txnMu   keyedMutex
 	roomMu  keyedMutex // sendInRoom
@@ -50,8 +48,8 @@ type Routes struct {
 }
 
 // New returns the routes.
-func New(cfg Config, log *slog.Logger, users userapi.API, rs rsapi.API, b *internal.Builder, db *storage.Storage) *Routes {
-	return &Routes{cfg: cfg, log: log, users: users, rs: rs, builder: b, db: db, a: httputil.Adapter{Log: log}, now: time.Now}
+func New(cfg Config, log *slog.Logger, users userapi.API, rs rsapi.API, b *internal.Builder) *Routes {
+	return &Routes{cfg: cfg, log: log, users: users, rs: rs, builder: b, a: httputil.Adapter{Log: log}, now: time.Now}
 }
 
 // Register adds every clientapi route to mux.

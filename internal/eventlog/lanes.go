@@ -165,11 +165,7 @@ func (s *subscription) wakeLingering() {
 	if s.lingering == 0 {
 		return
 	}
-	n := 0
-	for _, ln := range s.ready {
-		n += len(ln.msgs)
-	}
-	if n >= s.opts.HandlerBatch {
+	if n, _ := s.readyCount(); n >= s.opts.HandlerBatch {
 		select {
 		case s.lingerWake <- struct{}{}:
 		default: // a wake is pending already
@@ -246,16 +242,19 @@ func (s *subscription) shouldLinger() bool {
 	if s.opts.Linger <= 0 || s.opts.HandlerBatch <= 1 || time.Since(s.lastCall) >= s.opts.Linger {
 		return false
 	}
-	n := 0
+	// Not while retrying a failed batch's messages one by one.
+	n, solo := s.readyCount()
+	return !solo && n < s.opts.HandlerBatch
+}
+
+// readyCount counts the messages on the ready lanes and tells whether one
+// of them is retrying a failed batch's messages alone. s.mu is held.
+func (s *subscription) readyCount() (n int, solo bool) {
 	for _, ln := range s.ready {
-		if ln.solo > 0 {
-			return false // retrying a failed batch's messages one by one
-		}
-		if n += len(ln.msgs); n >= s.opts.HandlerBatch {
-			return false
-		}
+		n += len(ln.msgs)
+		solo = solo || ln.solo > 0
 	}
-	return true
+	return n, solo
 }
 
 // take removes the first ready lane from the queue and, for a batch handler,

@@ -57,7 +57,7 @@ func (r *Roomserver) HandleInput(ctx context.Context, msgs []eventlog.Msg[api.In
 	var b batchOut
 	var err error
 	piped := false
-	if r.pipeline && !redacting {
+	if r.st.DB.Dialect.Engine == sqlutil.Postgres && !redacting {
 		b, piped, err = r.storePipelined(ctx, msgs, units)
 	}
 	if !piped && err == nil {

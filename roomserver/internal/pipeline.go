@@ -7,6 +7,8 @@ import (
 	"sync"
 
 	"github.com/axon-hs/axon/internal/eventlog"
+	"github.com/axon-hs/axon/matrix/canonicaljson"
+	"github.com/axon-hs/axon/matrix/event"
 	"github.com/axon-hs/axon/roomserver/api"
 	"github.com/axon-hs/axon/roomserver/storage"
 	"github.com/jackc/pgx/v5"
@@ -76,15 +78,33 @@ func (p *nidPool) next(ctx context.Context) (int64, error) {
 	return n, nil
 }
 
+// maybeSimple reports whether an input event may be a message event
+// (neither a state event nor a redaction) as far as its JSON says without
+// decoding it all.
+func maybeSimple(in api.InputEvent) bool {
+	if typ, ok := inputType(in); !ok || typ == event.TypeRedaction {
+		return false
+	}
+	_, state := canonicaljson.Lookup(in.Event, "state_key")
+	return !state
+}
+
 // storePipelined stores a batch of simple events in two round trips and
 // reports true, or reports false, having written nothing, when the batch
 // needs the transaction path.
 func (r *Roomserver) storePipelined(ctx context.Context, msgs []eventlog.Msg[api.InputMessage], units [][][]api.InputEvent) (batchOut, bool, error) {
-	for _, us := range units {
-		for _, u := range us {
-			if len(u) != 1 {
-				return batchOut{}, false, nil // atomic: savepoints
-			}
+	// What the events' JSON tells at a glance is checked before any of
+	// them is processed: a batch that falls back does all that work again.
+	// processEvent still decides (errNotSimple) what this lets through.
+	rooms := make(map[string]bool, len(msgs))
+	for i, m := range msgs {
+		if rooms[m.Value.Request.RoomID] {
+			return batchOut{}, false, nil // a room's second event: its head moves in the batch
+		}
+		rooms[m.Value.Request.RoomID] = true
+		us := units[i]
+		if len(us) != 1 || len(us[0]) != 1 || !maybeSimple(us[0][0]) {
+			return batchOut{}, false, nil // more than one event, atomic, state or redaction
 		}
 	}
 	w := &pendingWrites{}

@@ -212,11 +212,7 @@ func (r *Roomserver) QueryStateForUser(ctx context.Context, req api.QueryStateFo
 	var rows []storage.Event
 	switch {
 	case len(req.Tuples) > 0:
-		want := make([]storage.Tuple, len(req.Tuples))
-		for i, t := range req.Tuples {
-			want[i] = storage.Tuple{Type: t.Type, StateKey: t.StateKey}
-		}
-		rows, err = r.stateSubset(ctx, q, state, want)
+		rows, err = r.stateSubset(ctx, q, state, storageTuples(req.Tuples))
 	default:
 		var tupleNIDs, eventNIDs []int64
 		for t, e := range state {

@@ -47,9 +47,7 @@ type Roomserver struct {
 	// headHits counts input events stored on the cached head
 	// (cachedHead), for tests.
 	headHits atomic.Int64
-	// pipeline: simple input batches are stored by storePipelined
-	// (PostgreSQL), with event numbers from nids.
-	pipeline  bool
+	// nids numbers pipelined events (storePipelined, PostgreSQL).
 	nids      *nidPool
 	pipelined atomic.Int64 // batches storePipelined stored, for tests
 }
@@ -59,7 +57,7 @@ func New(st *storage.Storage, log eventlog.Log, logger *slog.Logger, auth AuthCh
 	var b [6]byte
 	_, _ = rand.Read(b[:])
 	return &Roomserver{st: st, log: log, logger: logger, auth: auth, instance: hex.EncodeToString(b[:]), heads: newHeadCache(),
-		authEvs: newAuthEventCache(), pipeline: st.DB.Dialect.Engine == sqlutil.Postgres, nids: &nidPool{st: st}}
+		authEvs: newAuthEventCache(), nids: &nidPool{st: st}}
 }
 
 var _ api.API = (*Roomserver)(nil)
@@ -116,10 +114,7 @@ func (r *Roomserver) reply(id string, res inputResult) {
 // cache (head.go) when that has the room and the tuples, and fills it from
 // committed rows otherwise.
 func (r *Roomserver) QueryLatestEventsAndState(ctx context.Context, req api.QueryLatestEventsAndStateRequest) (api.QueryLatestEventsAndStateResponse, error) {
-	want := make([]storage.Tuple, len(req.StateToFetch))
-	for i, t := range req.StateToFetch {
-		want[i] = storage.Tuple{Type: t.Type, StateKey: t.StateKey}
-	}
+	want := storageTuples(req.StateToFetch)
 	resp, hit, miss := r.heads.lookup(req.RoomID, want)
 	if hit {
 		return resp, nil
@@ -233,11 +228,7 @@ func (r *Roomserver) QueryCurrentState(ctx context.Context, req api.QueryCurrent
 }
 
 func (r *Roomserver) stateEvents(ctx context.Context, snapshot int64, tuples []api.StateKeyTuple) ([]json.RawMessage, error) {
-	want := make([]storage.Tuple, len(tuples))
-	for i, t := range tuples {
-		want[i] = storage.Tuple{Type: t.Type, StateKey: t.StateKey}
-	}
-	nids, _, err := r.stateNIDs(ctx, r.st.DB.Reader(), snapshot, want)
+	nids, _, err := r.stateNIDs(ctx, r.st.DB.Reader(), snapshot, storageTuples(tuples))
 	if err != nil {
 		return nil, err
 	}
@@ -294,4 +285,13 @@ func (r *Roomserver) eventJSON(ctx context.Context, nids []int64) ([]json.RawMes
 		out[i] = e.JSON
 	}
 	return out, nil
+}
+
+// storageTuples are the API's (type, state key) pairs as storage names them.
+func storageTuples(ts []api.StateKeyTuple) []storage.Tuple {
+	out := make([]storage.Tuple, len(ts))
+	for i, t := range ts {
+		out[i] = storage.Tuple{Type: t.Type, StateKey: t.StateKey}
+	}
+	return out
 }
