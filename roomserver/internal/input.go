@@ -33,9 +33,10 @@ func reject(format string, args ...any) error { return rejection{apierr.Forbidde
 // order and none of a room in two calls at once, so nothing else writes a
 // room meanwhile. A transient failure returns an error: nothing of the
 // batch was stored, and the log hands the messages over again, one per
-// call. An event already stored is skipped, which makes redelivery
-// harmless. Callers are answered only after the commit, and after the
-// head cache has followed it (head.go).
+// call. An event already stored is not stored again (a message's output
+// is published again: storedOutput), which makes redelivery harmless.
+// Callers are answered only after the commit and the publish, and after
+// the head cache has followed them (head.go).
 func (r *Roomserver) HandleInput(ctx context.Context, msgs []eventlog.Msg[api.InputMessage]) error {
 	units := make([][][]api.InputEvent, len(msgs))
 	n := 0
@@ -118,7 +119,8 @@ type answer struct {
 }
 
 // batchOut is what storing an input batch gives: the answers, the head
-// moves for the caches, and the outputs to publish before the commit.
+// moves for the caches, and the outputs to publish (before the commit, but
+// for a pipelined batch: pipeline.go).
 type batchOut struct {
 	answers []answer
 	moves   []headMove
@@ -128,7 +130,7 @@ type batchOut struct {
 // storeBatch stores the units of msgs in tx, or, with w (storePipelined),
 // collects their writes in w: nothing is written then, so a refused unit
 // needs no savepoint.
-func (r *Roomserver) storeBatch(ctx context.Context, tx *sql.Tx, w *pendingWrites, msgs []eventlog.Msg[api.InputMessage], units [][][]api.InputEvent, savepoints bool) (batchOut, error) {
+func (r *Roomserver) storeBatch(ctx context.Context, tx *sql.Tx, w *storage.Pipelined, msgs []eventlog.Msg[api.InputMessage], units [][][]api.InputEvent, savepoints bool) (batchOut, error) {
 	var b batchOut
 	written := map[string]bool{} // rooms whose head the batch may have moved
 	for i, m := range msgs {
@@ -141,7 +143,7 @@ func (r *Roomserver) storeBatch(ctx context.Context, tx *sql.Tx, w *pendingWrite
 		var refused error
 		var txnEvents map[string]string
 		for _, evs := range units[i] {
-			unit, moved, replaced, rej, err := r.storeUnit(ctx, tx, w, v, req.RoomID, evs, savepoints && w == nil, !written[req.RoomID])
+			unit, moved, replaced, rej, err := r.storeUnit(ctx, tx, w, v, req.RoomID, evs, savepoints && w == nil, !written[req.RoomID], m.Redelivered)
 			written[req.RoomID] = true
 			if err != nil {
 				return b, err
@@ -196,8 +198,10 @@ func unitsOf(req api.InputRoomEventsRequest) [][]api.InputEvent {
 // and head moves, or the refusal of one of them. With savepoint the unit's
 // writes are undone then; without, the caller rolls back, except for a
 // unit of one event other than a create, refused before any write. fresh
-// says no earlier unit of the transaction was in the room.
-func (r *Roomserver) storeUnit(ctx context.Context, tx *sql.Tx, w *pendingWrites, v *event.RoomVersion, roomID string, evs []api.InputEvent, savepoint, fresh bool) ([]api.OutputEvent, []headMove, map[string]string, *apierr.Error, error) {
+// says no earlier unit of the transaction was in the room. redelivered
+// says the log handed the input over before: the outputs of messages
+// stored before are then published again (storedOutput).
+func (r *Roomserver) storeUnit(ctx context.Context, tx *sql.Tx, w *storage.Pipelined, v *event.RoomVersion, roomID string, evs []api.InputEvent, savepoint, fresh, redelivered bool) ([]api.OutputEvent, []headMove, map[string]string, *apierr.Error, error) {
 	// processEvent refuses an event before writing anything of it, but for
 	// a create (the room row comes first): a unit of one other event needs
 	// no savepoint (two statements per message on PostgreSQL).
@@ -231,6 +235,13 @@ func (r *Roomserver) storeUnit(ctx context.Context, tx *sql.Tx, w *pendingWrites
 		}
 		if err != nil {
 			return nil, nil, nil, nil, err
+		}
+		if move.roomID == "" {
+			// Stored before: only a redelivery announces it again.
+			if out != nil && redelivered {
+				outs = append(outs, *out)
+			}
+			continue
 		}
 		if out != nil {
 			outs, moves = append(outs, *out), append(moves, move)
@@ -288,7 +299,7 @@ func inputType(in api.InputEvent) (string, bool) {
 // With w (storePipelined) tx is nil: the event must be a message event on
 // the cached head, whose writes are collected in w (errNotSimple
 // otherwise), and what it reads comes from committed rows.
-func (r *Roomserver) processEvent(ctx context.Context, tx *sql.Tx, w *pendingWrites, v *event.RoomVersion, roomID string, in api.InputEvent, fresh bool) (*api.OutputEvent, headMove, error) {
+func (r *Roomserver) processEvent(ctx context.Context, tx *sql.Tx, w *storage.Pipelined, v *event.RoomVersion, roomID string, in api.InputEvent, fresh bool) (*api.OutputEvent, headMove, error) {
 	pdu, err := event.Parse(in.Event, v)
 	if err != nil {
 		return nil, headMove{}, rejection{apierr.BadJSON("invalid event: %v", err)}
@@ -314,8 +325,11 @@ func (r *Roomserver) processEvent(ctx context.Context, tx *sql.Tx, w *pendingWri
 	}
 	if !cached {
 		var stored bool
-		if room, prevs, stored, err = r.loadHead(ctx, tx, v, roomID, pdu, isCreate); err != nil || stored {
+		if room, prevs, stored, err = r.loadHead(ctx, tx, v, roomID, pdu, isCreate); err != nil {
 			return nil, headMove{}, err
+		}
+		if stored {
+			return storedOutput(pdu, v, roomID, in), headMove{}, nil
 		}
 	}
 	prevIDs := pdu.PrevEventIDs()
@@ -382,7 +396,7 @@ func (r *Roomserver) processEvent(ctx context.Context, tx *sql.Tx, w *pendingWri
 	if txn != nil && w != nil {
 		// A transaction recorded already fails the pipeline, and the batch
 		// is stored again the usual way.
-		w.txns, w.txnEvents = append(w.txns, *txn), append(w.txnEvents, string(pdu.EventID()))
+		w.Txns, w.TxnEvents = append(w.Txns, *txn), append(w.TxnEvents, string(pdu.EventID()))
 	} else if txn != nil {
 		prior, err := r.st.Txns.Record(ctx, tx, *txn, string(pdu.EventID()))
 		if err != nil {
@@ -430,7 +444,7 @@ func (r *Roomserver) processEvent(ctx context.Context, tx *sql.Tx, w *pendingWri
 			return nil, headMove{}, err
 		}
 		row.NID = nid
-		w.events = append(w.events, row)
+		w.Events = append(w.Events, row)
 	} else if nid, inserted, err = r.st.Events.Insert(ctx, tx, row); err != nil {
 		return nil, headMove{}, err
 	}
@@ -438,8 +452,10 @@ func (r *Roomserver) processEvent(ctx context.Context, tx *sql.Tx, w *pendingWri
 		// Stored before, though the head does not build on it: only an
 		// outlier is processed now. (Nothing stored yet is undone: the
 		// transaction id names this event, a tuple number is harmless.)
-		if done, err := r.processedBefore(ctx, tx, row.EventID); err != nil || done {
+		if done, err := r.processedBefore(ctx, tx, row.EventID); err != nil {
 			return nil, headMove{}, err
+		} else if done {
+			return storedOutput(pdu, v, roomID, in), headMove{}, nil
 		}
 	}
 	if tupleNID != 0 {
@@ -504,7 +520,7 @@ func (r *Roomserver) processEvent(ctx context.Context, tx *sql.Tx, w *pendingWri
 	}
 	depth := max(room.Depth, pdu.Depth())
 	if w != nil {
-		w.rooms = append(w.rooms, storage.RoomUpdate{NID: room.NID, Before: room.LatestEvents, Latest: latest, SnapshotNID: currentSnapshot, Depth: depth})
+		w.Rooms = append(w.Rooms, storage.RoomUpdate{NID: room.NID, Before: room.LatestEvents, Latest: latest, SnapshotNID: currentSnapshot, Depth: depth})
 	} else if err := r.st.Rooms.UpdateLatest(ctx, tx, room.NID, room.LatestEvents, latest, currentSnapshot, depth); err != nil {
 		if isCreate && errors.Is(err, storage.ErrMoved) {
 			return nil, headMove{}, reject("room %s exists already", roomID) // another create
@@ -645,6 +661,19 @@ func (r *Roomserver) loadHead(ctx context.Context, tx *sql.Tx, v *event.RoomVers
 		return room, nil, false, reject("room %s is version %s, not %s", roomID, room.Version, v.ID)
 	}
 	return room, prevs, false, nil
+}
+
+// storedOutput is the output of an event processed before, published
+// again when its input is redelivered: a pipelined message is committed
+// before its output is published (pipeline.go), so its redelivered input
+// may be all that is left to announce it. Consumers ignore events they
+// have. Only a message's output is rebuilt from the event alone; other
+// events were published in the transaction that stored them, and get nil.
+func storedOutput(pdu *event.PDU, v *event.RoomVersion, roomID string, in api.InputEvent) *api.OutputEvent {
+	if pdu.StateKey() != nil || pdu.Type() == event.TypeRedaction {
+		return nil
+	}
+	return &api.OutputEvent{RoomID: roomID, RoomVersion: v.ID, Event: pdu.JSON(), EventID: string(pdu.EventID()), TxnID: in.TxnID}
 }
 
 // processedBefore reports whether the stored event eventID was processed

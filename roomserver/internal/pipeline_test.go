@@ -8,6 +8,7 @@ import (
 	"github.com/axon-hs/axon/internal/apierr"
 	"github.com/axon-hs/axon/internal/sqlutil"
 	"github.com/axon-hs/axon/internal/sqlutil/storagetest"
+	"github.com/axon-hs/axon/matrix"
 	"github.com/axon-hs/axon/matrix/event"
 	"github.com/axon-hs/axon/roomserver/api"
 )
@@ -157,6 +158,77 @@ func TestPipelinedInput(t *testing.T) {
 		}
 		for _, h := range rooms {
 			h.checkCache(true)
+		}
+	})
+}
+
+// TestOutputAfterFailedPublish: when the outputs of a batch cannot be
+// published, its input fails and is redelivered; then each message is
+// announced and stored once, and its sender answered. On PostgreSQL the
+// pipelined batch committed before the publish failed, so the redelivered
+// input finds its messages stored and announces them again. A state event
+// is announced with its commit, so a redelivery does not announce it
+// again, and neither is an event submitted again in a new input message.
+func TestOutputAfterFailedPublish(t *testing.T) {
+	storagetest.Each(t, func(t *testing.T, db *sqlutil.DB) {
+		r, log := newTestRoomserver(t, db)
+		alice := "@alice:" + string(testOrigin)
+		rooms := []*testRoom{newTestRoom(t, r, 1), newTestRoom(t, r, 2)}
+		m0, m1 := rooms[0].message(alice, "one"), rooms[1].message(alice, "two")
+		reqs := []api.InputRoomEventsRequest{rooms[0].request(m0), rooms[1].request(m1)}
+		reqs[0].Events[0].TxnID = &api.TransactionID{UserID: alice, DeviceID: "DEV", Scope: "send:" + string(rooms[0].roomID), TransactionID: "t0"}
+
+		published := log.count()
+		log.fail.Store(true)
+		if _, err := rooms[0].handleAll(reqs...); err == nil {
+			t.Fatal("the batch succeeded with the log unavailable")
+		}
+		log.fail.Store(false)
+		// The log hands the messages over again, one per call.
+		for i, req := range reqs {
+			res, err := rooms[0].handleMsgs(true, req)
+			if err == nil {
+				err = res[0].err
+			}
+			if err != nil {
+				t.Fatalf("message %d again: %v", i, err)
+			}
+			if len(res[0].txnEvents) != 0 {
+				t.Errorf("message %d again answered with another event: %v", i, res[0].txnEvents)
+			}
+		}
+		want := []string{string(m0.EventID()), string(m1.EventID())}
+		if got := log.outputsSince(t, published); !slices.Equal(got, want) {
+			t.Errorf("published %v, want %v", got, want)
+		}
+		for i, h := range rooms {
+			res, err := r.QueryLatestEventsAndState(t.Context(), api.QueryLatestEventsAndStateRequest{RoomID: string(h.roomID)})
+			if err != nil || !slices.Equal(res.LatestEvents, want[i:i+1]) {
+				t.Errorf("room %d: latest %v, %v; want its message alone", i, res.LatestEvents, err)
+			}
+		}
+		var n int
+		if err := db.QueryRowContext(t.Context(), `SELECT COUNT(*) FROM roomserver_events WHERE event_id = $1 OR event_id = $2`,
+			want[0], want[1]).Scan(&n); err != nil || n != 2 {
+			t.Errorf("%d rows of the two messages (%v), want 2", n, err)
+		}
+
+		// Redelivered, a state event stored before is not announced again;
+		// nor is a message submitted again in a new input message.
+		topic := rooms[0].build(event.Proto{Type: "m.room.topic", StateKey: new(""), Sender: matrix.UserID(alice),
+			Content: map[string]any{"topic": "again"}})
+		published = log.count()
+		if err := rooms[0].send(topic); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := rooms[0].handleMsgs(true, rooms[0].request(topic)); err != nil {
+			t.Fatal(err)
+		}
+		if err := rooms[1].send(m1); err != nil {
+			t.Fatal(err)
+		}
+		if got := log.outputsSince(t, published); !slices.Equal(got, []string{string(topic.EventID())}) {
+			t.Errorf("published %v, want the state event once", got)
 		}
 	})
 }

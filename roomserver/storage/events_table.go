@@ -7,7 +7,6 @@ import (
 	"fmt"
 
 	"github.com/axon-hs/axon/internal/sqlutil"
-	"github.com/jackc/pgx/v5"
 )
 
 func eventsSchema(d sqlutil.Dialect) string {
@@ -68,7 +67,7 @@ func (t EventsTable) Insert(ctx context.Context, q sqlutil.Querier, e Event) (ni
 	return nid, true, nil
 }
 
-// AllocNIDs reserves n event numbers (PostgreSQL) for QueueInsert.
+// AllocNIDs reserves n event numbers (PostgreSQL) for WritePipelined.
 func (t EventsTable) AllocNIDs(ctx context.Context, q sqlutil.Querier, n int) ([]int64, error) {
 	rows, err := q.QueryContext(ctx, `SELECT nextval(pg_get_serial_sequence('roomserver_events', 'event_nid')) FROM generate_series(1, $1)`, n)
 	if err != nil {
@@ -84,20 +83,6 @@ func (t EventsTable) AllocNIDs(ctx context.Context, q sqlutil.Querier, n int) ([
 		nids = append(nids, nid)
 	}
 	return nids, rows.Err()
-}
-
-// QueueInsert queues on b (PostgreSQL) one statement storing evs, whose
-// numbers AllocNIDs gave, as Insert does each; its row count is the number
-// of events that were not stored before.
-func (t EventsTable) QueueInsert(b *pgx.Batch, evs []Event) {
-	nids, rooms, tuples, depths, snaps := make([]int64, len(evs)), make([]int64, len(evs)), make([]int64, len(evs)), make([]int64, len(evs)), make([]int64, len(evs))
-	ids, jsons := make([]string, len(evs)), make([]string, len(evs))
-	for i, e := range evs {
-		nids[i], rooms[i], ids[i], tuples[i], depths[i], jsons[i], snaps[i] = e.NID, e.RoomNID, e.EventID, e.TupleNID, e.Depth, string(e.JSON), e.SnapshotNID
-	}
-	b.Queue(`INSERT INTO roomserver_events (event_nid, room_nid, event_id, tuple_nid, depth, event_json, snapshot_nid) OVERRIDING SYSTEM VALUE
-		SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::bigint[], $5::bigint[], $6::text[], $7::bigint[]) ON CONFLICT DO NOTHING`,
-		nids, rooms, ids, tuples, depths, jsons, snaps)
 }
 
 // SetSnapshot records the state after an event.

@@ -10,7 +10,6 @@ import (
 	"strings"
 
 	"github.com/axon-hs/axon/internal/sqlutil"
-	"github.com/jackc/pgx/v5"
 )
 
 func roomsSchema(d sqlutil.Dialect) string {
@@ -98,25 +97,11 @@ func (t RoomsTable) UpdateLatest(ctx context.Context, q sqlutil.Querier, roomNID
 	return nil
 }
 
-// RoomUpdate is one room's UpdateLatest, for QueueUpdateLatest.
+// RoomUpdate is one room's UpdateLatest, for WritePipelined.
 type RoomUpdate struct {
 	NID                int64
 	Before, Latest     []int64
 	SnapshotNID, Depth int64
-}
-
-// QueueUpdateLatest queues on b (PostgreSQL) one statement making the
-// updates as UpdateLatest does each; its row count is the number of rooms
-// whose extremities were the updates' Before.
-func (t RoomsTable) QueueUpdateLatest(b *pgx.Batch, ups []RoomUpdate) {
-	nids, snaps, depths := make([]int64, len(ups)), make([]int64, len(ups)), make([]int64, len(ups))
-	latest, was := make([]string, len(ups)), make([]string, len(ups))
-	for i, u := range ups {
-		nids[i], latest[i], snaps[i], depths[i], was[i] = u.NID, latestJSON(u.Latest), u.SnapshotNID, u.Depth, latestJSON(u.Before)
-	}
-	b.Queue(`UPDATE roomserver_rooms AS r SET latest_events = v.latest, snapshot_nid = v.snap, depth = v.depth
-		FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::bigint[], $5::text[]) AS v(room_nid, latest, snap, depth, was)
-		WHERE r.room_nid = v.room_nid AND r.latest_events = v.was`, nids, latest, snaps, depths, was)
 }
 
 // latestJSON is the stored form of forward extremities: a JSON array of

@@ -36,6 +36,7 @@ var migrations = []sqlutil.Migration{
 	{Version: 1, Name: "initial tables", Up: sqlutil.Exec(roomsSchema, eventsSchema, eventsIndexes, stateKeysSchema, snapshotsSchema)},
 	{Version: 2, Name: "memberships, redactions, aliases, directory, reports", Up: migrateRoomsArea},
 	{Version: 3, Name: "client transaction ids", Up: sqlutil.Exec(sqlutil.Static(txnsSchema))},
+	{Version: 4, Name: "head guard of pipelined input", Up: sqlutil.Exec(headMovedFunction)},
 }
 
 // Open migrates db and returns the tables.

@@ -7,7 +7,6 @@ import (
 	"fmt"
 
 	"github.com/axon-hs/axon/internal/sqlutil"
-	"github.com/jackc/pgx/v5"
 )
 
 // The client transaction ids of accepted events, written in the
@@ -50,19 +49,6 @@ func (tt TxnsTable) Record(ctx context.Context, q sqlutil.Querier, t Txn, eventI
 		return "", err
 	}
 	return id, nil
-}
-
-// QueueRecord queues on b (PostgreSQL) one statement recording eventIDs[i]
-// for txns[i] where nothing is recorded; its row count is the number
-// recorded.
-func (TxnsTable) QueueRecord(b *pgx.Batch, txns []Txn, eventIDs []string) {
-	users, devices, scopes, ids := make([]string, len(txns)), make([]string, len(txns)), make([]string, len(txns)), make([]string, len(txns))
-	for i, t := range txns {
-		users[i], devices[i], scopes[i], ids[i] = t.UserID, t.DeviceID, t.Scope, t.TxnID
-	}
-	b.Queue(`INSERT INTO roomserver_txns (user_id, device_id, scope, txn_id, event_id)
-		SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[]) ON CONFLICT DO NOTHING`,
-		users, devices, scopes, ids, eventIDs)
 }
 
 // Select returns the event recorded for t, "" if none.
