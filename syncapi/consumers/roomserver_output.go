@@ -7,8 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 
 	"github.com/axon-hs/axon/internal/eventlog"
+	"github.com/axon-hs/axon/internal/sqlutil"
 	rsapi "github.com/axon-hs/axon/roomserver/api"
 	"github.com/axon-hs/axon/syncapi/internal/notifier"
 	"github.com/axon-hs/axon/syncapi/internal/streams"
@@ -22,6 +24,7 @@ type RoomServerOutput struct {
 	db       *storage.Storage
 	notifier *notifier.Notifier
 	log      *slog.Logger
+	plain    atomic.Int64 // batches storePlain stored, for tests
 }
 
 // NewRoomServerOutput returns the handler.
@@ -90,8 +93,10 @@ type outputItem struct {
 // the PDU counter row's lock once, however many events it holds, so writers
 // no longer queue behind it one event per commit. A message whose event is
 // already stored is a no-op, so a batch redelivered wholly or in part
-// neither adds a second timeline entry nor takes a position. An error
-// stores nothing (the eventlog then retries the messages one by one).
+// neither adds a second timeline entry nor takes a position. On
+// PostgreSQL a batch of plain messages is one statement instead
+// (storePlain). An error stores nothing (the eventlog then retries the
+// messages one by one).
 func (c *RoomServerOutput) HandleBatch(ctx context.Context, msgs []eventlog.Msg[rsapi.OutputEvent]) error {
 	items := make([]outputItem, len(msgs))
 	for i, m := range msgs {
@@ -105,9 +110,12 @@ func (c *RoomServerOutput) HandleBatch(ctx context.Context, msgs []eventlog.Msg[
 		}
 		items[i] = outputItem{ev: ev, h: h}
 	}
-	err := c.db.InTx(ctx, func(tx *sql.Tx) error {
-		return c.applyAll(ctx, tx, items)
-	})
+	done, err := c.storePlain(ctx, items)
+	if err == nil && !done {
+		err = c.db.InTx(ctx, func(tx *sql.Tx) error {
+			return c.applyAll(ctx, tx, items)
+		})
+	}
 	if errors.Is(err, errDuplicate) && len(items) == 1 {
 		// In a batch it fails the batch: one by one, the copy that lost is a no-op.
 		return nil
@@ -133,6 +141,37 @@ func (c *RoomServerOutput) HandleBatch(ctx context.Context, msgs []eventlog.Msg[
 		c.notifier.OnRoomEvent(it.ev.RoomID, it.res.position, it.res.changes)
 	}
 	return nil
+}
+
+// storePlain stores a batch of plain events with one statement
+// (Storage.StorePlain) on PostgreSQL, where round trips are what a batch
+// costs. It reports false, having stored nothing, when the batch needs
+// applyAll: on SQLite, for an event that is not plain or comes twice, and
+// when an event is stored already (a redelivery).
+func (c *RoomServerOutput) storePlain(ctx context.Context, items []outputItem) (bool, error) {
+	if c.db.DB.Dialect.Engine != sqlutil.Postgres {
+		return false, nil
+	}
+	rows := make([]storage.SearchRow, len(items))
+	seen := make(map[string]bool, len(items))
+	for i, it := range items {
+		row, text, ok := plainRow(it.ev, it.h, 0)
+		if !ok || seen[it.ev.EventID] {
+			return false, nil
+		}
+		seen[it.ev.EventID] = true
+		rows[i] = storage.SearchRow{Event: row, Text: text}
+	}
+	last, ok, err := c.db.StorePlain(ctx, rows)
+	if err != nil || !ok {
+		return false, err
+	}
+	pos := last - streams.Position(len(items)) + 1
+	for i := range items {
+		items[i].res = applied{stored: true, position: pos + streams.Position(i)}
+	}
+	c.plain.Add(1)
+	return true, nil
 }
 
 // applyAll stores the events of items that are not stored yet, in order,

@@ -3,11 +3,13 @@ package storage
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"strings"
 
 	"github.com/axon-hs/axon/internal/sqlutil"
 	"github.com/axon-hs/axon/syncapi/internal/streams"
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 func outputRoomEventsSchema(sqlutil.Dialect) string {
@@ -103,6 +105,75 @@ func (t OutputRoomEventsTable) InsertMany(ctx context.Context, q sqlutil.Querier
 		evs = evs[n:]
 	}
 	return true, nil
+}
+
+// StorePlain stores plain events (no state key; PlainText found them
+// plain) at the next len(rows) PDU positions, in order, with their search
+// text, and returns the last position: the batch holds last-len(rows)+1 ..
+// last. Each row's Event.Position is ignored. It is PostgreSQL only: there
+// one autocommitted statement of data-modifying CTEs takes one round trip,
+// where a transaction of NextN, InsertMany and IndexPlain takes six (as
+// with NextN, the counter row stays locked until the statement commits).
+// It reports false, storing nothing, when any of the events was stored
+// already; the caller then takes the path that skips stored events. The
+// event ids must be distinct.
+func (s *Storage) StorePlain(ctx context.Context, rows []SearchRow) (streams.Position, bool, error) {
+	if s.DB.Dialect.Engine != sqlutil.Postgres {
+		return 0, false, errors.New("StorePlain needs PostgreSQL")
+	}
+	n := len(rows)
+	if n == 0 {
+		return 0, false, errors.New("StorePlain of no events")
+	}
+	var ids, roomIDs, versions, types, senders, jsons, replaces, txnUsers, txnDevices, txnIDs, textIDs, texts []string
+	ts := make([]int64, 0, n)
+	for _, r := range rows {
+		e := r.Event
+		if e.StateKey != nil {
+			return 0, false, fmt.Errorf("StorePlain of state event %s", e.EventID)
+		}
+		ids, roomIDs, versions = append(ids, e.EventID), append(roomIDs, e.RoomID), append(versions, e.RoomVersion)
+		types, senders, jsons = append(types, e.Type), append(senders, e.Sender), append(jsons, string(e.JSON))
+		replaces, txnUsers = append(replaces, e.ReplacesEventID), append(txnUsers, e.Txn.UserID)
+		txnDevices, txnIDs = append(txnDevices, e.Txn.DeviceID), append(txnIDs, e.Txn.TxnID)
+		ts = append(ts, originServerTS(e.JSON))
+		if r.Text != "" {
+			textIDs, texts = append(textIDs, e.EventID), append(texts, r.Text)
+		}
+	}
+	// No ON CONFLICT on the events: a stored event id fails the statement,
+	// which undoes the counter increment as well.
+	var last streams.Position
+	err := s.DB.QueryRowContext(ctx, `WITH p AS (
+		INSERT INTO syncapi_stream_positions (stream, position) VALUES ($1, $2::bigint)
+		ON CONFLICT (stream) DO UPDATE SET position = syncapi_stream_positions.position + $2::bigint RETURNING position
+	), e AS (
+		INSERT INTO syncapi_output_room_events
+		(position, event_id, room_id, room_version, type, sender, event_json, replaces_event_id,
+		 txn_user_id, txn_device_id, txn_id, origin_server_ts)
+		SELECT p.position - $2::bigint + v.ord, v.event_id, v.room_id, v.room_version, v.type, v.sender, v.event_json,
+			v.replaces, v.txn_user, v.txn_device, v.txn_id, v.ts
+		FROM p, unnest($3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[],
+			$10::text[], $11::text[], $12::text[], $13::bigint[])
+			WITH ORDINALITY AS v(event_id, room_id, room_version, type, sender, event_json, replaces,
+			txn_user, txn_device, txn_id, ts, ord)
+		RETURNING position, event_id, room_id, type
+	), s AS (
+		INSERT INTO syncapi_search (position, vec, room_id, type)
+		SELECT e.position, to_tsvector('simple', t.body), e.room_id, e.type
+		FROM e JOIN unnest($14::text[], $15::text[]) AS t(event_id, body) ON t.event_id = e.event_id
+		ON CONFLICT (position) DO NOTHING
+	)
+	SELECT position FROM p`,
+		streams.PDU.String(), int64(n), ids, roomIDs, versions, types, senders, jsons, replaces,
+		txnUsers, txnDevices, txnIDs, ts, textIDs, texts).Scan(&last)
+	if pe := (*pgconn.PgError)(nil); errors.As(err, &pe) && pe.Code == "23505" {
+		return 0, false, nil
+	}
+	if err != nil {
+		return 0, false, fmt.Errorf("store %d plain events: %w", n, err)
+	}
+	return last, true, nil
 }
 
 // StoredIDs returns which of ids are stored: one round trip for a batch.
