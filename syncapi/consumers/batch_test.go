@@ -217,6 +217,28 @@ func TestNotificationCountsBatch(t *testing.T) {
 		if p := n.Current().Get(streams.Notification); p != 1 {
 			t.Errorf("notifier at %d, want 1", p)
 		}
+		// The next batch takes the next position, a user repeated in it
+		// keeping the last counts.
+		msgs = []eventlog.Msg[userapi.NotificationCounts]{counts("!b:x", 6), counts("!b:x", 7)}
+		if err := h.HandleBatch(ctx, msgs); err != nil {
+			t.Fatalf("HandleBatch = %v", err)
+		}
+		if got, err = s.Counts.ForUser(ctx, s.DB.Reader(), "@u:x", 100); err != nil {
+			t.Fatal(err)
+		}
+		var uc userapi.UserCounts
+		if err := json.Unmarshal(got["!b:x"].Counts, &uc); err != nil || uc.Total.NotificationCount != 7 || got["!b:x"].Position != 2 {
+			t.Errorf("room !b:x: counts %s at %d (%v), want 7 at 2", got["!b:x"].Counts, got["!b:x"].Position, err)
+		}
+		if got["!a:x"].Position != 1 {
+			t.Errorf("room !a:x moved to %d", got["!a:x"].Position)
+		}
+		if p, err := s.Positions.Current(ctx, s.DB.Reader(), streams.Notification); err != nil || p != 2 {
+			t.Errorf("stream at %d, %v; want 2", p, err)
+		}
+		if p := n.Current().Get(streams.Notification); p != 2 {
+			t.Errorf("notifier at %d, want 2", p)
+		}
 	})
 }
 

@@ -2,7 +2,6 @@ package consumers
 
 import (
 	"context"
-	"database/sql"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -33,10 +32,10 @@ func (c *NotificationCounts) Handle(ctx context.Context, m eventlog.Msg[userapi.
 	return c.HandleBatch(ctx, []eventlog.Msg[userapi.NotificationCounts]{m})
 }
 
-// HandleBatch stores the counts of every user in the messages, in one
-// transaction at one position: the counts are absolute and a later
-// message's counts of a (user, room) replace an earlier one's, so the batch
-// commits what the messages one after the other would have left. A repeat
+// HandleBatch stores the counts of every user in the messages, atomically
+// at one position: the counts are absolute and a later message's counts of
+// a (user, room) replace an earlier one's, so the batch commits what the
+// messages one after the other would have left. A repeat
 // stores the same values again (at a new position, which only makes /sync
 // report them once more).
 func (c *NotificationCounts) HandleBatch(ctx context.Context, msgs []eventlog.Msg[userapi.NotificationCounts]) error {
@@ -70,20 +69,14 @@ func (c *NotificationCounts) HandleBatch(ctx context.Context, msgs []eventlog.Ms
 	if len(rooms) == 0 {
 		return nil
 	}
-	// The position is taken first, once: its row lock orders the stream's
-	// writers until the commit, whatever the batch holds.
-	var pos streams.Position
-	err := c.db.InTx(ctx, func(tx *sql.Tx) error {
-		var err error
-		if pos, err = c.db.Positions.Next(ctx, tx, streams.Notification); err != nil {
-			return err
-		}
-		all := make([]storage.RoomCounts, len(rooms))
-		for i, roomID := range rooms {
-			all[i] = storage.RoomCounts{RoomID: roomID, Users: byRoom[roomID]}
-		}
-		return c.db.Counts.UpsertAll(ctx, tx, all, pos)
-	})
+	// One position, taken before the counts are written: its row lock
+	// orders the stream's writers until the commit (of the transaction, or
+	// on PostgreSQL of the one statement), whatever the batch holds.
+	all := make([]storage.RoomCounts, len(rooms))
+	for i, roomID := range rooms {
+		all[i] = storage.RoomCounts{RoomID: roomID, Users: byRoom[roomID]}
+	}
+	pos, err := c.db.StoreCounts(ctx, all)
 	if err != nil {
 		return fmt.Errorf("store notification counts of %d rooms: %w", len(rooms), err)
 	}

@@ -2,6 +2,7 @@ package storage
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"strings"
 
@@ -78,20 +79,7 @@ func (t NotificationCountsTable) UpsertAll(ctx context.Context, q sqlutil.Querie
 		}
 		return nil
 	}
-	var order []string
-	byRoom := map[string][]UserCounts{}
-	for _, r := range rooms {
-		if _, ok := byRoom[r.RoomID]; !ok {
-			order = append(order, r.RoomID)
-		}
-		byRoom[r.RoomID] = append(byRoom[r.RoomID], r.Users...)
-	}
-	var users, roomIDs, counts []string
-	for _, room := range order {
-		for _, u := range lastOfEach(byRoom[room]) {
-			users, roomIDs, counts = append(users, u.UserID), append(roomIDs, room), append(counts, string(u.Counts))
-		}
-	}
+	users, roomIDs, counts := countsArrays(rooms)
 	if len(users) == 0 {
 		return nil
 	}
@@ -102,6 +90,60 @@ func (t NotificationCountsTable) UpsertAll(ctx context.Context, q sqlutil.Querie
 		return fmt.Errorf("upsert notification counts of %d users in %d rooms: %w", len(users), len(rooms), err)
 	}
 	return nil
+}
+
+// countsArrays flattens rooms into parallel arrays for unnest, one entry
+// per (user, room): the last counts of each, as UpsertAll documents.
+func countsArrays(rooms []RoomCounts) (users, roomIDs, counts []string) {
+	var order []string
+	byRoom := map[string][]UserCounts{}
+	for _, r := range rooms {
+		if _, ok := byRoom[r.RoomID]; !ok {
+			order = append(order, r.RoomID)
+		}
+		byRoom[r.RoomID] = append(byRoom[r.RoomID], r.Users...)
+	}
+	for _, room := range order {
+		for _, u := range lastOfEach(byRoom[room]) {
+			users, roomIDs, counts = append(users, u.UserID), append(roomIDs, room), append(counts, string(u.Counts))
+		}
+	}
+	return users, roomIDs, counts
+}
+
+// StoreCounts stores rooms' counts (as UpsertAll) at the next notification
+// position and returns it. On PostgreSQL it is one autocommitted statement,
+// one round trip where the transaction of Next and UpsertAll takes four; the
+// counts take their position from the counter's upsert, so its row lock is
+// held before any counts are written and until the statement commits, as
+// Next's is until the transaction commits.
+func (s *Storage) StoreCounts(ctx context.Context, rooms []RoomCounts) (streams.Position, error) {
+	var pos streams.Position
+	if s.DB.Dialect.Engine != sqlutil.Postgres {
+		err := s.InTx(ctx, func(tx *sql.Tx) error {
+			var err error
+			if pos, err = s.Positions.Next(ctx, tx, streams.Notification); err != nil {
+				return err
+			}
+			return s.Counts.UpsertAll(ctx, tx, rooms, pos)
+		})
+		return pos, err
+	}
+	users, roomIDs, counts := countsArrays(rooms)
+	err := s.DB.QueryRowContext(ctx, `WITH p AS (
+		INSERT INTO syncapi_stream_positions (stream, position) VALUES ($1, 1)
+		ON CONFLICT (stream) DO UPDATE SET position = syncapi_stream_positions.position + 1 RETURNING position
+	), c AS (
+		INSERT INTO syncapi_notification_counts (user_id, room_id, counts, position)
+		SELECT v.u, v.r, v.c, p.position FROM p, unnest($2::text[], $3::text[], $4::text[]) AS v(u, r, c)
+		ON CONFLICT (user_id, room_id) DO UPDATE SET counts = excluded.counts, position = excluded.position
+	)
+	SELECT position FROM p`,
+		streams.Notification.String(), users, roomIDs, counts).Scan(&pos)
+	if err != nil {
+		return 0, fmt.Errorf("store notification counts of %d users in %d rooms: %w", len(users), len(rooms), err)
+	}
+	return pos, nil
 }
 
 // lastOfEach keeps each user's last entry: a statement may not update one

@@ -6,6 +6,7 @@ import (
 
 	"github.com/axon-hs/axon/internal/sqlutil"
 	"github.com/axon-hs/axon/internal/sqlutil/storagetest"
+	"github.com/axon-hs/axon/syncapi/internal/streams"
 	"github.com/axon-hs/axon/syncapi/storage"
 )
 
@@ -70,6 +71,60 @@ func TestNotificationCountsUpsertMany(t *testing.T) {
 		check("@b:x", "!r:x", `{"b":1}`, 3)
 		if err := s.Counts.UpsertAll(ctx, db, nil, 12); err != nil {
 			t.Fatal(err)
+		}
+	})
+}
+
+// TestStoreCounts: StoreCounts takes the notification stream's next
+// position (inserting the counter row, then incrementing it, after other
+// writers too), stores the counts at it, the last of a user repeated in a
+// batch winning, and leaves the stream's current position at it.
+func TestStoreCounts(t *testing.T) {
+	storagetest.Each(t, func(t *testing.T, db *sqlutil.DB) {
+		ctx := t.Context()
+		s := open(t, db)
+		uc := func(user, counts string) storage.UserCounts {
+			return storage.UserCounts{UserID: user, Counts: []byte(counts)}
+		}
+		store := func(want streams.Position, rooms ...storage.RoomCounts) {
+			t.Helper()
+			pos, err := s.StoreCounts(ctx, rooms)
+			if err != nil || pos != want {
+				t.Fatalf("StoreCounts = %d, %v; want %d", pos, err, want)
+			}
+			if cur, err := s.Positions.Current(ctx, db.Reader(), streams.Notification); err != nil || cur != want {
+				t.Fatalf("Current = %d, %v; want %d", cur, err, want)
+			}
+		}
+		check := func(user, room, counts string, pos streams.Position) {
+			t.Helper()
+			got, err := s.Counts.ForUser(ctx, db.Reader(), user, 1<<62)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c, ok := got[room]; !ok || string(c.Counts) != counts || c.Position != pos {
+				t.Fatalf("counts of %s in %s = %+v (found %v), want %s at %d", user, room, c, ok, counts, pos)
+			}
+		}
+		store(1, storage.RoomCounts{RoomID: "!r:x", Users: []storage.UserCounts{uc("@a:x", `{"a":1}`), uc("@b:x", `{"b":1}`), uc("@a:x", `{"a":2}`)}},
+			storage.RoomCounts{RoomID: "!s:x", Users: []storage.UserCounts{uc("@a:x", `{"s":1}`)}},
+			storage.RoomCounts{RoomID: "!r:x", Users: []storage.UserCounts{uc("@b:x", `{"b":2}`)}})
+		check("@a:x", "!r:x", `{"a":2}`, 1)
+		check("@b:x", "!r:x", `{"b":2}`, 1)
+		check("@a:x", "!s:x", `{"s":1}`, 1)
+		store(2, storage.RoomCounts{RoomID: "!s:x", Users: []storage.UserCounts{uc("@a:x", `{"s":2}`), uc("@a:x", `{"s":3}`)}})
+		check("@a:x", "!s:x", `{"s":3}`, 2)
+		check("@a:x", "!r:x", `{"a":2}`, 1)
+		// Another writer of the stream in between.
+		if p, err := s.Positions.Next(ctx, db, streams.Notification); err != nil || p != 3 {
+			t.Fatalf("Next = %d, %v; want 3", p, err)
+		}
+		store(4, storage.RoomCounts{RoomID: "!r:x", Users: []storage.UserCounts{uc("@b:x", `{"b":3}`)}})
+		check("@b:x", "!r:x", `{"b":3}`, 4)
+		check("@a:x", "!s:x", `{"s":3}`, 2)
+		// Other streams are left alone.
+		if p, err := s.Positions.Current(ctx, db.Reader(), streams.PDU); err != nil || p != 0 {
+			t.Fatalf("PDU stream at %d, %v; want 0", p, err)
 		}
 	})
 }
