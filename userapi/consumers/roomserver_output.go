@@ -6,6 +6,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
@@ -13,6 +14,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/axon-hs/axon/internal/eventlog"
@@ -71,6 +73,8 @@ type RoomServerOutput struct {
 	// event once the batch's notifications and counts are written; an error
 	// fails the batch.
 	afterStore func(eventID string) error
+	// oneStatement counts the batches storeFresh stored, for tests.
+	oneStatement atomic.Int64
 }
 
 // rulesRecheck bounds how long compiled rules are used without rereading
@@ -178,7 +182,8 @@ type batchRoom struct {
 }
 
 // HandleBatch evaluates output events, in the order given, and stores
-// their notifications and counts in one transaction. Each event id is
+// their notifications and counts in one transaction (on PostgreSQL, when
+// none was stored before, in one statement: storeFresh). Each event id is
 // recorded in that transaction and an event already recorded (or repeated
 // in the batch) is skipped, so a batch redelivered wholly or in part
 // changes nothing twice. The counts are added once per room and thread for
@@ -225,46 +230,36 @@ func (c *RoomServerOutput) HandleBatch(ctx context.Context, msgs []eventlog.Msg[
 			c.roomLocks[i].Unlock()
 		}
 	}()
-	var counts []roomCounts
-	err := c.st.DB.InTx(ctx, func(tx *sql.Tx) error {
-		// Every event is recorded as handled at once; the ones recorded
-		// before (a redelivery) write nothing else.
-		evs := make([]storage.PushEvent, len(items))
-		for i, it := range items {
-			evs[i] = storage.PushEvent{EventID: it.ev.EventID, RoomID: it.ev.RoomID, Seq: it.seq}
-			if len(it.notifs) > 0 {
-				evs[i].Event = it.ev.Event
+	counts, stored, err := c.storeFresh(ctx, items)
+	if err == nil && !stored {
+		err = c.st.DB.InTx(ctx, func(tx *sql.Tx) error {
+			// Every event is recorded as handled at once; the ones recorded
+			// before (a redelivery) write nothing else.
+			fresh, err := c.st.Push.Events.InsertMany(ctx, tx, pushEvents(items))
+			if err != nil {
+				return err
 			}
-		}
-		fresh, err := c.st.Push.Events.InsertMany(ctx, tx, evs)
-		if err != nil {
-			return err
-		}
-		// The notifications of the events recorded now; the counts are
-		// storeCounts' work.
-		notifs := make([]storage.EventNotifications, 0, len(items))
-		for i := range items {
-			it := &items[i]
-			it.fresh = fresh[it.ev.EventID] // InTx may run this again
-			if it.fresh && len(it.notifs) > 0 {
-				notifs = append(notifs, storage.EventNotifications{Seq: it.seq, RoomNID: it.roomNID, Thread: it.thread, Rows: it.notifs})
+			for i := range items {
+				items[i].fresh = fresh[items[i].ev.EventID] // InTx may run this again
 			}
-		}
-		if err := c.st.Push.Notifs.Insert(ctx, tx, notifs); err != nil {
-			return err
-		}
-		if counts, err = c.storeCounts(ctx, tx, items); err != nil {
-			return err
-		}
-		if c.afterStore != nil {
-			for _, it := range items {
-				if err := c.afterStore(it.ev.EventID); err != nil {
-					return err
+			// The notifications of the events recorded now; the counts are
+			// storeCounts' work.
+			if err := c.st.Push.Notifs.Insert(ctx, tx, freshNotifs(items)); err != nil {
+				return err
+			}
+			if counts, err = c.storeCounts(ctx, tx, items); err != nil {
+				return err
+			}
+			if c.afterStore != nil {
+				for _, it := range items {
+					if err := c.afterStore(it.ev.EventID); err != nil {
+						return err
+					}
 				}
 			}
-		}
-		return nil
-	})
+			return nil
+		})
+	}
 	if err != nil {
 		if len(items) == 1 {
 			return fmt.Errorf("store push results of %s: %w", items[0].ev.EventID, err)
@@ -300,6 +295,59 @@ func (c *RoomServerOutput) HandleBatch(ctx context.Context, msgs []eventlog.Msg[
 	return nil
 }
 
+// storeFresh stores a batch on PostgreSQL as if every event were fresh,
+// in one statement (storage.PushTables.StoreFresh), and reports whether it
+// did: not when an event was recorded before (a redelivery, wholly or in
+// part), which the transaction path then sorts out. One statement rather
+// than BEGIN … COMMIT sent as one pgx.Batch: its failure needs no
+// ROLLBACK, and the counts written are read back from it all the same.
+// With afterStore set (tests), which runs inside the transaction, it
+// leaves the batch to that path.
+func (c *RoomServerOutput) storeFresh(ctx context.Context, items []pushItem) ([]roomCounts, bool, error) {
+	if c.st.DB.Dialect.Engine != sqlutil.Postgres || c.afterStore != nil {
+		return nil, false, nil
+	}
+	for i := range items {
+		items[i].fresh = true
+	}
+	counts, adds, want := countPlan(items)
+	rows, err := c.st.Push.StoreFresh(ctx, c.st.DB, pushEvents(items), freshNotifs(items), adds, want)
+	if errors.Is(err, storage.ErrStoredBefore) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	for i := range counts {
+		counts[i].rows = rows[counts[i].roomID]
+	}
+	c.oneStatement.Add(1)
+	return counts, true, nil
+}
+
+// pushEvents are the rows recording items as handled.
+func pushEvents(items []pushItem) []storage.PushEvent {
+	evs := make([]storage.PushEvent, len(items))
+	for i, it := range items {
+		evs[i] = storage.PushEvent{EventID: it.ev.EventID, RoomID: it.ev.RoomID, Seq: it.seq}
+		if len(it.notifs) > 0 {
+			evs[i].Event = it.ev.Event
+		}
+	}
+	return evs
+}
+
+// freshNotifs are the notifications of the fresh items.
+func freshNotifs(items []pushItem) []storage.EventNotifications {
+	notifs := make([]storage.EventNotifications, 0, len(items))
+	for _, it := range items {
+		if it.fresh && len(it.notifs) > 0 {
+			notifs = append(notifs, storage.EventNotifications{Seq: it.seq, RoomNID: it.roomNID, Thread: it.thread, Rows: it.notifs})
+		}
+	}
+	return notifs
+}
+
 // roomCounts is what one counts message of a batch carries for a room.
 type roomCounts struct {
 	roomID string
@@ -310,18 +358,35 @@ type roomCounts struct {
 // storeCounts adds the notifications of a batch's fresh events to the
 // count rows (one statement on PostgreSQL, one per room and thread on
 // SQLite), and reads each room's rows of the users notified (one
-// statement), for one counts message per room (in the
-// order of the rooms' first events). A busy room thus costs one update
-// per member, and one counts message and syncapi write, per batch rather
-// than per event.
+// statement), for one counts message per room (countPlan).
 func (c *RoomServerOutput) storeCounts(ctx context.Context, tx *sql.Tx, items []pushItem) ([]roomCounts, error) {
+	out, adds, want := countPlan(items)
+	if err := c.st.Push.Counts.AddGroups(ctx, tx, adds); err != nil {
+		return nil, err
+	}
+	rows, err := c.st.Push.Counts.SelectRooms(ctx, tx, want)
+	if err != nil {
+		return nil, err
+	}
+	for i := range out {
+		out[i].rows = rows[out[i].roomID]
+	}
+	return out, nil
+}
+
+// countPlan is what the notifications of a batch's fresh events add to
+// the count rows, once per room, thread and user, and the counts messages
+// to publish, one per room (in the order of the rooms' first events) with
+// the users notified (want: room → localparts, their rows still to read).
+// A busy room thus costs one update per member, and one counts message
+// and syncapi write, per batch rather than per event.
+func countPlan(items []pushItem) (out []roomCounts, adds []storage.CountGroup, want map[string][]string) {
 	type group struct {
 		roomID, thread string
 		firstSeq       int64
 		deltas         []storage.CountDelta
 		index          map[string]int // localpart → deltas index
 	}
-	var out []roomCounts
 	var groups []*group
 	rooms := map[string]int{}       // room → out index
 	byKey := map[[2]string]*group{} // (room, thread) → group
@@ -360,25 +425,15 @@ func (c *RoomServerOutput) storeCounts(ctx context.Context, tx *sql.Tx, items []
 			}
 		}
 	}
-	adds := make([]storage.CountGroup, len(groups))
+	adds = make([]storage.CountGroup, len(groups))
 	for i, g := range groups {
 		adds[i] = storage.CountGroup{RoomID: g.roomID, Thread: g.thread, FirstSeq: g.firstSeq, Deltas: g.deltas}
 	}
-	if err := c.st.Push.Counts.AddGroups(ctx, tx, adds); err != nil {
-		return nil, err
-	}
-	want := make(map[string][]string, len(out))
+	want = make(map[string][]string, len(out))
 	for _, rc := range out {
 		want[rc.roomID] = rc.locals
 	}
-	rows, err := c.st.Push.Counts.SelectRooms(ctx, tx, want)
-	if err != nil {
-		return nil, err
-	}
-	for i := range out {
-		out[i].rows = rows[out[i].roomID]
-	}
-	return out, nil
+	return out, adds, want
 }
 
 // prepare is the work on one event outside the transaction: evaluating it

@@ -605,3 +605,149 @@ func openStorage(tb testing.TB, db *sqlutil.DB) *storage.Storage {
 	}
 	return st
 }
+
+// TestRoomServerOutputOneStatement: on PostgreSQL a batch of fresh events
+// is stored in one statement (storeFresh), a batch redelivered wholly or
+// in part by the transaction path; either way each batch leaves the same
+// notifications, counts, published messages and pushes as the transaction
+// path alone (afterStore set) on the same engine. The counts published
+// include rows the batch did not touch (another thread) and leave out
+// those of users not notified in the room.
+func TestRoomServerOutputOneStatement(t *testing.T) {
+	storagetest.Each(t, func(t *testing.T, db *sqlutil.DB) {
+		ctx := t.Context()
+		pg := db.Dialect.Engine == sqlutil.Postgres
+		other := storagetest.SQLite(t)
+		if pg {
+			other = storagetest.Postgres(t)
+		}
+		const ra, rb = "!a:test", "!b:test"
+		u0, u1, u2, u3 := member(0), member(1), member(2), member(3)
+		rooms, users := []string{ra, rb}, []string{u0, u1, u2, u3}
+		var events []string
+		seq := 0
+		msg := func(ev rsapi.OutputEvent) eventlog.Msg[rsapi.OutputEvent] {
+			seq++
+			events = append(events, ev.EventID)
+			return eventlog.Msg[rsapi.OutputEvent]{Seq: uint64(seq), Value: ev}
+		}
+		type side struct {
+			c     *RoomServerOutput
+			st    *storage.Storage
+			evlog *fakeLog
+			d     *fakeDelivery
+		}
+		open := func(db *sqlutil.DB) side {
+			st := openStorage(t, db)
+			s := side{st: st, evlog: &fakeLog{}, d: &fakeDelivery{}}
+			s.c = NewRoomServerOutput(st, fakeRooms{ra: newFakeRoom(t, ra, 3), rb: newFakeRoom(t, rb, 3)}, s.evlog, s.d, pushServer, slog.Default())
+			return s
+		}
+		got, want := open(db), open(other)
+		want.c.afterStore = func(string) error { return nil } // the transaction path
+		// published are the counts messages, in order, each with its users
+		// sorted (they follow the members' map order).
+		published := func(s side) []string {
+			s.evlog.mu.Lock()
+			defer s.evlog.mu.Unlock()
+			out := make([]string, len(s.evlog.msgs))
+			for i, raw := range s.evlog.msgs {
+				var m api.NotificationCounts
+				if err := json.Unmarshal(raw, &m); err != nil {
+					t.Fatal(err)
+				}
+				slices.SortFunc(m.Users, func(a, b api.UserCounts) int { return strings.Compare(a.UserID, b.UserID) })
+				js, _ := json.Marshal(m)
+				out[i] = string(js)
+			}
+			return out
+		}
+		step := func(name string, batch []eventlog.Msg[rsapi.OutputEvent], oneStatement bool) {
+			t.Helper()
+			before := got.c.oneStatement.Load()
+			for _, s := range []side{got, want} {
+				if err := s.c.HandleBatch(ctx, batch); err != nil {
+					t.Fatalf("%s: HandleBatch = %v", name, err)
+				}
+			}
+			if n := got.c.oneStatement.Load() - before; n != map[bool]int64{true: 1}[oneStatement && pg] {
+				t.Errorf("%s: %d batches stored in one statement", name, n)
+			}
+			if n := want.c.oneStatement.Load(); n != 0 {
+				t.Errorf("%s: the transaction path stored %d batches in one statement", name, n)
+			}
+			g, w := outcome(t, got.st, got.evlog, got.d, rooms, users, events), outcome(t, want.st, want.evlog, want.d, rooms, users, events)
+			if !reflect.DeepEqual(g, w) {
+				t.Errorf("%s:\n%+v\ntransaction path:\n%+v", name, g, w)
+			}
+			if g, w := published(got), published(want); !slices.Equal(g, w) {
+				t.Errorf("%s: published\n%s\ntransaction path:\n%s", name, g, w)
+			}
+		}
+
+		step("fresh", []eventlog.Msg[rsapi.OutputEvent]{
+			msg(message(ra, "$a1", u0, "hello", "")),
+			msg(message(ra, "$a2", u0, "in thread", "$a1", u1)),
+			msg(message(rb, "$b1", u0, "hello b", "")),
+			msg(message(rb, "$b2", u2, "from u2", "")),
+		}, true)
+		// Main timeline rows are updated, thread rows read untouched, u3's
+		// rows made; in !b u1 has rows but is not notified.
+		second := []eventlog.Msg[rsapi.OutputEvent]{
+			msg(message(ra, "$a3", u0, "again", "", u2)),
+			msg(join(ra, "$j4", u3)),
+			msg(message(ra, "$a5", u1, "u3 too", "")),
+			msg(message(rb, "$b3", u1, "from u1", "")),
+		}
+		step("fresh, rows of other threads", second, true)
+		if g, _ := got.evlog.last(t, u1); g.Threads["$a1"] != (api.Counts{NotificationCount: 1, HighlightCount: 1}) || g.Main.NotificationCount != 2 {
+			t.Errorf("published counts of u1 = %+v, want 2 in the main timeline and thread $a1's", g)
+		}
+		nMsgs := len(published(got))
+		step("redelivered wholly", second, false)
+		if n := len(published(got)); n != nMsgs {
+			t.Errorf("a redelivery published %d count messages", n-nMsgs)
+		}
+		// Stored events that notified no one (the notifications' key
+		// would catch the others) must fail the statement as well.
+		step("redelivered, no one notified", second[1:2], false)
+		step("redelivered in part", []eventlog.Msg[rsapi.OutputEvent]{
+			second[2],
+			msg(message(ra, "$a6", u0, "new", "$a1")),
+			second[3],
+			msg(message(rb, "$b4", u0, "new b", "", u1)),
+		}, false)
+		step("fresh after a fallback", []eventlog.Msg[rsapi.OutputEvent]{
+			msg(message(ra, "$a7", u2, "later", "")),
+		}, true)
+		step("fresh, no one notified", []eventlog.Msg[rsapi.OutputEvent]{
+			msg(join(rb, "$j8", u3)),
+		}, true)
+
+		// What both should hold, lest they agree on something wrong.
+		final := outcome(t, got.st, got.evlog, got.d, rooms, users, events)
+		if len(final.stored) != len(events) {
+			t.Errorf("stored events = %v, want all of %v", final.stored, events)
+		}
+		wantCounts := []storage.CountRow{
+			// !a: u0 of $a5, $a7; u1 of $a1, $a2 (thread, highlight), $a3, $a6
+			// (thread), $a7; u2 of all but $a7, $a3 highlighting; u3 of $a5,
+			// $a6, $a7.
+			{Localpart: "u0", Notification: 2},
+			{Localpart: "u1", Notification: 3},
+			{Localpart: "u1", ThreadID: "$a1", Notification: 2, Highlight: 1},
+			{Localpart: "u2", Notification: 3, Highlight: 1},
+			{Localpart: "u2", ThreadID: "$a1", Notification: 2},
+			{Localpart: "u3", Notification: 2},
+			{Localpart: "u3", ThreadID: "$a1", Notification: 1},
+			// !b: u0 of $b2, $b3; u1 of $b1, $b2, $b4 (highlight); u2 of $b1,
+			// $b3, $b4.
+			{Localpart: "u0", Notification: 2},
+			{Localpart: "u1", Notification: 3, Highlight: 1},
+			{Localpart: "u2", Notification: 3},
+		}
+		if !slices.Equal(final.counts, wantCounts) {
+			t.Errorf("counts = %+v, want %+v", final.counts, wantCounts)
+		}
+	})
+}

@@ -2,6 +2,7 @@ package storage
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"strings"
 
@@ -119,24 +120,8 @@ func (t NotificationCountsTable) AddGroups(ctx context.Context, q sqlutil.Querie
 		}
 		return nil
 	}
-	var rooms, threads, locals []string
-	var firsts, notes, highs []int64
-	row := map[[3]string]int{} // (room, thread, localpart) → index
-	for _, g := range groups {
-		for _, d := range g.Deltas {
-			k := [3]string{g.RoomID, g.Thread, d.Localpart}
-			if i, ok := row[k]; ok {
-				notes[i] += d.Notification
-				highs[i] += d.Highlight
-				firsts[i] = min(firsts[i], g.FirstSeq)
-				continue
-			}
-			row[k] = len(rooms)
-			rooms, threads, firsts = append(rooms, g.RoomID), append(threads, g.Thread), append(firsts, g.FirstSeq)
-			locals, notes, highs = append(locals, d.Localpart), append(notes, d.Notification), append(highs, d.Highlight)
-		}
-	}
-	if len(rooms) == 0 {
+	c := countColumns(groups)
+	if len(c.rooms) == 0 {
 		return nil
 	}
 	if _, err := q.ExecContext(ctx, `INSERT INTO userapi_notification_counts (room_id, first_seq, thread_id, localpart, notification_count, highlight_count)
@@ -144,10 +129,37 @@ func (t NotificationCountsTable) AddGroups(ctx context.Context, q sqlutil.Querie
 		ON CONFLICT (room_id, localpart, thread_id) DO UPDATE SET
 			notification_count = userapi_notification_counts.notification_count + excluded.notification_count,
 			highlight_count = userapi_notification_counts.highlight_count + excluded.highlight_count`,
-		rooms, firsts, threads, locals, notes, highs); err != nil {
-		return fmt.Errorf("add %d notification counts in %d threads: %w", len(rooms), len(groups), err)
+		c.rooms, c.firsts, c.threads, c.locals, c.notes, c.highs); err != nil {
+		return fmt.Errorf("add %d notification counts in %d threads: %w", len(c.rooms), len(groups), err)
 	}
 	return nil
+}
+
+// countCols are the rows AddGroups writes on PostgreSQL, as columns.
+type countCols struct {
+	rooms, threads, locals []string
+	firsts, notes, highs   []int64
+}
+
+// countColumns adds up what groups list twice for one row.
+func countColumns(groups []CountGroup) countCols {
+	var c countCols
+	row := map[[3]string]int{} // (room, thread, localpart) → index
+	for _, g := range groups {
+		for _, d := range g.Deltas {
+			k := [3]string{g.RoomID, g.Thread, d.Localpart}
+			if i, ok := row[k]; ok {
+				c.notes[i] += d.Notification
+				c.highs[i] += d.Highlight
+				c.firsts[i] = min(c.firsts[i], g.FirstSeq)
+				continue
+			}
+			row[k] = len(c.rooms)
+			c.rooms, c.threads, c.firsts = append(c.rooms, g.RoomID), append(c.threads, g.Thread), append(c.firsts, g.FirstSeq)
+			c.locals, c.notes, c.highs = append(c.locals, d.Localpart), append(c.notes, d.Notification), append(c.highs, d.Highlight)
+		}
+	}
+	return c
 }
 
 // SelectRooms returns the count rows of the listed users in each of the
@@ -155,41 +167,60 @@ func (t NotificationCountsTable) AddGroups(ctx context.Context, q sqlutil.Querie
 // every listed user's rows in every listed room and keeps the pairs asked
 // for (a push batch's rooms mostly share their members).
 func (t NotificationCountsTable) SelectRooms(ctx context.Context, q sqlutil.Querier, want map[string][]string) (map[string][]CountRow, error) {
-	var rooms, locals []string
-	listed := map[[2]string]bool{}
+	w := wantedCounts(want)
+	if len(w.listed) == 0 {
+		return map[string][]CountRow{}, nil
+	}
+	rows, err := q.QueryContext(ctx, `SELECT room_id, localpart, thread_id, notification_count, highlight_count
+		FROM userapi_notification_counts WHERE `+t.d.In("room_id", 1)+` AND `+t.d.In("localpart", 2), t.d.List(w.rooms), t.d.List(w.locals))
+	if err != nil {
+		return nil, fmt.Errorf("select notification counts in %d rooms: %w", len(w.rooms), err)
+	}
+	return w.scan(rows, len(want))
+}
+
+// wanted is SelectRooms' want as the statement asks for it: every listed
+// user in every listed room, the pairs asked for kept by scan.
+type wanted struct {
+	rooms, locals []string
+	listed        map[[2]string]bool
+}
+
+func wantedCounts(want map[string][]string) wanted {
+	w := wanted{listed: map[[2]string]bool{}}
 	seen := map[string]bool{}
 	for room, ls := range want {
-		rooms = append(rooms, room)
+		w.rooms = append(w.rooms, room)
 		for _, l := range ls {
-			listed[[2]string{room, l}] = true
+			w.listed[[2]string{room, l}] = true
 			if !seen[l] {
 				seen[l] = true
-				locals = append(locals, l)
+				w.locals = append(w.locals, l)
 			}
 		}
 	}
-	out := make(map[string][]CountRow, len(want))
-	if len(listed) == 0 {
-		return out, nil
-	}
-	rows, err := q.QueryContext(ctx, `SELECT room_id, localpart, thread_id, notification_count, highlight_count
-		FROM userapi_notification_counts WHERE `+t.d.In("room_id", 1)+` AND `+t.d.In("localpart", 2), t.d.List(rooms), t.d.List(locals))
-	if err != nil {
-		return nil, fmt.Errorf("select notification counts in %d rooms: %w", len(rooms), err)
-	}
+	return w
+}
+
+// scan reads rows of (room_id, localpart, thread_id, notification_count,
+// highlight_count) by room, those of the pairs listed, and closes rows.
+func (w wanted) scan(rows *sql.Rows, nRooms int) (map[string][]CountRow, error) {
 	defer rows.Close()
+	out := make(map[string][]CountRow, nRooms)
 	for rows.Next() {
 		var room string
 		var r CountRow
 		if err := rows.Scan(&room, &r.Localpart, &r.ThreadID, &r.Notification, &r.Highlight); err != nil {
 			return nil, fmt.Errorf("select notification counts: %w", err)
 		}
-		// The statement asked for every room of every user listed.
-		if listed[[2]string{room, r.Localpart}] {
+		if w.listed[[2]string{room, r.Localpart}] {
 			out[room] = append(out[room], r)
 		}
 	}
-	return out, rows.Err()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("select notification counts: %w", err)
+	}
+	return out, nil
 }
 
 // Select returns the count rows of the listed users in a room.

@@ -173,18 +173,11 @@ const notifChunk = 16
 // Insert stores the notifications of several events: a batch of the push
 // consumer costs one round trip on PostgreSQL instead of one per event.
 func (t NotificationsTable) Insert(ctx context.Context, q sqlutil.Querier, evs []EventNotifications) error {
-	var seqs, rooms, users, actions []int64
-	var threads []string
-	var highlights []bool
-	for _, e := range evs {
-		for _, r := range e.Rows {
-			if r.UserNID == 0 {
-				return fmt.Errorf("notification of %s at %d has no user number", r.Localpart, e.Seq)
-			}
-			seqs, rooms, threads = append(seqs, e.Seq), append(rooms, e.RoomNID), append(threads, e.Thread)
-			users, highlights, actions = append(users, r.UserNID), append(highlights, r.Highlight), append(actions, r.ActionsNID)
-		}
+	c, err := notifColumns(evs)
+	if err != nil {
+		return err
 	}
+	seqs, rooms, threads, users, highlights, actions := c.seqs, c.rooms, c.threads, c.users, c.highlights, c.actions
 	if len(seqs) == 0 {
 		return nil
 	}
@@ -212,6 +205,27 @@ func (t NotificationsTable) Insert(ctx context.Context, q sqlutil.Querier, evs [
 		}
 	}
 	return nil
+}
+
+// notifCols are the notifications of evs as columns, one entry a row.
+type notifCols struct {
+	seqs, rooms, users, actions []int64
+	threads                     []string
+	highlights                  []bool
+}
+
+func notifColumns(evs []EventNotifications) (notifCols, error) {
+	var c notifCols
+	for _, e := range evs {
+		for _, r := range e.Rows {
+			if r.UserNID == 0 {
+				return notifCols{}, fmt.Errorf("notification of %s at %d has no user number", r.Localpart, e.Seq)
+			}
+			c.seqs, c.rooms, c.threads = append(c.seqs, e.Seq), append(c.rooms, e.RoomNID), append(c.threads, e.Thread)
+			c.users, c.highlights, c.actions = append(c.users, r.UserNID), append(c.highlights, r.Highlight), append(c.actions, r.ActionsNID)
+		}
+	}
+	return c, nil
 }
 
 // Select pages through a user's notifications, newest first: sequences
