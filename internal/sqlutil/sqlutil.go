@@ -230,37 +230,6 @@ func (db *DB) Close() error {
 	return err
 }
 
-// Postgres runs f on a connection of a PostgreSQL database's pool as pgx
-// sees it, for what database/sql cannot do: sending several statements in
-// one round trip (pgx.Batch). f should leave the connection outside any
-// transaction; one it leaves inside is closed (the pool then drops it), so
-// that no caller after it finds a transaction open.
-func (db *DB) Postgres(ctx context.Context, f func(*pgx.Conn) error) error {
-	if db.Dialect.Engine != Postgres {
-		return errors.New("not a PostgreSQL database")
-	}
-	c, err := db.writer.Conn(ctx)
-	if err != nil {
-		return fmt.Errorf("postgres connection: %w", err)
-	}
-	defer c.Close()
-	return c.Raw(func(dc any) error {
-		sc, ok := dc.(*stdlib.Conn)
-		if !ok {
-			return fmt.Errorf("postgres connection is a %T", dc)
-		}
-		conn := sc.Conn()
-		err := f(conn)
-		if st := conn.PgConn().TxStatus(); st != 'I' && !conn.IsClosed() {
-			_ = conn.Close(context.WithoutCancel(ctx))
-			if err == nil {
-				err = fmt.Errorf("postgres connection left in a transaction (status %c)", st)
-			}
-		}
-		return err
-	})
-}
-
 // Reader returns the pool for read-only queries. On SQLite it does not see
 // writes of transactions still open on the writer.
 func (db *DB) Reader() Querier { return timed{db.reader, db, "read"} }

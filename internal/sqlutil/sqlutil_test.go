@@ -9,7 +9,6 @@ import (
 
 	"github.com/axon-hs/axon/internal/sqlutil"
 	"github.com/axon-hs/axon/internal/sqlutil/storagetest"
-	"github.com/jackc/pgx/v5"
 )
 
 func TestDialectAndMigrations(t *testing.T) {
@@ -195,44 +194,4 @@ func TestPostgresApplicationName(t *testing.T) {
 			t.Errorf("application_name = %q, %v; want %q", got, err, tc.want)
 		}
 	}
-}
-
-// TestPostgresRawConn: f gets a pgx connection of the pool; one it leaves
-// inside a transaction is closed with an error, so that its writes are
-// rolled back and no later query runs in that transaction. SQLite refuses.
-func TestPostgresRawConn(t *testing.T) {
-	storagetest.Each(t, func(t *testing.T, db *sqlutil.DB) {
-		ctx := t.Context()
-		if db.Dialect.Engine != sqlutil.Postgres {
-			if err := db.Postgres(ctx, func(*pgx.Conn) error { return nil }); err == nil {
-				t.Fatal("Postgres on SQLite succeeded")
-			}
-			return
-		}
-		if _, err := db.ExecContext(ctx, `CREATE TABLE raw_conn (n BIGINT)`); err != nil {
-			t.Fatal(err)
-		}
-		err := db.Postgres(ctx, func(c *pgx.Conn) error {
-			if _, err := c.Exec(ctx, "BEGIN"); err != nil {
-				return err
-			}
-			_, err := c.Exec(ctx, "INSERT INTO raw_conn VALUES (1)")
-			return err
-		})
-		if err == nil {
-			t.Fatal("a connection left in a transaction was not reported")
-		}
-		if err := db.Postgres(ctx, func(c *pgx.Conn) error {
-			_, err := c.Exec(ctx, "INSERT INTO raw_conn VALUES (2)")
-			return err
-		}); err != nil {
-			t.Fatal(err)
-		}
-		for range 3 { // whichever connections the pool hands out
-			var n, sum int64
-			if err := db.Reader().QueryRowContext(ctx, `SELECT COUNT(*), COALESCE(SUM(n), 0) FROM raw_conn`).Scan(&n, &sum); err != nil || n != 1 || sum != 2 {
-				t.Fatalf("rows %d (sum %d), %v; want only the committed one", n, sum, err)
-			}
-		}
-	})
 }

@@ -23,7 +23,7 @@ const inputBatch = 64
 // 10 rooms, 16 workers took 1.3 messages a batch. On SQLite the group
 // committer commits what the workers store at the same moment together,
 // and 4 workers did best; on PostgreSQL each batch is a transaction of its
-// own (two round trips when pipelined), and 2 did best: 2.3 messages a
+// own (one round trip when pipelined), and 2 did best: 2.3 messages a
 // batch, and a quarter less of PostgreSQL's CPU for the roomserver than 4.
 func InputWorkers(e sqlutil.Engine) int {
 	if e == sqlutil.Postgres {

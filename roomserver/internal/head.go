@@ -19,8 +19,8 @@ import (
 //   - This process is the only writer of its rooms: the roomserver alone
 //     writes its database, and the input of a room is handled by the process
 //     that serves its queries (one process, or one per room partition; see
-//     README.md). A head changes only in HandleInput's transaction (events,
-//     forward extremities, state, redactions).
+//     README.md). A head changes only in HandleInput's transaction or
+//     pipelined statement (events, forward extremities, state, redactions).
 //   - After that transaction commits, and before any caller is answered,
 //     HandleInput moves the cached head of each room it stored events in
 //     (advance); when it fails or may not have committed, it drops the

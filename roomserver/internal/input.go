@@ -31,9 +31,10 @@ func reject(format string, args ...any) error { return rejection{apierr.Forbidde
 // in one transaction: under load a commit per message was what bounded a
 // room's input on PostgreSQL. The log delivers each room's messages in
 // order and none of a room in two calls at once, so nothing else writes a
-// room meanwhile. A transient failure returns an error: nothing of the
-// batch was stored, and the log hands the messages over again, one per
-// call. An event already stored is not stored again (a message's output
+// room meanwhile. A transient failure returns an error, and the log hands
+// the messages over again, one per call: nothing of the batch was stored,
+// but for a pipelined batch whose publish failed after its commit (its
+// messages are then announced when handed over again). An event already stored is not stored again (a message's output
 // is published again: storedOutput), which makes redelivery harmless.
 // Callers are answered only after the commit and the publish, and after
 // the head cache has followed them (head.go).
@@ -69,8 +70,10 @@ func (r *Roomserver) HandleInput(ctx context.Context, msgs []eventlog.Msg[api.In
 			}
 			// The outputs are published inside the transaction, after the
 			// events they describe: if the commit then fails, the input is
-			// redelivered and published again, which consumers ignore;
-			// publishing after the commit could lose the output in a crash.
+			// redelivered and published again, which consumers ignore.
+			// Published after the commit, a state event's or a redaction's
+			// output (what it changed) would be lost in a crash: only a
+			// message's can be rebuilt from its row (storedOutput).
 			return r.publish(ctx, b.outs)
 		})
 	}
@@ -324,12 +327,12 @@ func (r *Roomserver) processEvent(ctx context.Context, tx *sql.Tx, w *storage.Pi
 		return nil, headMove{}, errNotSimple // a snapshot to store, or a head to read
 	}
 	if !cached {
-		var stored bool
+		var stored *storage.Event
 		if room, prevs, stored, err = r.loadHead(ctx, tx, v, roomID, pdu, isCreate); err != nil {
 			return nil, headMove{}, err
 		}
-		if stored {
-			return storedOutput(pdu, v, roomID, in), headMove{}, nil
+		if stored != nil {
+			return storedOutput(pdu, v, roomID, in, stored), headMove{}, nil
 		}
 	}
 	prevIDs := pdu.PrevEventIDs()
@@ -454,8 +457,8 @@ func (r *Roomserver) processEvent(ctx context.Context, tx *sql.Tx, w *storage.Pi
 		// transaction id names this event, a tuple number is harmless.)
 		if done, err := r.processedBefore(ctx, tx, row.EventID); err != nil {
 			return nil, headMove{}, err
-		} else if done {
-			return storedOutput(pdu, v, roomID, in), headMove{}, nil
+		} else if done != nil {
+			return storedOutput(pdu, v, roomID, in, done), headMove{}, nil
 		}
 	}
 	if tupleNID != 0 {
@@ -613,9 +616,10 @@ func (r *Roomserver) cachedHead(roomID string, pdu *event.PDU, use bool) (storag
 }
 
 // loadHead reads, in tx, the event's prev events and the room's row (a
-// create event makes the row). stored says the event was processed before
-// (a redelivery, or a retried request): there is nothing to do.
-func (r *Roomserver) loadHead(ctx context.Context, tx *sql.Tx, v *event.RoomVersion, roomID string, pdu *event.PDU, isCreate bool) (storage.Room, []storage.Event, bool, error) {
+// create event makes the row). stored is the event's row when it was
+// processed before (a redelivery, or a retried request): there is nothing
+// to store.
+func (r *Roomserver) loadHead(ctx context.Context, tx *sql.Tx, v *event.RoomVersion, roomID string, pdu *event.PDU, isCreate bool) (room storage.Room, prevs []storage.Event, stored *storage.Event, err error) {
 	// The event itself and its prev events in one query (a round trip each
 	// on PostgreSQL otherwise).
 	prevIDs := make([]string, 0, len(pdu.PrevEventIDs()))
@@ -624,13 +628,12 @@ func (r *Roomserver) loadHead(ctx context.Context, tx *sql.Tx, v *event.RoomVers
 	}
 	found, err := r.st.Events.SelectByIDs(ctx, tx, append([]string{string(pdu.EventID())}, prevIDs...))
 	if err != nil {
-		return storage.Room{}, nil, false, err
+		return storage.Room{}, nil, nil, err
 	}
-	var prevs []storage.Event
 	for _, e := range found {
 		if e.EventID == string(pdu.EventID()) {
 			if !e.Outlier {
-				return storage.Room{}, nil, true, nil
+				return storage.Room{}, nil, &e, nil
 			}
 			// A stored outlier is processed now; it is one of its own prev
 			// events only if it lists itself.
@@ -643,47 +646,49 @@ func (r *Roomserver) loadHead(ctx context.Context, tx *sql.Tx, v *event.RoomVers
 	if isCreate {
 		nid, err := r.st.Rooms.Insert(ctx, tx, roomID, v.ID)
 		if err != nil {
-			return storage.Room{}, nil, false, err
+			return storage.Room{}, nil, nil, err
 		}
 		if len(prevIDs) != 0 {
-			return storage.Room{}, nil, false, reject("create event must not have prev_events")
+			return storage.Room{}, nil, nil, reject("create event must not have prev_events")
 		}
-		return storage.Room{NID: nid, RoomID: roomID, Version: v.ID}, prevs, false, nil
+		return storage.Room{NID: nid, RoomID: roomID, Version: v.ID}, prevs, nil, nil
 	}
-	room, err := r.st.Rooms.Select(ctx, tx, roomID)
+	room, err = r.st.Rooms.Select(ctx, tx, roomID)
 	if errors.Is(err, storage.ErrNotFound) {
-		return room, nil, false, rejection{apierr.NotFound("unknown room %s", roomID)}
+		return room, nil, nil, rejection{apierr.NotFound("unknown room %s", roomID)}
 	}
 	if err != nil {
-		return room, nil, false, err
+		return room, nil, nil, err
 	}
 	if room.Version != v.ID {
-		return room, nil, false, reject("room %s is version %s, not %s", roomID, room.Version, v.ID)
+		return room, nil, nil, reject("room %s is version %s, not %s", roomID, room.Version, v.ID)
 	}
-	return room, prevs, false, nil
+	return room, prevs, nil, nil
 }
 
-// storedOutput is the output of an event processed before, published
-// again when its input is redelivered: a pipelined message is committed
-// before its output is published (pipeline.go), so its redelivered input
-// may be all that is left to announce it. Consumers ignore events they
-// have. Only a message's output is rebuilt from the event alone; other
-// events were published in the transaction that stored them, and get nil.
-func storedOutput(pdu *event.PDU, v *event.RoomVersion, roomID string, in api.InputEvent) *api.OutputEvent {
-	if pdu.StateKey() != nil || pdu.Type() == event.TypeRedaction {
+// storedOutput is the output of stored, an event processed before,
+// published again when its input is redelivered: a pipelined message is
+// committed before its output is published (pipeline.go), so its
+// redelivered input may be all that is left to announce it. Consumers
+// ignore events they have. Only a message's output is rebuilt from its row
+// alone (as stored: redacted, if it was since); other events were
+// published in the transaction that stored them, and a rejected one never
+// is: they get nil.
+func storedOutput(pdu *event.PDU, v *event.RoomVersion, roomID string, in api.InputEvent, stored *storage.Event) *api.OutputEvent {
+	if pdu.StateKey() != nil || pdu.Type() == event.TypeRedaction || stored.Rejected {
 		return nil
 	}
-	return &api.OutputEvent{RoomID: roomID, RoomVersion: v.ID, Event: pdu.JSON(), EventID: string(pdu.EventID()), TxnID: in.TxnID}
+	return &api.OutputEvent{RoomID: roomID, RoomVersion: v.ID, Event: stored.JSON, EventID: stored.EventID, TxnID: in.TxnID}
 }
 
-// processedBefore reports whether the stored event eventID was processed
-// (not just stored as an outlier).
-func (r *Roomserver) processedBefore(ctx context.Context, tx *sql.Tx, eventID string) (bool, error) {
+// processedBefore returns the row of the stored event eventID if it was
+// processed (not just stored as an outlier), nil otherwise.
+func (r *Roomserver) processedBefore(ctx context.Context, tx *sql.Tx, eventID string) (*storage.Event, error) {
 	rows, err := r.st.Events.SelectByIDs(ctx, tx, []string{eventID})
-	if err != nil {
-		return false, err
+	if err != nil || len(rows) != 1 || rows[0].Outlier {
+		return nil, err
 	}
-	return len(rows) == 1 && !rows[0].Outlier, nil
+	return &rows[0], nil
 }
 
 // stateDelta lists the event ids added to and removed from the current

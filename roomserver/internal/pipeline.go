@@ -3,6 +3,7 @@ package internal
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 
 	"github.com/axon-hs/axon/internal/eventlog"
@@ -27,7 +28,9 @@ import (
 // publish (or a crash) finds its message stored, and the transaction path
 // publishes the message's output again (storedOutput). The room's next
 // event cannot come first: the room's input is handled in order, and its
-// sender is answered only after the publish.
+// sender is answered only after the publish. (New consumers of a
+// repartitioned input group take old input as new rather than redelivered:
+// see the README.)
 //
 // Anything else in the batch (a state event, a redaction, an event not on
 // the cached head, an atomic request, a second event of a room) is found
@@ -121,7 +124,7 @@ func (r *Roomserver) storePipelined(ctx context.Context, msgs []eventlog.Msg[api
 	// Committed: an output that fails to go out now is published again
 	// when the input is redelivered (storedOutput).
 	if err := r.publish(ctx, b.outs); err != nil {
-		return batchOut{}, false, err
+		return batchOut{}, false, fmt.Errorf("%d events committed, announced when redelivered: %w", len(w.Events), err)
 	}
 	r.pipelined.Add(1)
 	return b, true, nil

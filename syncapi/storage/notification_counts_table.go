@@ -33,7 +33,7 @@ type UserCounts struct {
 
 // upsertBatch bounds the rows of one statement: SQLite's driver binds
 // parameters by a linear scan of their names, so a statement of n of them
-// costs O(n²). (PostgreSQL takes UpsertAll's one array statement.)
+// costs O(n²). (PostgreSQL takes StoreCounts' one array statement.)
 const upsertBatch = 64
 
 // UpsertMany stores the counts of many users in a room at one position, in
