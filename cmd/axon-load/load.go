@@ -19,6 +19,7 @@ type Config struct {
 	Senders, Syncers       int
 	SharedSecret           string
 	PID                    int
+	DBDSN                  string // the server's PostgreSQL, whose backends' CPU is measured
 	IdleMax, DrainMax      time.Duration
 	CPUProfile             string // the tool's own CPU profile, if set
 }
@@ -29,6 +30,8 @@ func (c Config) validate() error {
 		return errors.New("-hs is required")
 	case c.Users < 1 || c.Rooms < 1 || c.Messages < 1 || c.Senders < 1 || c.Syncers < 1:
 		return errors.New("-users, -rooms, -messages, -senders and -syncers must be at least 1")
+	case c.DBDSN != "" && !isPostgresURL(c.DBDSN):
+		return errors.New("-db-dsn must be a postgres:// or postgresql:// URL")
 	}
 	return nil
 }
@@ -56,6 +59,13 @@ type Result struct {
 	// ToolCPU is this process's CPU during the sends: on a shared machine
 	// it is CPU the server did not have.
 	ToolCPU time.Duration
+	// DBCPU is the CPU of the -db-dsn database's backends during the sends,
+	// known if DBKnown (else DBErr says why). Backends that exited during
+	// the sends are lost: DBGone counts them.
+	DBKnown            bool
+	DBCPU              time.Duration
+	DBBackends, DBGone int
+	DBErr              string
 
 	Delivery                                 Summary // send start to seen in a syncer's /sync
 	Expected, Delivered, Duplicates, Missing int
@@ -140,9 +150,18 @@ func Run(ctx context.Context, cfg Config, logw io.Writer) (*Result, error) {
 	}
 
 	logf("sending %d messages from %d senders", cfg.Messages, cfg.Senders)
+	var db *dbProbe
+	var db0 map[int]time.Duration
+	if cfg.DBDSN != "" {
+		db, db0 = r.dbStart(ctx)
+	}
 	cpu0, tool0 := r.cpu(), ownCPU()
 	t0 := r.sendAll(ctx, c, users, rooms, sy)
 	r.LoadCPU, r.ToolCPU = r.cpu()-cpu0, ownCPU()-tool0
+	r.dbEnd(ctx, db, db0)
+	if r.DBErr != "" {
+		logf("no database CPU figure: %s", r.DBErr)
+	}
 	if r.MemKnown {
 		r.MemLoaded, _ = memory(r.PID)
 	}

@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/axon-hs/axon/internal/sqlutil/storagetest"
 )
 
 // waitFor polls f until it returns nil or the deadline passes.
@@ -40,9 +42,10 @@ func freeAddr(t *testing.T) string {
 	return ln.Addr().String()
 }
 
-// startMonolith builds cmd/axon and runs it on SQLite in a temporary data
-// directory, as test/e2e does; it returns the client URL and the process.
-func startMonolith(t *testing.T, secret string) (string, *os.Process) {
+// startMonolith builds cmd/axon and runs it in a temporary data directory,
+// as test/e2e does, on SQLite unless extra says otherwise; it returns the
+// client URL and the process.
+func startMonolith(t *testing.T, secret string, extra ...string) (string, *os.Process) {
 	t.Helper()
 	bin := filepath.Join(t.TempDir(), "axon")
 	if out, err := exec.Command("go", "build", "-o", bin, "../axon").CombinedOutput(); err != nil {
@@ -50,8 +53,8 @@ func startMonolith(t *testing.T, secret string) (string, *os.Process) {
 	}
 	httpAddr, opsAddr := freeAddr(t), freeAddr(t)
 	var logs bytes.Buffer
-	cmd := exec.Command(bin, "--data-dir", t.TempDir(), "--http", httpAddr, "--ops", opsAddr, "--server-name", "load.test",
-		"--open-registration", "--registration-shared-secret", secret)
+	cmd := exec.Command(bin, append([]string{"--data-dir", t.TempDir(), "--http", httpAddr, "--ops", opsAddr, "--server-name", "load.test",
+		"--open-registration", "--registration-shared-secret", secret}, extra...)...)
 	cmd.Stdout, cmd.Stderr = &logs, &logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -94,14 +97,17 @@ func TestRunAgainstMonolith(t *testing.T) {
 	tests := []struct {
 		name   string
 		secret string
+		dbDSN  string
 	}{
-		{"shared-secret registration", secret},
-		{"m.login.dummy registration", ""},
+		{"shared-secret registration", secret, ""},
+		{"m.login.dummy registration", "", ""},
+		// The database measurement failing must not fail the load.
+		{"database unreachable", secret, "postgres://x@127.0.0.1:1/db?connect_timeout=2"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := Config{HS: url, Users: 3, Rooms: 2, Messages: 40, Senders: 3, Syncers: 2, SharedSecret: tc.secret,
-				IdleMax: 5 * time.Second, DrainMax: 10 * time.Second}
+				DBDSN: tc.dbDSN, IdleMax: 5 * time.Second, DrainMax: 10 * time.Second}
 			var progress bytes.Buffer
 			r, err := Run(t.Context(), cfg, &progress)
 			if err != nil {
@@ -133,7 +139,40 @@ func TestRunAgainstMonolith(t *testing.T) {
 					t.Errorf("table lacks %q:\n%s", want, out.String())
 				}
 			}
+			if hasDB := strings.Contains(out.String(), "database CPU during load") && strings.Contains(out.String(), "n/a (connect:"); hasDB != (tc.dbDSN != "") || r.DBKnown {
+				t.Errorf("database rows: DBKnown %v, want an n/a row only with -db-dsn:\n%s", r.DBKnown, out.String())
+			}
 		})
+	}
+}
+
+// TestRunAgainstMonolithOnPostgres measures the backends of the monolith's
+// own PostgreSQL database.
+func TestRunAgainstMonolithOnPostgres(t *testing.T) {
+	const secret = "load-test-secret"
+	dsn := storagetest.PostgresDSN(t)
+	url, _ := startMonolith(t, secret, "--database", dsn)
+	// Enough messages for the backends to use many 10 ms clock ticks.
+	cfg := Config{HS: url, Users: 3, Rooms: 2, Messages: 300, Senders: 3, Syncers: 2, SharedSecret: secret,
+		DBDSN: dsn, IdleMax: 5 * time.Second, DrainMax: 10 * time.Second}
+	var progress bytes.Buffer
+	r, err := Run(t.Context(), cfg, &progress)
+	if err != nil {
+		t.Fatalf("Run: %v\n%s", err, progress.String())
+	}
+	var out bytes.Buffer
+	r.Print(&out)
+	if r.Sent != cfg.Messages || !r.DBKnown || r.DBBackends == 0 || r.DBCPU <= 0 {
+		t.Errorf("sent %d; database: known %v, %d backends, CPU %v (%s); want the sends' CPU\n%s",
+			r.Sent, r.DBKnown, r.DBBackends, r.DBCPU, r.DBErr, out.String())
+	}
+	for _, want := range []string{"database CPU during load", "server + database CPU"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("table lacks %q:\n%s", want, out.String())
+		}
+	}
+	if strings.Contains(out.String(), "n/a (") {
+		t.Errorf("table has an n/a row:\n%s", out.String())
 	}
 }
 
@@ -149,6 +188,12 @@ func TestParseFlags(t *testing.T) {
 		{"negative rooms", []string{"-rooms", "-1"}, true},
 		{"unknown flag", []string{"-nope"}, true},
 		{"empty hs", []string{"-hs", ""}, true},
+		{"db-dsn postgres", []string{"-db-dsn", "postgres://axon@127.0.0.1:5432/axon?sslmode=disable"}, false},
+		{"db-dsn postgresql", []string{"-db-dsn", "postgresql:///axon?host=/var/run/postgresql"}, false},
+		{"db-dsn sqlite", []string{"-db-dsn", "sqlite:/tmp/axon.db"}, true},
+		{"db-dsn keyword form", []string{"-db-dsn", "host=127.0.0.1 dbname=axon"}, true},
+		{"db-dsn upper-case scheme", []string{"-db-dsn", "POSTGRES://x@h/db"}, true},
+		{"db-dsn bad URL", []string{"-db-dsn", "postgres://x@h:port/db"}, true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

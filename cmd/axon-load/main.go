@@ -12,7 +12,7 @@
 // every room; a server without a join endpoint is measured with the room's
 // creator as its only member (the table says so). CPU and memory figures need
 // the server's process on this machine: -pid, or found by the port it listens
-// on.
+// on. -db-dsn adds the CPU of its PostgreSQL backends, if on this machine too.
 package main
 
 import (
@@ -72,6 +72,7 @@ func parseFlags(args []string, stderr io.Writer) (Config, error) {
 	fs.IntVar(&c.Syncers, "syncers", 1, "users whose long-polling /sync measures delivery")
 	fs.StringVar(&c.SharedSecret, "shared-secret", "", "registration shared secret (else m.login.dummy)")
 	fs.IntVar(&c.PID, "pid", 0, "server process id (default: found by the listening port)")
+	fs.StringVar(&c.DBDSN, "db-dsn", "", "the server's PostgreSQL `URL`, to measure its backends' CPU during the load")
 	fs.DurationVar(&c.IdleMax, "idle-max", 2*time.Minute, "how long to wait for the server to go idle after the load")
 	fs.DurationVar(&c.DrainMax, "drain-max", 30*time.Second, "how long to wait for undelivered messages after the load")
 	// Profiling the tool itself is for its developers; -h leaves it out.

@@ -20,11 +20,29 @@ const clockTick = 10 * time.Millisecond
 
 // cpuTime is the user plus system CPU time of process pid so far.
 func cpuTime(pid int) (time.Duration, error) {
+	line, err := readStat(pid)
+	if err != nil {
+		return 0, err
+	}
+	return parseStat(line)
+}
+
+// readStat returns the /proc/<pid>/stat line of pid.
+func readStat(pid int) (string, error) {
 	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
-		return 0, fmt.Errorf("read cpu time of %d: %w", pid, err)
+		return "", fmt.Errorf("read cpu time of %d: %w", pid, err)
 	}
-	return parseStat(string(data))
+	return string(data), nil
+}
+
+// statName is the command name (field 2) of a /proc/<pid>/stat line.
+func statName(line string) string {
+	i, j := strings.IndexByte(line, '('), strings.LastIndexByte(line, ')')
+	if i < 0 || j < i {
+		return ""
+	}
+	return line[i+1 : j]
 }
 
 // parseStat reads utime+stime (fields 14 and 15) from a /proc/<pid>/stat
@@ -117,7 +135,7 @@ func pidByURL(base string) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("find server process: port %q: %w", port, err)
 	}
-	if ips, err := net.LookupIP(u.Hostname()); err == nil && len(ips) > 0 && !isLocal(ips[0]) {
+	if elsewhere(u.Hostname()) {
 		return 0, fmt.Errorf("find server process: %s is not on this machine", u.Hostname())
 	}
 	inodes := map[string]bool{}
@@ -140,6 +158,13 @@ func pidByURL(base string) (int, error) {
 		}
 	}
 	return 0, fmt.Errorf("find server process: the listener on port %d belongs to no process we can see", p)
+}
+
+// elsewhere reports whether host surely names another machine; a name that
+// does not resolve is given the benefit of the doubt.
+func elsewhere(host string) bool {
+	ips, err := net.LookupIP(host)
+	return err == nil && len(ips) > 0 && !isLocal(ips[0])
 }
 
 func isLocal(ip net.IP) bool {

@@ -32,13 +32,18 @@ func (r *Result) Print(w io.Writer) {
 	row("", "")
 	if r.PID != 0 {
 		row("server CPU during load", "%s (%.0f%% of one core)", ms(r.LoadCPU), 100*r.LoadCPU.Seconds()/max(r.SendWall.Seconds(), 1e-9))
+	} else {
+		row("server CPU", "n/a (%s)", r.ProcErr)
+	}
+	if cfg.DBDSN != "" {
+		r.printDB(row)
+	}
+	if r.PID != 0 {
 		if r.IdleReached {
 			row("idle after load", "%s, using %s CPU", ms(r.IdleAfter), ms(r.IdleCPU))
 		} else {
 			row("idle after load", "not within %s (%s CPU so far)", ms(r.IdleAfter), ms(r.IdleCPU))
 		}
-	} else {
-		row("server CPU", "n/a (%s)", r.ProcErr)
 	}
 	row("load tool CPU", "%s during load (%.3fms per message, %.0f%% of one core)", ms(r.ToolCPU),
 		float64(r.ToolCPU)/float64(time.Millisecond)/float64(max(r.Sent, 1)), 100*r.ToolCPU.Seconds()/max(r.SendWall.Seconds(), 1e-9))
@@ -59,6 +64,23 @@ func (r *Result) Print(w io.Writer) {
 		row("server memory", "n/a")
 	}
 	tw.Flush()
+}
+
+// printDB writes the -db-dsn rows.
+func (r *Result) printDB(row func(k, format string, args ...any)) {
+	if !r.DBKnown {
+		row("database CPU during load", "n/a (%s)", r.DBErr)
+		row("server + database CPU", "n/a")
+		return
+	}
+	perMsg := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) / float64(max(r.Sent, 1)) }
+	row("database CPU during load", "%s (%.0f%% of one core, %.3fms per message; %d backends, %d more exited during the load and are not counted)",
+		ms(r.DBCPU), 100*r.DBCPU.Seconds()/max(r.SendWall.Seconds(), 1e-9), perMsg(r.DBCPU), r.DBBackends, r.DBGone)
+	if r.PID != 0 {
+		row("server + database CPU", "%.3fms per message", perMsg(r.LoadCPU+r.DBCPU))
+	} else {
+		row("server + database CPU", "n/a (no server CPU)")
+	}
 }
 
 func quantiles(s Summary) string {
