@@ -40,10 +40,15 @@ const ConsumerGroup = "syncapi"
 // (eventlog.ConsumeOptions.Linger). A commit costs about the same for one
 // message as for many, since it writes whole pages: the room events are on
 // every syncing client's path, so they wait little; counts, which only
-// change a number, wait longer.
+// change a number, wait longer. On PostgreSQL a batch of room events costs
+// more (a statement, a WAL flush, and the reads of every /sync it wakes):
+// 10 ms there used 9% less CPU per message (server and PostgreSQL) than
+// 5 ms over six alternating load runs, for 1–7 ms more send-to-sync p99;
+// on SQLite it saved nothing measurable.
 const (
-	outputLinger = 5 * time.Millisecond
-	countsLinger = 20 * time.Millisecond
+	outputLinger         = 5 * time.Millisecond
+	outputLingerPostgres = 10 * time.Millisecond
+	countsLinger         = 20 * time.Millisecond
 )
 
 // Deps are what the syncapi needs.
@@ -114,6 +119,9 @@ func New(ctx context.Context, d Deps) (*Component, error) {
 	// so one transaction per message would serialise the stream on commits.
 	outOpts := batchOpts
 	outOpts.Linger = outputLinger
+	if db.DB.Dialect.Engine == sqlutil.Postgres {
+		outOpts.Linger = outputLingerPostgres
+	}
 	sub, err := eventlog.ConsumeBatch(cctx, d.EventLog, rsapi.OutputTopic, ConsumerGroup, outOpts,
 		consumers.NewRoomServerOutput(db, n, log).HandleBatch)
 	if err != nil {
