@@ -45,7 +45,7 @@ func New(ctx context.Context, d Deps) (*Component, error) {
 	log := d.Log.With("component", "clientapi")
 	// The schema is kept as released (its transaction ids moved to the
 	// roomserver); nothing reads it.
-	if _, err := storage.Open(ctx, d.DB); err != nil {
+	if err := storage.Migrate(ctx, d.DB); err != nil {
 		return nil, fmt.Errorf("clientapi storage: %w", err)
 	}
 	b := &internal.Builder{ServerName: d.ServerName, Key: d.Key, RS: d.RoomserverAPI}

@@ -46,6 +46,7 @@ func TestKeyedMutex(t *testing.T) {
 		u, err := k.Lock(ctx, "a")
 		if err != nil {
 			t.Error(err)
+			u = func() {}
 		}
 		next <- u
 	}()

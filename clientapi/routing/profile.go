@@ -230,8 +230,8 @@ func (rt *Routes) updateMembership(ctx context.Context, roomID matrix.RoomID, us
 		content["avatar_url"], _ = json.Marshal(p.AvatarURL)
 	}
 	stateKey := userID
-	_, _, err = rt.sendInRoom(ctx, event.Proto{Type: event.TypeMember, StateKey: &stateKey,
-		Sender: matrix.UserID(userID), RoomID: roomID, Content: content}, nil)
+	_, err = rt.sendEvent(ctx, event.Proto{Type: event.TypeMember, StateKey: &stateKey,
+		Sender: matrix.UserID(userID), RoomID: roomID, Content: content})
 	return err
 }
 

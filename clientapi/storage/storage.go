@@ -11,19 +11,11 @@ import (
 	"github.com/axon-hs/axon/internal/sqlutil"
 )
 
-// Storage is the clientapi database.
-type Storage struct {
-	DB *sqlutil.DB
-}
-
 var migrations = []sqlutil.Migration{
 	{Version: 1, Name: "transaction ids", Up: sqlutil.Exec(sqlutil.Static(txnsSchema), sqlutil.Static(txnsIndex))},
 }
 
-// Open migrates db.
-func Open(ctx context.Context, db *sqlutil.DB) (*Storage, error) {
-	if err := sqlutil.Migrate(ctx, db, "clientapi", migrations); err != nil {
-		return nil, err
-	}
-	return &Storage{DB: db}, nil
+// Migrate brings db's schema up to date.
+func Migrate(ctx context.Context, db *sqlutil.DB) error {
+	return sqlutil.Migrate(ctx, db, "clientapi", migrations)
 }

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/axon-hs/axon/internal/sqlutil"
 	"github.com/jackc/pgx/v5"
 )
 
@@ -16,11 +17,11 @@ import (
 // hold up the load.
 const dbTimeout = 10 * time.Second
 
-// isPostgresURL reports whether dsn is a URL pgx reads as one: pgx only
-// recognises the lower-case schemes.
+// isPostgresURL reports whether dsn is a URL that names a PostgreSQL
+// database.
 func isPostgresURL(dsn string) bool {
 	_, err := url.Parse(dsn)
-	return err == nil && (strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://"))
+	return err == nil && sqlutil.IsPostgresDSN(dsn)
 }
 
 // dbProbe reads the CPU of a PostgreSQL database's backends from /proc. Its
@@ -59,20 +60,12 @@ func (p *dbProbe) close() {
 func (p *dbProbe) sample(ctx context.Context) (map[int]time.Duration, error) {
 	ctx, cancel := context.WithTimeout(ctx, dbTimeout)
 	defer cancel()
-	var self int32
-	if err := p.conn.QueryRow(ctx, "SELECT pg_backend_pid()").Scan(&self); err != nil {
-		return nil, fmt.Errorf("query own backend: %w", err)
-	}
 	rows, _ := p.conn.Query(ctx, "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()")
-	pids, err := pgx.CollectRows(rows, pgx.RowTo[int32])
+	pids, err := pgx.CollectRows(rows, pgx.RowTo[int])
 	if err != nil {
 		return nil, fmt.Errorf("list backends: %w", err)
 	}
-	ints := make([]int, len(pids))
-	for i, pid := range pids {
-		ints[i] = int(pid)
-	}
-	return backendCPU(int(self), ints, readStat)
+	return backendCPU(int(p.conn.PgConn().PID()), pids, readStat)
 }
 
 // backendCPU reads the CPU time of each of pids with read (readStat but in

@@ -14,19 +14,6 @@ import (
 	"github.com/axon-hs/axon/internal/sqlutil/storagetest"
 )
 
-func TestStatName(t *testing.T) {
-	for line, want := range map[string]string{
-		"1 (postgres) S 1":  "postgres",
-		"1 (a (b) c) R 1":   "a (b) c",
-		"1 postgres S 1":    "",
-		"1 ) weird ( S 1 1": "",
-	} {
-		if got := statName(line); got != want {
-			t.Errorf("statName(%q) = %q, want %q", line, got, want)
-		}
-	}
-}
-
 // statLine is a /proc/<pid>/stat line of command name with utime and stime
 // in clock ticks.
 func statLine(pid int, name string, utime, stime int) string {
@@ -59,24 +46,25 @@ func TestBackendCPU(t *testing.T) {
 		name    string
 		self    int
 		pids    []int
+		garbled bool // pid 11's stat line cut short
 		errs    map[int]error
 		want    map[int]time.Duration
 		wantErr bool
 	}{
-		{"summed per pid", 10, []int{11, 12}, nil, map[int]time.Duration{11: 325 * clockTick, 12: 10 * clockTick}, false},
-		{"no other backend", 10, nil, nil, map[int]time.Duration{}, false},
-		{"exited since listed", 10, []int{11, 99}, nil, map[int]time.Duration{11: 325 * clockTick}, false},
-		{"binary called postmaster", 30, []int{31}, nil, map[int]time.Duration{31: 4 * clockTick}, false},
-		{"own backend not here", 99, []int{11}, nil, nil, true},
-		{"own backend is another process", 20, []int{11}, nil, nil, true},
-		{"backend is another process", 10, []int{11, 20}, nil, nil, true},
-		{"backend unreadable", 10, []int{11}, map[int]error{11: denied}, nil, true},
-		{"garbled stat", 10, []int{11}, nil, nil, true},
+		{"summed per pid", 10, []int{11, 12}, false, nil, map[int]time.Duration{11: 325 * clockTick, 12: 10 * clockTick}, false},
+		{"no other backend", 10, nil, false, nil, map[int]time.Duration{}, false},
+		{"exited since listed", 10, []int{11, 99}, false, nil, map[int]time.Duration{11: 325 * clockTick}, false},
+		{"binary called postmaster", 30, []int{31}, false, nil, map[int]time.Duration{31: 4 * clockTick}, false},
+		{"own backend not here", 99, []int{11}, false, nil, nil, true},
+		{"own backend is another process", 20, []int{11}, false, nil, nil, true},
+		{"backend is another process", 10, []int{11, 20}, false, nil, nil, true},
+		{"backend unreadable", 10, []int{11}, false, map[int]error{11: denied}, nil, true},
+		{"garbled stat", 10, []int{11}, true, nil, nil, true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			lines := maps.Clone(pg)
-			if tc.name == "garbled stat" {
+			if tc.garbled {
 				lines[11] = "11 (postgres) S 1"
 			}
 			got, err := backendCPU(tc.self, tc.pids, fakeProc(lines, tc.errs))

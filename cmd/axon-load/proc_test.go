@@ -83,3 +83,16 @@ func TestOwnProcess(t *testing.T) {
 		t.Errorf("memory(self) = %+v, %v; want RSS > 0 and HWM ≥ RSS", m, err)
 	}
 }
+
+func TestStatName(t *testing.T) {
+	for line, want := range map[string]string{
+		"1 (postgres) S 1":  "postgres",
+		"1 (a (b) c) R 1":   "a (b) c",
+		"1 postgres S 1":    "",
+		"1 ) weird ( S 1 1": "",
+	} {
+		if got := statName(line); got != want {
+			t.Errorf("statName(%q) = %q, want %q", line, got, want)
+		}
+	}
+}

@@ -31,7 +31,7 @@ func (r *Result) Print(w io.Writer) {
 	row("delivered", "%d of %d (%d duplicates, %d missing, %d limited timelines)", r.Delivered, r.Expected, r.Duplicates, r.Missing, r.LimitedTimelines)
 	row("", "")
 	if r.PID != 0 {
-		row("server CPU during load", "%s (%.0f%% of one core)", ms(r.LoadCPU), 100*r.LoadCPU.Seconds()/max(r.SendWall.Seconds(), 1e-9))
+		row("server CPU during load", "%s (%.0f%% of one core)", ms(r.LoadCPU), r.pctCore(r.LoadCPU))
 	} else {
 		row("server CPU", "n/a (%s)", r.ProcErr)
 	}
@@ -45,8 +45,7 @@ func (r *Result) Print(w io.Writer) {
 			row("idle after load", "not within %s (%s CPU so far)", ms(r.IdleAfter), ms(r.IdleCPU))
 		}
 	}
-	row("load tool CPU", "%s during load (%.3fms per message, %.0f%% of one core)", ms(r.ToolCPU),
-		float64(r.ToolCPU)/float64(time.Millisecond)/float64(max(r.Sent, 1)), 100*r.ToolCPU.Seconds()/max(r.SendWall.Seconds(), 1e-9))
+	row("load tool CPU", "%s during load (%.3fms per message, %.0f%% of one core)", ms(r.ToolCPU), r.perMsg(r.ToolCPU), r.pctCore(r.ToolCPU))
 	row("initial sync", "%s", quantiles(r.InitialSync))
 	row("incremental sync", "%s (nothing new)", quantiles(r.IncrementalSync))
 	row("catch-up sync", "%s (since before the load)", quantiles(r.CatchUpSync))
@@ -73,14 +72,23 @@ func (r *Result) printDB(row func(k, format string, args ...any)) {
 		row("server + database CPU", "n/a")
 		return
 	}
-	perMsg := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) / float64(max(r.Sent, 1)) }
 	row("database CPU during load", "%s (%.0f%% of one core, %.3fms per message; %d backends, %d more exited during the load and are not counted)",
-		ms(r.DBCPU), 100*r.DBCPU.Seconds()/max(r.SendWall.Seconds(), 1e-9), perMsg(r.DBCPU), r.DBBackends, r.DBGone)
+		ms(r.DBCPU), r.pctCore(r.DBCPU), r.perMsg(r.DBCPU), r.DBBackends, r.DBGone)
 	if r.PID != 0 {
-		row("server + database CPU", "%.3fms per message", perMsg(r.LoadCPU+r.DBCPU))
+		row("server + database CPU", "%.3fms per message", r.perMsg(r.LoadCPU+r.DBCPU))
 	} else {
 		row("server + database CPU", "n/a (no server CPU)")
 	}
+}
+
+// perMsg is d in milliseconds per accepted message.
+func (r *Result) perMsg(d time.Duration) float64 {
+	return float64(d) / float64(time.Millisecond) / float64(max(r.Sent, 1))
+}
+
+// pctCore is d as a share of one core over the sends, in percent.
+func (r *Result) pctCore(d time.Duration) float64 {
+	return 100 * d.Seconds() / max(r.SendWall.Seconds(), 1e-9)
 }
 
 func quantiles(s Summary) string {

@@ -18,6 +18,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/axon-hs/axon/internal/sqlutil"
 	"github.com/axon-hs/axon/matrix"
 )
 
@@ -399,8 +400,7 @@ func splitHostPort(a string) (string, string, error) {
 }
 
 func checkDSN(dsn string) error {
-	if dsn == "" || strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://") ||
-		strings.HasPrefix(dsn, "sqlite:") || strings.HasPrefix(dsn, "file:") {
+	if dsn == "" || sqlutil.IsPostgresDSN(dsn) || strings.HasPrefix(dsn, "sqlite:") || strings.HasPrefix(dsn, "file:") {
 		return nil
 	}
 	return fmt.Errorf("%q is neither a postgres:// URL nor sqlite:<path>", dsn)

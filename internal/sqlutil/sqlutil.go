@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/prometheus/client_golang/prometheus"
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
@@ -135,10 +136,16 @@ type Options struct {
 // (optionally prefixed "sqlite:" or "file:"). The SQLite file's directory is
 // created.
 func Open(ctx context.Context, dsn string, opt Options) (*DB, error) {
-	if strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://") {
+	if IsPostgresDSN(dsn) {
 		return openPostgres(ctx, dsn, opt)
 	}
 	return openSQLite(ctx, dsn, opt)
+}
+
+// IsPostgresDSN reports whether dsn names a PostgreSQL database: a URL of
+// the schemes pgx reads (lower case only).
+func IsPostgresDSN(dsn string) bool {
+	return strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://")
 }
 
 func openPostgres(ctx context.Context, dsn string, opt Options) (*DB, error) {
@@ -325,11 +332,14 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	return m
 }
 
-// IsUniqueViolation reports whether err is a unique-constraint violation.
+// IsUniqueViolation reports whether err is a unique-constraint violation:
+// SQLSTATE 23505 on PostgreSQL, a failed UNIQUE constraint on SQLite.
 func IsUniqueViolation(err error) bool {
 	if err == nil {
 		return false
 	}
-	s := err.Error()
-	return strings.Contains(s, "UNIQUE constraint failed") || strings.Contains(s, "SQLSTATE 23505")
+	if pe := (*pgconn.PgError)(nil); errors.As(err, &pe) {
+		return pe.Code == "23505"
+	}
+	return strings.Contains(err.Error(), "UNIQUE constraint failed")
 }

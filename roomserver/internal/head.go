@@ -280,10 +280,11 @@ func (c *headCache) advance(moves []headMove) {
 }
 
 // committed returns a room's cached head: its row, and the ids of its
-// latest events and the snapshots after them, as last committed. Only HandleInput moves a head, one call
-// per room at a time, and it advances or forgets the entry before it
-// returns: at the start of its next call for the room, a filled entry is
-// the row as stored (processEvent reads it instead of the database).
+// latest events and the snapshots after them, as last committed. Only
+// HandleInput moves a head, one call per room at a time, and it advances
+// or forgets the entry before it returns: at the start of its next call
+// for the room, a filled entry is the row as stored (processEvent reads it
+// instead of the database).
 func (c *headCache) committed(roomID string) (storage.Room, []string, []int64, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()

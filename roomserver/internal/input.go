@@ -34,10 +34,11 @@ func reject(format string, args ...any) error { return rejection{apierr.Forbidde
 // room meanwhile. A transient failure returns an error, and the log hands
 // the messages over again, one per call: nothing of the batch was stored,
 // but for a pipelined batch whose publish failed after its commit (its
-// messages are then announced when handed over again). An event already stored is not stored again (a message's output
-// is published again: storedOutput), which makes redelivery harmless.
-// Callers are answered only after the commit and the publish, and after
-// the head cache has followed them (head.go).
+// messages are then announced when handed over again). An event already
+// stored is not stored again (a message's output is published again:
+// storedOutput), which makes redelivery harmless. Callers are answered
+// only after the commit and the publish, and after the head cache has
+// followed them (head.go).
 func (r *Roomserver) HandleInput(ctx context.Context, msgs []eventlog.Msg[api.InputMessage]) error {
 	units := make([][][]api.InputEvent, len(msgs))
 	n := 0

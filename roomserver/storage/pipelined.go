@@ -85,7 +85,7 @@ func (s *Storage) WritePipelined(ctx context.Context, w Pipelined) error {
 	switch {
 	case err == nil:
 		return nil
-	case errors.As(err, &pe) && pe.Code == "23505":
+	case sqlutil.IsUniqueViolation(err):
 		return ErrStoredBefore
 	case errors.As(err, &pe) && pe.Code == headMovedCode:
 		return fmt.Errorf("pipelined input: %s: %w", pe.Message, ErrMoved)

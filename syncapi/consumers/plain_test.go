@@ -58,13 +58,11 @@ func TestRoomServerOutputPlain(t *testing.T) {
 		searched := map[string]bool{}
 		handle := func(what string, evs ...rsapi.OutputEvent) {
 			t.Helper()
-			var bb batch
-			bb.seq = b.seq
+			b.msgs = nil
 			for _, ev := range evs {
-				bb.add(room, ev)
+				b.add(room, ev)
 			}
-			b.seq = bb.seq
-			if err := f.h.HandleBatch(ctx, bb.msgs); err != nil {
+			if err := f.h.HandleBatch(ctx, b.msgs); err != nil {
 				t.Fatalf("HandleBatch(%s) = %v", what, err)
 			}
 		}

@@ -34,18 +34,7 @@ func TestRelationsAndSearchIndexed(t *testing.T) {
 			}
 			return out
 		}
-		found := func() []string {
-			hits, err := f.db.Search.Search(ctx, f.db.DB.Reader(), storage.SearchQuery{Terms: []string{"kumquat"}, Rooms: []string{room},
-				Types: []string{"m.room.message"}, UpTo: 100, Limit: 10})
-			if err != nil {
-				t.Fatal(err)
-			}
-			var out []string
-			for _, h := range hits {
-				out = append(out, h.Event.EventID)
-			}
-			return out
-		}
+		found := func() []string { return f.search("kumquat") }
 		if got := children(); !slices.Equal(got, []string{"$reply"}) {
 			t.Fatalf("children after redelivery = %v, want [$reply]", got)
 		}

@@ -68,26 +68,13 @@ type RoomCounts struct {
 }
 
 // UpsertAll is UpsertMany for each of rooms, in order (a room listed twice
-// ends with its last counts of each user): on PostgreSQL one statement for
-// them all.
+// ends with its last counts of each user). On PostgreSQL StoreCounts
+// writes them all with one statement.
 func (t NotificationCountsTable) UpsertAll(ctx context.Context, q sqlutil.Querier, rooms []RoomCounts, pos streams.Position) error {
-	if t.d.Engine != sqlutil.Postgres {
-		for _, r := range rooms {
-			if err := t.UpsertMany(ctx, q, r.RoomID, r.Users, pos); err != nil {
-				return err
-			}
+	for _, r := range rooms {
+		if err := t.UpsertMany(ctx, q, r.RoomID, r.Users, pos); err != nil {
+			return err
 		}
-		return nil
-	}
-	users, roomIDs, counts := countsArrays(rooms)
-	if len(users) == 0 {
-		return nil
-	}
-	if _, err := q.ExecContext(ctx, `INSERT INTO syncapi_notification_counts (user_id, room_id, counts, position)
-		SELECT u, r, c, $4 FROM unnest($1::text[], $2::text[], $3::text[]) AS v(u, r, c)
-		ON CONFLICT (user_id, room_id) DO UPDATE SET counts = excluded.counts, position = excluded.position`,
-		users, roomIDs, counts, pos); err != nil {
-		return fmt.Errorf("upsert notification counts of %d users in %d rooms: %w", len(users), len(rooms), err)
 	}
 	return nil
 }
@@ -130,10 +117,7 @@ func (s *Storage) StoreCounts(ctx context.Context, rooms []RoomCounts) (streams.
 		return pos, err
 	}
 	users, roomIDs, counts := countsArrays(rooms)
-	err := s.DB.QueryRowContext(ctx, `WITH p AS (
-		INSERT INTO syncapi_stream_positions (stream, position) VALUES ($1, 1)
-		ON CONFLICT (stream) DO UPDATE SET position = syncapi_stream_positions.position + 1 RETURNING position
-	), c AS (
+	err := s.DB.QueryRowContext(ctx, `WITH p AS (`+positionsNext("1")+`), c AS (
 		INSERT INTO syncapi_notification_counts (user_id, room_id, counts, position)
 		SELECT v.u, v.r, v.c, p.position FROM p, unnest($2::text[], $3::text[], $4::text[]) AS v(u, r, c)
 		ON CONFLICT (user_id, room_id) DO UPDATE SET counts = excluded.counts, position = excluded.position

@@ -9,7 +9,6 @@ import (
 
 	"github.com/axon-hs/axon/internal/sqlutil"
 	"github.com/axon-hs/axon/syncapi/internal/streams"
-	"github.com/jackc/pgx/v5/pgconn"
 )
 
 func outputRoomEventsSchema(sqlutil.Dialect) string {
@@ -144,10 +143,7 @@ func (s *Storage) StorePlain(ctx context.Context, rows []SearchRow) (streams.Pos
 	// No ON CONFLICT on the events: a stored event id fails the statement,
 	// which undoes the counter increment as well.
 	var last streams.Position
-	err := s.DB.QueryRowContext(ctx, `WITH p AS (
-		INSERT INTO syncapi_stream_positions (stream, position) VALUES ($1, $2::bigint)
-		ON CONFLICT (stream) DO UPDATE SET position = syncapi_stream_positions.position + $2::bigint RETURNING position
-	), e AS (
+	err := s.DB.QueryRowContext(ctx, `WITH p AS (`+positionsNext("$2::bigint")+`), e AS (
 		INSERT INTO syncapi_output_room_events
 		(position, event_id, room_id, room_version, type, sender, event_json, replaces_event_id,
 		 txn_user_id, txn_device_id, txn_id, origin_server_ts)
@@ -160,14 +156,14 @@ func (s *Storage) StorePlain(ctx context.Context, rows []SearchRow) (streams.Pos
 		RETURNING position, event_id, room_id, type
 	), s AS (
 		INSERT INTO syncapi_search (position, vec, room_id, type)
-		SELECT e.position, to_tsvector('simple', t.body), e.room_id, e.type
+		SELECT e.position, to_tsvector(`+searchConfig+`, t.body), e.room_id, e.type
 		FROM e JOIN unnest($14::text[], $15::text[]) AS t(event_id, body) ON t.event_id = e.event_id
 		ON CONFLICT (position) DO NOTHING
 	)
 	SELECT position FROM p`,
 		streams.PDU.String(), int64(n), ids, roomIDs, versions, types, senders, jsons, replaces,
 		txnUsers, txnDevices, txnIDs, ts, textIDs, texts).Scan(&last)
-	if pe := (*pgconn.PgError)(nil); errors.As(err, &pe) && pe.Code == "23505" {
+	if sqlutil.IsUniqueViolation(err) {
 		return 0, false, nil
 	}
 	if err != nil {

@@ -40,6 +40,10 @@ func searchIndexes(d sqlutil.Dialect) string {
 	return `SELECT 1` // FTS5 is its own index
 }
 
+// searchConfig is PostgreSQL's text search configuration of the index
+// and the queries.
+const searchConfig = `'simple'`
+
 // SearchKeys maps the keys /search accepts to the event type carrying them.
 var SearchKeys = map[string]string{
 	"content.body":  "m.room.message",
@@ -72,7 +76,7 @@ func (t SearchTable) InsertMany(ctx context.Context, q sqlutil.Querier, rows []S
 		args := make([]any, 0, n*4)
 		if t.d.Engine == sqlutil.Postgres {
 			b.WriteString(`INSERT INTO syncapi_search (position, vec, room_id, type) VALUES `)
-			sqlutil.AppendRows(&b, "(?, to_tsvector('simple', ?), ?, ?)", n, 1)
+			sqlutil.AppendRows(&b, "(?, to_tsvector("+searchConfig+", ?), ?, ?)", n, 1)
 			for _, r := range rows[:n] {
 				args = append(args, r.Event.Position, r.Text, r.Event.RoomID, r.Event.Type)
 			}
@@ -275,7 +279,7 @@ func leftJSON(left map[string]streams.Position) string {
 // and the match condition on the query text in $1.
 func (t SearchTable) parts() (pos, rank, match string) {
 	if t.d.Engine == sqlutil.Postgres {
-		return `position`, `ts_rank(vec, to_tsquery('simple', $1))`, `vec @@ to_tsquery('simple', $1)`
+		return `position`, `ts_rank(vec, to_tsquery(` + searchConfig + `, $1))`, `vec @@ to_tsquery(` + searchConfig + `, $1)`
 	}
 	// FTS5 wants the table's own name in MATCH and bm25, which is lower for
 	// better matches.

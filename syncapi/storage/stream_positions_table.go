@@ -35,13 +35,19 @@ func (t StreamPositionsTable) Next(ctx context.Context, q sqlutil.Querier, k str
 // counter row stays locked until the transaction ends.
 func (t StreamPositionsTable) NextN(ctx context.Context, q sqlutil.Querier, k streams.Kind, n int) (streams.Position, error) {
 	var p streams.Position
-	err := q.QueryRowContext(ctx, `INSERT INTO syncapi_stream_positions (stream, position) VALUES ($1, $2)
-		ON CONFLICT (stream) DO UPDATE SET position = syncapi_stream_positions.position + $2 RETURNING position`,
-		k.String(), n).Scan(&p)
+	err := q.QueryRowContext(ctx, positionsNext("$2"), k.String(), n).Scan(&p)
 	if err != nil {
 		return 0, fmt.Errorf("next %d positions of stream %s: %w", n, k, err)
 	}
 	return p, nil
+}
+
+// positionsNext advances the counter of stream $1 by n (a parameter or a
+// literal) and returns its last position: NextN's statement, and the first
+// step of the one-statement batches of StorePlain and StoreCounts.
+func positionsNext(n string) string {
+	return `INSERT INTO syncapi_stream_positions (stream, position) VALUES ($1, ` + n + `)
+		ON CONFLICT (stream) DO UPDATE SET position = syncapi_stream_positions.position + ` + n + ` RETURNING position`
 }
 
 // Current returns the last committed position of stream k (0 when empty).

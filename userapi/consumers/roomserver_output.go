@@ -167,7 +167,8 @@ type pushItem struct {
 	thread  string
 	pushes  []Push
 	notifs  []storage.NewNotification
-	// Set by the transaction: the event was not stored before.
+	// Set when the batch is stored (storeFresh or the transaction): the
+	// event was not stored before.
 	fresh bool
 }
 
@@ -493,20 +494,20 @@ func (c *RoomServerOutput) prepare(ctx context.Context, m eventlog.Msg[rsapi.Out
 		c.apply(ev, h, br.rs)
 	}
 	it.notifs = make([]storage.NewNotification, 0, len(it.pushes))
-	locals := make([]string, len(it.pushes))
+	locals, actionLists := make([]string, len(it.pushes)), make([]string, len(it.pushes))
 	for i, p := range it.pushes {
-		locals[i] = p.Localpart
+		locals[i], actionLists[i] = p.Localpart, p.actions
 	}
 	users, err := c.userNIDs.getAll(ctx, c.st.DB, locals)
 	if err != nil {
 		return pushItem{}, err
 	}
+	actions, err := c.actionNIDs.getAll(ctx, c.st.DB, actionLists)
+	if err != nil {
+		return pushItem{}, err
+	}
 	for _, p := range it.pushes {
-		actions, err := c.actionNIDs.get(ctx, c.st.DB, p.actions)
-		if err != nil {
-			return pushItem{}, err
-		}
-		it.notifs = append(it.notifs, storage.NewNotification{Localpart: p.Localpart, UserNID: users[p.Localpart], Highlight: p.Outcome.Highlight, ActionsNID: actions})
+		it.notifs = append(it.notifs, storage.NewNotification{Localpart: p.Localpart, UserNID: users[p.Localpart], Highlight: p.Outcome.Highlight, ActionsNID: actions[p.actions]})
 	}
 	return it, nil
 }
@@ -685,12 +686,6 @@ type nidCache struct {
 
 func newNIDCache(assign func(context.Context, sqlutil.Querier, []string) (map[string]int64, error)) *nidCache {
 	return &nidCache{m: map[string]int64{}, assign: assign}
-}
-
-// get returns v's number, assigning it in db the first time.
-func (n *nidCache) get(ctx context.Context, db sqlutil.Querier, v string) (int64, error) {
-	got, err := n.getAll(ctx, db, []string{v})
-	return got[v], err
 }
 
 // getAll returns the numbers of vs, those not cached read or assigned in

@@ -88,10 +88,7 @@ func (NotificationCountsTable) Add(ctx context.Context, q sqlutil.Querier, roomI
 		for _, d := range deltas[:n] {
 			args = append(args, d.Localpart, d.Notification, d.Highlight)
 		}
-		// first_seq stays: the row's first unread notification is older.
-		b.WriteString(` ON CONFLICT (room_id, localpart, thread_id) DO UPDATE SET
-			notification_count = userapi_notification_counts.notification_count + excluded.notification_count,
-			highlight_count = userapi_notification_counts.highlight_count + excluded.highlight_count`)
+		b.WriteString(countsAddConflict)
 		if _, err := q.ExecContext(ctx, b.String(), args...); err != nil {
 			return fmt.Errorf("add %d notification counts in %s: %w", n, roomID, err)
 		}
@@ -124,11 +121,7 @@ func (t NotificationCountsTable) AddGroups(ctx context.Context, q sqlutil.Querie
 	if len(c.rooms) == 0 {
 		return nil
 	}
-	if _, err := q.ExecContext(ctx, `INSERT INTO userapi_notification_counts (room_id, first_seq, thread_id, localpart, notification_count, highlight_count)
-		SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::bigint[], $6::bigint[])
-		ON CONFLICT (room_id, localpart, thread_id) DO UPDATE SET
-			notification_count = userapi_notification_counts.notification_count + excluded.notification_count,
-			highlight_count = userapi_notification_counts.highlight_count + excluded.highlight_count`,
+	if _, err := q.ExecContext(ctx, countsAddUnnest(1),
 		c.rooms, c.firsts, c.threads, c.locals, c.notes, c.highs); err != nil {
 		return fmt.Errorf("add %d notification counts in %d threads: %w", len(c.rooms), len(groups), err)
 	}
@@ -271,4 +264,18 @@ func (NotificationCountsTable) SelectUnread(ctx context.Context, q sqlutil.Queri
 		return 0, fmt.Errorf("select unread count of %s: %w", localpart, err)
 	}
 	return n, nil
+}
+
+// countsAddConflict adds a row's counts to those stored (first_seq stays:
+// the row's first unread notification is older).
+const countsAddConflict = ` ON CONFLICT (room_id, localpart, thread_id) DO UPDATE SET
+	notification_count = userapi_notification_counts.notification_count + excluded.notification_count,
+	highlight_count = userapi_notification_counts.highlight_count + excluded.highlight_count`
+
+// countsAddUnnest (PostgreSQL) adds countColumns' six arrays, parameters
+// $first.. $first+5, to the counts.
+func countsAddUnnest(first int) string {
+	return `INSERT INTO userapi_notification_counts (room_id, first_seq, thread_id, localpart, notification_count, highlight_count)
+	SELECT * FROM unnest(` + fmt.Sprintf("$%d::text[], $%d::bigint[], $%d::text[], $%d::text[], $%d::bigint[], $%d::bigint[]",
+		first, first+1, first+2, first+3, first+4, first+5) + `)` + countsAddConflict
 }

@@ -177,34 +177,39 @@ func (t NotificationsTable) Insert(ctx context.Context, q sqlutil.Querier, evs [
 	if err != nil {
 		return err
 	}
-	seqs, rooms, threads, users, highlights, actions := c.seqs, c.rooms, c.threads, c.users, c.highlights, c.actions
-	if len(seqs) == 0 {
+	if len(c.seqs) == 0 {
 		return nil
 	}
 	if t.d.Engine == sqlutil.Postgres {
 		// One statement, whatever the number of rows.
-		if _, err := q.ExecContext(ctx, `INSERT INTO userapi_notifications (seq, room_nid, thread_id, user_nid, highlight, actions_nid)
-			SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::bigint[], $5::boolean[], $6::bigint[])`,
-			seqs, rooms, threads, users, highlights, actions); err != nil {
-			return fmt.Errorf("insert %d notifications: %w", len(seqs), err)
+		if _, err := q.ExecContext(ctx, notifsInsertUnnest(1), c.seqs, c.rooms, c.threads, c.users, c.highlights, c.actions); err != nil {
+			return fmt.Errorf("insert %d notifications: %w", len(c.seqs), err)
 		}
 		return nil
 	}
 	args := make([]any, 0, 6*notifChunk)
-	for i := 0; i < len(seqs); i += notifChunk {
-		n := min(notifChunk, len(seqs)-i)
+	for i := 0; i < len(c.seqs); i += notifChunk {
+		n := min(notifChunk, len(c.seqs)-i)
 		var b strings.Builder
 		b.WriteString(`INSERT INTO userapi_notifications (seq, room_nid, thread_id, user_nid, highlight, actions_nid) VALUES `)
 		sqlutil.AppendRows(&b, "(?, ?, ?, ?, ?, ?)", n, 1)
 		args = args[:0]
 		for j := i; j < i+n; j++ {
-			args = append(args, seqs[j], rooms[j], threads[j], users[j], highlights[j], actions[j])
+			args = append(args, c.seqs[j], c.rooms[j], c.threads[j], c.users[j], c.highlights[j], c.actions[j])
 		}
 		if _, err := q.ExecContext(ctx, b.String(), args...); err != nil {
 			return fmt.Errorf("insert %d notifications: %w", n, err)
 		}
 	}
 	return nil
+}
+
+// notifsInsertUnnest (PostgreSQL) inserts notifColumns' six arrays,
+// parameters $first.. $first+5.
+func notifsInsertUnnest(first int) string {
+	return `INSERT INTO userapi_notifications (seq, room_nid, thread_id, user_nid, highlight, actions_nid)
+	SELECT * FROM unnest(` + fmt.Sprintf("$%d::bigint[], $%d::bigint[], $%d::text[], $%d::bigint[], $%d::boolean[], $%d::bigint[]",
+		first, first+1, first+2, first+3, first+4, first+5) + `)`
 }
 
 // notifCols are the notifications of evs as columns, one entry a row.

@@ -6,7 +6,6 @@ import (
 	"fmt"
 
 	"github.com/axon-hs/axon/internal/sqlutil"
-	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // ErrStoredBefore is returned by StoreFresh, having written nothing, when
@@ -44,14 +43,9 @@ func (t PushTables) StoreFresh(ctx context.Context, q sqlutil.Querier, evs []Pus
 		INSERT INTO userapi_push_events (event_id, room_id, seq, event)
 		SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[])
 	), n AS (
-		INSERT INTO userapi_notifications (seq, room_nid, thread_id, user_nid, highlight, actions_nid)
-		SELECT * FROM unnest($5::bigint[], $6::bigint[], $7::text[], $8::bigint[], $9::boolean[], $10::bigint[])
+		`+notifsInsertUnnest(5)+`
 	), c AS (
-		INSERT INTO userapi_notification_counts (room_id, first_seq, thread_id, localpart, notification_count, highlight_count)
-		SELECT * FROM unnest($11::text[], $12::bigint[], $13::text[], $14::text[], $15::bigint[], $16::bigint[])
-		ON CONFLICT (room_id, localpart, thread_id) DO UPDATE SET
-			notification_count = userapi_notification_counts.notification_count + excluded.notification_count,
-			highlight_count = userapi_notification_counts.highlight_count + excluded.highlight_count
+		`+countsAddUnnest(11)+`
 		RETURNING room_id, localpart, thread_id, notification_count, highlight_count
 	)
 	SELECT room_id, localpart, thread_id, notification_count, highlight_count FROM c
@@ -64,14 +58,14 @@ func (t PushTables) StoreFresh(ctx context.Context, q sqlutil.Querier, evs []Pus
 		n.seqs, n.rooms, n.threads, n.users, n.highlights, n.actions,
 		c.rooms, c.firsts, c.threads, c.locals, c.notes, c.highs,
 		w.rooms, w.locals)
-	if pe := (*pgconn.PgError)(nil); errors.As(err, &pe) && pe.Code == "23505" {
+	if sqlutil.IsUniqueViolation(err) {
 		return nil, ErrStoredBefore
 	}
 	if err != nil {
 		return nil, fmt.Errorf("%d push events in one statement: %w", len(evs), err)
 	}
 	out, err := w.scan(rows, len(want))
-	if pe := (*pgconn.PgError)(nil); errors.As(err, &pe) && pe.Code == "23505" {
+	if sqlutil.IsUniqueViolation(err) {
 		return nil, ErrStoredBefore
 	}
 	return out, err

@@ -40,7 +40,7 @@ func (t NumberTable) NID(ctx context.Context, q sqlutil.Querier, val string) (in
 
 // NIDs returns the numbers of vals, assigning the missing ones: one
 // statement for those numbered already (a cold cache after a restart, in a
-// large room), one more per new value.
+// large room), one more per new value (its insert).
 func (t NumberTable) NIDs(ctx context.Context, q sqlutil.Querier, vals []string) (map[string]int64, error) {
 	out := make(map[string]int64, len(vals))
 	if len(vals) == 0 {
@@ -65,8 +65,8 @@ func (t NumberTable) NIDs(ctx context.Context, q sqlutil.Querier, vals []string)
 	rows.Close()
 	for _, v := range vals {
 		if _, ok := out[v]; !ok {
-			if out[v], err = t.NID(ctx, q, v); err != nil {
-				return nil, err
+			if out[v], err = insertNID(ctx, q, t.table, t.col, v); err != nil {
+				return nil, fmt.Errorf("number %q in %s: %w", v, t.table, err)
 			}
 		}
 	}
@@ -80,14 +80,21 @@ func (t NumberTable) NIDs(ctx context.Context, q sqlutil.Querier, vals []string)
 // the same value makes the insert return nothing, and the read is repeated.
 // table and col are constants of this package.
 func assignNID(ctx context.Context, q sqlutil.Querier, table, col, val string) (int64, error) {
-	sel := `SELECT id FROM ` + table + ` WHERE ` + col + ` = $1`
 	var nid int64
-	err := q.QueryRowContext(ctx, sel, val).Scan(&nid)
+	err := q.QueryRowContext(ctx, `SELECT id FROM `+table+` WHERE `+col+` = $1`, val).Scan(&nid)
 	if errors.Is(err, sql.ErrNoRows) {
-		err = q.QueryRowContext(ctx, `INSERT INTO `+table+` (`+col+`) VALUES ($1) ON CONFLICT (`+col+`) DO NOTHING RETURNING id`, val).Scan(&nid)
-		if errors.Is(err, sql.ErrNoRows) {
-			err = q.QueryRowContext(ctx, sel, val).Scan(&nid)
-		}
+		return insertNID(ctx, q, table, col, val)
+	}
+	return nid, err
+}
+
+// insertNID numbers val, read as not numbered yet: the row is inserted,
+// or read when a concurrent insert of the same value came first.
+func insertNID(ctx context.Context, q sqlutil.Querier, table, col, val string) (int64, error) {
+	var nid int64
+	err := q.QueryRowContext(ctx, `INSERT INTO `+table+` (`+col+`) VALUES ($1) ON CONFLICT (`+col+`) DO NOTHING RETURNING id`, val).Scan(&nid)
+	if errors.Is(err, sql.ErrNoRows) {
+		err = q.QueryRowContext(ctx, `SELECT id FROM `+table+` WHERE `+col+` = $1`, val).Scan(&nid)
 	}
 	return nid, err
 }
