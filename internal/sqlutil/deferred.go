@@ -1,0 +1,237 @@
+package sqlutil
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// Deferred commits (PostgreSQL). A commit that waits for its WAL to reach
+// the disk waits for an fsync, and every fsync of the cluster queues behind
+// the one in progress: under load the roomserver's one-statement batches
+// spent two thirds of their time there. SQLite, in WAL mode with
+// synchronous=NORMAL, never waits for one: its commits survive a killed
+// process but not a power cut.
+//
+// A log consumer need not wait either, because the log keeps what it
+// consumed until it acks: it can commit without waiting for the flush
+// (synchronous_commit off) and ack only once the WAL holding its commits is
+// on disk. Flush makes sure of that for everything committed before it is
+// called, with one synchronous commit of its own: the WAL is one sequence,
+// and flushing a commit flushes all that precedes it. Until then the
+// messages stay un-acked, and a crash of PostgreSQL that loses commits
+// leaves them to be delivered again.
+//
+// Commits are lost only when PostgreSQL restarts after a crash (or a
+// standby is promoted). Recovery then empties every unlogged table, so a
+// row of one (the epoch) tells whether that happened since it was written:
+// Flush reports ErrCommitsLost when it is gone. So does every deferred
+// write, which checks the epoch in its own transaction: what the process
+// cached from commits that may be lost must be forgotten (the reset given
+// to DeferCommits) before it writes anything built on it, and a new epoch
+// then begins.
+
+// ErrCommitsLost reports that PostgreSQL recovered from a crash since the
+// epoch of a deferred commit began: commits made without waiting for the
+// WAL flush may be gone. What consumed their input must take it again from
+// the log.
+var ErrCommitsLost = errors.New("deferred commits may be lost: the database recovered from a crash")
+
+// commitsLostCode is the SQLSTATE axon_commits_lost raises.
+const commitsLostCode = "AXCL1"
+
+// deferredLock is the advisory lock that serializes creating the tables
+// below (components of one process start together).
+const deferredLock = 0x61786f6e_64656672
+
+// The schema: the unlogged epochs, the logged row Flush writes so that its
+// commit has WAL to flush, and the function a one-statement write raises
+// through (its statement commits on its own, so it cannot just count).
+var deferredSchema = []string{
+	`CREATE UNLOGGED TABLE IF NOT EXISTS axon_commit_epochs (
+	epoch      TEXT PRIMARY KEY,
+	started_ms BIGINT NOT NULL
+)`,
+	`CREATE TABLE IF NOT EXISTS axon_commit_flushes (
+	name    TEXT PRIMARY KEY,
+	flushes BIGINT NOT NULL
+)`,
+	`CREATE OR REPLACE FUNCTION axon_commits_lost(epoch TEXT) RETURNS TEXT LANGUAGE plpgsql AS $$
+BEGIN
+	RAISE EXCEPTION 'epoch % is gone: the database recovered from a crash', epoch USING ERRCODE = '` + commitsLostCode + `';
+END
+$$`,
+}
+
+// DeferredCommits defers the WAL flush of a log consumer's commits on
+// PostgreSQL; see Flush. A nil *DeferredCommits (SQLite) defers nothing and
+// its methods do nothing.
+type DeferredCommits struct {
+	db    *DB
+	reset func()
+
+	mu    sync.Mutex
+	epoch string
+	// renewed: a new epoch began since the last Flush began, so commits
+	// before it may be lost whatever the current epoch says.
+	renewed bool
+}
+
+// DeferCommits starts deferring commits on db (nil on SQLite). reset must
+// forget whatever the process cached from its own deferred commits, or read
+// from anyone's: it is called when they may have been lost, before any
+// further deferred write can commit.
+func (db *DB) DeferCommits(ctx context.Context, reset func()) (*DeferredCommits, error) {
+	if db.Dialect.Engine != Postgres {
+		return nil, nil
+	}
+	err := db.InTx(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(deferredLock)); err != nil {
+			return err
+		}
+		for _, s := range deferredSchema {
+			if _, err := tx.ExecContext(ctx, s); err != nil {
+				return err
+			}
+		}
+		_, err := tx.ExecContext(ctx, `INSERT INTO axon_commit_flushes (name, flushes) VALUES ($1, 0) ON CONFLICT (name) DO NOTHING`, db.name)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("set up deferred commits: %w", err)
+	}
+	d := &DeferredCommits{db: db, reset: reset}
+	if d.epoch, err = d.newEpoch(ctx); err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+func (d *DeferredCommits) newEpoch(ctx context.Context) (string, error) {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	epoch := hex.EncodeToString(b[:])
+	if _, err := d.db.writer.ExecContext(ctx, `INSERT INTO axon_commit_epochs (epoch, started_ms) VALUES ($1, $2)`,
+		epoch, time.Now().UnixMilli()); err != nil {
+		return "", fmt.Errorf("begin a commit epoch: %w", err)
+	}
+	return epoch, nil
+}
+
+// Epoch is the current epoch, the parameter of Guard ("" for nil).
+func (d *DeferredCommits) Epoch() string {
+	if d == nil {
+		return ""
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.epoch
+}
+
+// Guard is an expression for a statement that commits on its own (no
+// transaction around it): it defers the statement's commit, and fails it
+// when the epoch bound to parameter $n (Epoch, read before the statement
+// was built on any cached state) is gone. Check maps that failure.
+func (d *DeferredCommits) Guard(n int) string {
+	return fmt.Sprintf(`(SELECT CASE WHEN EXISTS (SELECT 1 FROM axon_commit_epochs WHERE epoch = $%d)
+		THEN set_config('synchronous_commit', 'off', true) ELSE axon_commits_lost($%d) END)`, n, n)
+}
+
+// Check maps the error of a statement holding Guard, bound to epoch: when
+// the epoch was gone it forgets what the process cached, begins a new
+// epoch, and returns ErrCommitsLost. Other errors are returned unchanged.
+func (d *DeferredCommits) Check(ctx context.Context, err error, epoch string) error {
+	var pe *pgconn.PgError
+	if d == nil || !errors.As(err, &pe) || pe.Code != commitsLostCode {
+		return err
+	}
+	return d.lost(ctx, epoch)
+}
+
+// Begin defers the commit of tx, a transaction that consumed log input,
+// or returns ErrCommitsLost (see Check). It is tx's first statement, before
+// the transaction reads anything cached.
+func (d *DeferredCommits) Begin(ctx context.Context, tx *sql.Tx) error {
+	if d == nil {
+		return nil
+	}
+	epoch := d.Epoch()
+	var s string
+	err := tx.QueryRowContext(ctx, `SELECT `+d.Guard(1), epoch).Scan(&s)
+	if err != nil {
+		if err = d.Check(ctx, err, epoch); !errors.Is(err, ErrCommitsLost) {
+			err = fmt.Errorf("defer commit: %w", err)
+		}
+	}
+	return err
+}
+
+// lost handles a gone epoch: the first report of the current one resets
+// the caches and begins the next epoch; a report of an older one was
+// handled already.
+func (d *DeferredCommits) lost(ctx context.Context, epoch string) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if epoch != d.epoch {
+		return ErrCommitsLost
+	}
+	d.reset()
+	next, err := d.newEpoch(ctx)
+	if err != nil {
+		// The epoch stays the gone one: the next write or Flush fails
+		// again, and comes back here.
+		return fmt.Errorf("%w (and %w)", ErrCommitsLost, err)
+	}
+	d.epoch, d.renewed = next, true
+	return ErrCommitsLost
+}
+
+// Flush returns nil once every deferred commit made before it was called
+// is on disk (as far as the server's synchronous_commit asks for any
+// commit), or ErrCommitsLost when some may have been lost; then the input
+// of all commits not yet flushed must be taken again. Other errors leave it
+// unknown, and should be treated as ErrCommitsLost.
+func (d *DeferredCommits) Flush(ctx context.Context) error {
+	if d == nil {
+		return nil
+	}
+	d.mu.Lock()
+	epoch, renewed := d.epoch, d.renewed
+	d.renewed = false
+	d.mu.Unlock()
+	// Everything inserted into the WAL so far includes those commits. If
+	// it is flushed already (by the WAL writer, or another commit), that
+	// is all; if not, the update gives this statement's commit WAL of its
+	// own, so that it waits for the flush (a commit that wrote none does
+	// not). Synchronous standbys are waited for the same way. The epoch is
+	// read before the commit: a crash after the read fails the statement.
+	var alive bool
+	err := d.db.writer.QueryRowContext(ctx, `WITH s AS (
+		SELECT pg_current_wal_flush_lsn() >= pg_current_wal_insert_lsn()
+			AND current_setting('synchronous_standby_names') = '' AS flushed,
+			EXISTS (SELECT 1 FROM axon_commit_epochs WHERE epoch = $2) AS alive
+	), f AS (
+		UPDATE axon_commit_flushes SET flushes = flushes + 1 WHERE name = $1 AND NOT (SELECT flushed FROM s)
+	)
+	SELECT alive FROM s`, d.db.name, epoch).Scan(&alive)
+	switch {
+	case err != nil:
+		return fmt.Errorf("flush deferred commits: %w", err)
+	case !alive:
+		err := d.lost(ctx, epoch)
+		d.mu.Lock()
+		d.renewed = false // reported now
+		d.mu.Unlock()
+		return err
+	case renewed:
+		return ErrCommitsLost
+	}
+	return nil
+}

@@ -1,0 +1,206 @@
+package sqlutil_test
+
+import (
+	"database/sql"
+	"errors"
+	"net/url"
+	"strings"
+	"testing"
+
+	"github.com/axon-hs/axon/internal/sqlutil"
+	"github.com/axon-hs/axon/internal/sqlutil/storagetest"
+)
+
+func TestDeferCommitsSQLite(t *testing.T) {
+	db := storagetest.SQLite(t)
+	d, err := db.DeferCommits(t.Context(), func() { t.Error("reset called on SQLite") })
+	if err != nil || d != nil {
+		t.Fatalf("DeferCommits on SQLite = %v, %v; want nil, nil (its commits survive a killed process)", d, err)
+	}
+	err = db.InTx(t.Context(), func(tx *sql.Tx) error { return d.Begin(t.Context(), tx) })
+	if err != nil {
+		t.Fatalf("Begin of nil: %v", err)
+	}
+	if err := d.Flush(t.Context()); err != nil {
+		t.Fatalf("Flush of nil: %v", err)
+	}
+	if d.Epoch() != "" {
+		t.Fatalf("Epoch of nil = %q", d.Epoch())
+	}
+}
+
+// deferred opens deferred commits on a fresh PostgreSQL database and counts
+// the resets. Its sessions ask for durable commits (the test server is
+// started with synchronous_commit off, which Flush would follow).
+func deferred(t *testing.T) (*sqlutil.DB, *sqlutil.DeferredCommits, *int) {
+	t.Helper()
+	u, err := url.Parse(storagetest.PostgresDSN(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := u.Query()
+	q.Set("options", "-c synchronous_commit=on")
+	u.RawQuery = strings.ReplaceAll(q.Encode(), "+", "%20") // pgx reads + as itself
+	db, err := sqlutil.Open(t.Context(), u.String(), sqlutil.Options{Name: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	resets := new(int)
+	d, err := db.DeferCommits(t.Context(), func() { *resets++ })
+	if err != nil || d == nil {
+		t.Fatalf("DeferCommits: %v, %v", d, err)
+	}
+	return db, d, resets
+}
+
+// crash does to the epochs what PostgreSQL's recovery from a crash does to
+// every unlogged table: it empties them. (Crashing the test server would
+// take every other test down with it.)
+func crash(t *testing.T, db *sqlutil.DB) {
+	t.Helper()
+	if _, err := db.ExecContext(t.Context(), `DELETE FROM axon_commit_epochs`); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestDeferredCommitsPremises(t *testing.T) {
+	db, d, _ := deferred(t)
+	// Recovery empties only unlogged tables: the epochs must be one.
+	var persistence string
+	if err := db.QueryRowContext(t.Context(), `SELECT relpersistence FROM pg_class WHERE relname = 'axon_commit_epochs'`).Scan(&persistence); err != nil {
+		t.Fatal(err)
+	}
+	if persistence != "u" {
+		t.Fatalf("axon_commit_epochs persistence = %q, want u (unlogged)", persistence)
+	}
+	// Set up twice (two components of one process share the tables).
+	if _, err := db.DeferCommits(t.Context(), func() {}); err != nil {
+		t.Fatalf("second DeferCommits: %v", err)
+	}
+	// Begin turns the transaction's commit asynchronous, whatever the
+	// session said before.
+	err := db.InTx(t.Context(), func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(t.Context(), `SET LOCAL synchronous_commit = on`); err != nil {
+			return err
+		}
+		if err := d.Begin(t.Context(), tx); err != nil {
+			return err
+		}
+		var s string
+		if err := tx.QueryRowContext(t.Context(), `SELECT current_setting('synchronous_commit')`).Scan(&s); err != nil {
+			return err
+		}
+		if s != "off" {
+			t.Errorf("synchronous_commit after Begin = %q, want off", s)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Flush returns once the WAL holding a deferred commit is flushed.
+	if _, err := db.ExecContext(t.Context(), `CREATE TABLE t (x BIGINT)`); err != nil {
+		t.Fatal(err)
+	}
+	var inserted string
+	err = db.InTx(t.Context(), func(tx *sql.Tx) error {
+		if err := d.Begin(t.Context(), tx); err != nil {
+			return err
+		}
+		_, err := tx.ExecContext(t.Context(), `INSERT INTO t VALUES (1)`)
+		return err
+	})
+	if err == nil {
+		err = db.QueryRowContext(t.Context(), `SELECT pg_current_wal_insert_lsn()::text`).Scan(&inserted)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Flush(t.Context()); err != nil {
+		t.Fatalf("Flush: %v", err)
+	}
+	var flushed bool
+	if err := db.QueryRowContext(t.Context(), `SELECT pg_current_wal_flush_lsn() >= $1::pg_lsn`, inserted).Scan(&flushed); err != nil {
+		t.Fatal(err)
+	}
+	if !flushed {
+		t.Fatalf("after Flush the WAL is not flushed up to %s, past the deferred commit", inserted)
+	}
+}
+
+func TestDeferredCommitsLostFoundByFlush(t *testing.T) {
+	db, d, resets := deferred(t)
+	first := d.Epoch()
+	if err := d.Flush(t.Context()); err != nil || *resets != 0 {
+		t.Fatalf("Flush before the crash: %v, %d resets", err, *resets)
+	}
+	crash(t, db)
+	if err := d.Flush(t.Context()); !errors.Is(err, sqlutil.ErrCommitsLost) {
+		t.Fatalf("Flush after the crash = %v, want ErrCommitsLost", err)
+	}
+	if *resets != 1 || d.Epoch() == first {
+		t.Fatalf("after the loss: %d resets, epoch renewed %v; want 1, true", *resets, d.Epoch() != first)
+	}
+	// Reported once: the next Flush covers commits of the new epoch.
+	if err := d.Flush(t.Context()); err != nil {
+		t.Fatalf("Flush in the new epoch: %v", err)
+	}
+	// Writes of the new epoch go through.
+	if err := db.InTx(t.Context(), func(tx *sql.Tx) error { return d.Begin(t.Context(), tx) }); err != nil {
+		t.Fatalf("Begin in the new epoch: %v", err)
+	}
+}
+
+func TestDeferredCommitsLostFoundByWrite(t *testing.T) {
+	db, d, resets := deferred(t)
+	if _, err := db.ExecContext(t.Context(), `CREATE TABLE t (x BIGINT)`); err != nil {
+		t.Fatal(err)
+	}
+	// A one-statement write with the guard, as the roomserver's pipelined
+	// input makes.
+	write := func(epoch string) error {
+		var s string
+		err := db.QueryRowContext(t.Context(), `WITH i AS (INSERT INTO t VALUES (1)) SELECT `+d.Guard(1), epoch).Scan(&s)
+		return d.Check(t.Context(), err, epoch)
+	}
+	first := d.Epoch()
+	if err := write(first); err != nil {
+		t.Fatalf("guarded write: %v", err)
+	}
+	crash(t, db)
+	// The write fails and writes nothing; the caches are reset and a new
+	// epoch begins.
+	if err := write(first); !errors.Is(err, sqlutil.ErrCommitsLost) {
+		t.Fatalf("guarded write after the crash = %v, want ErrCommitsLost", err)
+	}
+	var rows int
+	if err := db.QueryRowContext(t.Context(), `SELECT count(*) FROM t`).Scan(&rows); err != nil || rows != 1 {
+		t.Fatalf("rows = %d, %v; want 1 (the failed write undone)", rows, err)
+	}
+	if *resets != 1 || d.Epoch() == first {
+		t.Fatalf("after the loss: %d resets, epoch renewed %v; want 1, true", *resets, d.Epoch() != first)
+	}
+	// A write built before the reset still carries the old epoch: it fails
+	// too, without resetting again.
+	if err := write(first); !errors.Is(err, sqlutil.ErrCommitsLost) || *resets != 1 {
+		t.Fatalf("stale write = %v with %d resets; want ErrCommitsLost, 1", err, *resets)
+	}
+	// The Flush after the loss reports it, once: the input waiting for it
+	// may include the lost commits.
+	if err := d.Flush(t.Context()); !errors.Is(err, sqlutil.ErrCommitsLost) {
+		t.Fatalf("first Flush after a write found the loss = %v, want ErrCommitsLost", err)
+	}
+	if err := d.Flush(t.Context()); err != nil {
+		t.Fatalf("second Flush: %v", err)
+	}
+	if err := write(d.Epoch()); err != nil {
+		t.Fatalf("write in the new epoch: %v", err)
+	}
+	// Begin finds a loss the same way.
+	crash(t, db)
+	err := db.InTx(t.Context(), func(tx *sql.Tx) error { return d.Begin(t.Context(), tx) })
+	if !errors.Is(err, sqlutil.ErrCommitsLost) || *resets != 2 {
+		t.Fatalf("Begin after a crash = %v with %d resets; want ErrCommitsLost, 2", err, *resets)
+	}
+}
