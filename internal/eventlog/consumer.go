@@ -56,13 +56,22 @@ type subscription struct {
 	// handed out before the last reset (which forgets delivery counts).
 	redeliveredUpTo uint64
 	lastReset       time.Time
+	// awaiting holds the messages whose handler succeeded, in s.held until
+	// a call of opts.AckAfter lets them be acked; ackWake tells the
+	// goroutine making those calls that it grew.
+	awaiting []*held
+	ackWake  chan struct{}
+	// rewindWanted: AckAfter failed and the fetch loop is to rewind the
+	// group once the iterator it drained ends. The next pauseAndDrop
+	// clears it.
+	rewindWanted bool
 
 	stopOnce   sync.Once
 	stopCtx    func() bool   // releases the context.AfterFunc
 	stopFetch  chan struct{} // closed when stopping: no new iterators
 	fetchDone  chan struct{} // closed when the fetch goroutine returned
 	workers    sync.WaitGroup
-	background sync.WaitGroup // heartbeat and lag
+	background sync.WaitGroup // heartbeat, lag and AckAfter
 	stopBg     chan struct{}  // closed after the workers finished
 	stopped    chan struct{}  // closed when Stop completed
 }
@@ -88,6 +97,7 @@ func newSubscription(l *jsLog, stream, topic, group string, opts ConsumeOptions,
 		stopBg:       make(chan struct{}),
 		stopped:      make(chan struct{}),
 		lingerWake:   make(chan struct{}, 1),
+		ackWake:      make(chan struct{}, 1),
 	}
 	if opts.Partitions > 1 {
 		s.partition = strconv.Itoa(opts.Partition) + "/" + strconv.Itoa(opts.Partitions)
@@ -115,6 +125,9 @@ func (s *subscription) start(ctx context.Context) error {
 	s.background.Go(s.heartbeat)
 	if s.opts.Metrics != nil {
 		s.background.Go(func() { s.pollLag(bg) })
+	}
+	if s.opts.AckAfter != nil {
+		s.background.Go(func() { s.ackAfterLoop(bg) })
 	}
 	s.stopCtx = context.AfterFunc(ctx, s.Stop)
 	return nil
@@ -266,6 +279,18 @@ func (s *subscription) fetch(ctx context.Context, iter jetstream.MessagesContext
 		} else if s.isStopping() {
 			iter.Stop()
 			return
+		} else if s.rewindRequested() {
+			// AckAfter failed and drained the iterator: not a pull failure.
+			// Only repeated failures soon after a rewind back off.
+			s.mu.Lock()
+			recent := time.Since(s.lastReset) < s.opts.AckWait
+			s.mu.Unlock()
+			if !recent {
+				rewinds = 0
+			} else {
+				rewinds++
+			}
+			iter.Stop()
 		} else {
 			failures++
 			s.logger.Warn("pulling messages failed; reopening the consumer", "err", err)
@@ -358,6 +383,10 @@ func (s *subscription) pauseAndDrop() bool {
 	s.lanes = map[string]*lane{}
 	s.ready = nil
 	s.held = map[uint64]*held{}
+	// The rewind that follows delivers the messages awaiting AckAfter again,
+	// and serves any rewind a failed AckAfter call asked for.
+	s.awaiting = nil
+	s.rewindWanted = false
 	return true
 }
 
@@ -366,6 +395,14 @@ func (s *subscription) resume() {
 	s.paused = false
 	s.cond.Broadcast()
 	s.mu.Unlock()
+}
+
+// rewindRequested reports whether a failed AckAfter call asked for a rewind
+// that has not happened yet.
+func (s *subscription) rewindRequested() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.rewindWanted
 }
 
 func (s *subscription) isStopping() bool {
@@ -430,6 +467,7 @@ func (s *subscription) shutdown() {
 	s.workers.Wait()
 	close(s.stopBg)
 	s.background.Wait()
+	s.ackAfterOnStop()
 
 	s.mu.Lock()
 	rest := make([]*held, 0, len(s.held))

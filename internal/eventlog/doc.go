@@ -94,7 +94,8 @@
 //   - when the deliveries it sees skip a number (each delivery carries the
 //     consumer's delivery sequence), after letting the running handlers
 //     finish and forgetting the messages it held;
-//   - when pulling fails and a new pull iterator is opened.
+//   - when pulling fails and a new pull iterator is opened;
+//   - when AckAfter fails (below).
 //
 // Messages acked above the floor come again (idempotent handlers skip them);
 // messages at or below the highest sequence delivered before a rewind are
@@ -108,8 +109,15 @@
 // workers, and a failure is nak'ed with a delay (the same backoff computed
 // from the delivery count), so the server redelivers it later.
 //
+// With ConsumeOptions.AckAfter, a handler's success is not yet an ack: the
+// message waits, its key going on meanwhile, until a call of AckAfter made
+// after it returns nil (the handler's writes are durable). One call covers
+// everything waiting; its failure rewinds an ordered group, and nothing
+// handled before that rewind is acked.
+//
 // Stop stops pulling, lets in-flight handlers finish and acks those that
-// succeed, then naks every message it still holds, in sequence order, so the
+// succeed (after one last AckAfter call, if set), then naks every message
+// it still holds, in sequence order, so the
 // next process of the group (or this one after a restart) gets them at once.
 // A crash acks nothing: the next ordered subscription rewinds, an unordered
 // one gets the un-acked messages after AckWait. Handlers get a context with

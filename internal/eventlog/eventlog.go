@@ -118,6 +118,36 @@ type ConsumeOptions struct {
 	// commits. A message arriving while idle is handled at once. Zero: no
 	// waiting.
 	Linger time.Duration
+	// AckAfter, when set, delays the ack of a message whose handler
+	// succeeded until a call of AckAfter that began after the handler
+	// returned has returned nil. It is for handlers whose commits return
+	// before they are durable (PostgreSQL with synchronous_commit off):
+	// AckAfter returns nil once everything committed before it was called
+	// is durable (e.g. after flushing the WAL), so a database crash cannot
+	// lose the effect of an acked message.
+	//
+	// One call covers every message that succeeded before it began, so a
+	// busy group calls it far less often than it commits. Calls never
+	// overlap. Lanes do not wait for it: the next messages of a key are
+	// handled meanwhile, while the waiting ones are kept from redelivery as
+	// if still in their handler. Messages dropped as Permanent applied
+	// nothing and are acked at once.
+	//
+	// An error means the messages' effects may be lost, so they are not
+	// acked. An ordered group then rewinds to its ack floor and handles
+	// everything after it again, in order per key; nothing handled before
+	// the rewind is acked meanwhile, even after a later call succeeds
+	// (what it wrote may rest on what was lost). AckAfter is meant for
+	// ordered groups. An unordered group leaves them to the server, which
+	// redelivers them after AckWait. Stop waits for a call in progress,
+	// then makes one last call (of at most 10s) for the messages still
+	// waiting and releases them for redelivery if it fails. ctx is not
+	// cancelled with the subscription's context.
+	AckAfter func(ctx context.Context) error
+	// AckAfterEvery is the least time from the start of one AckAfter call
+	// to the start of the next (default 0): a call costs a flush, and
+	// what is handled meanwhile shares the next one, acked that much later.
+	AckAfterEvery time.Duration
 }
 
 // Defaults for ConsumeOptions.

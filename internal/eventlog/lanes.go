@@ -84,6 +84,11 @@ func (s *subscription) dispatch(m jetstream.Msg) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	defer s.wakeLingering() // before the unlock
+	if s.rewindWanted {
+		// What the drained iterator still hands over comes again after
+		// the rewind.
+		return true
+	}
 	if h, ok := s.held[md.Sequence.Stream]; ok {
 		// The server redelivered a message we still hold (a heartbeat came
 		// too late): keep one copy, with the newest delivery to answer.
@@ -310,8 +315,8 @@ func (s *subscription) call(ctx context.Context, raws []RawMsg) (err error) {
 	return s.handler(ctx, raws)
 }
 
-// finish acks, retries or drops h, the head of ln, after its handler
-// returned err.
+// finish acks (or, with AckAfter, queues for the ack), retries or drops h,
+// the head of ln, after its handler returned err.
 func (s *subscription) finish(ln *lane, h *held, err error) {
 	seq := h.raw.Seq
 	switch {
@@ -325,8 +330,13 @@ func (s *subscription) finish(ln *lane, h *held, err error) {
 		s.retry(ln, h, err)
 		return
 	}
+	deferred := err == nil && s.opts.AckAfter != nil
 	s.mu.Lock()
-	delete(s.held, seq)
+	if deferred {
+		s.awaitAck(h)
+	} else {
+		delete(s.held, seq)
+	}
 	m := h.msg
 	ln.msgs[0] = nil
 	ln.msgs = ln.msgs[1:]
@@ -342,6 +352,9 @@ func (s *subscription) finish(ln *lane, h *held, err error) {
 	}
 	stopping := s.stopping
 	s.mu.Unlock()
+	if deferred {
+		return
+	}
 	if err := ack(m, stopping); err != nil {
 		// The server will redeliver it; handlers are idempotent.
 		s.logger.Warn("ack failed", "seq", seq, "err", err)
@@ -360,10 +373,11 @@ func ack(m jetstream.Msg, stopping bool) error {
 	return m.DoubleAck(ctx)
 }
 
-// finishBatch acks the n messages of a batch after the handler returned
-// nil, or makes their lanes retry them one at a time after an error: the
-// handler applied none of them, and handling them alone finds the one at
-// fault, which then backs off or is dropped as a single message would be.
+// finishBatch acks the n messages of a batch (or, with AckAfter, queues
+// them for the ack) after the handler returned nil, or makes their lanes
+// retry them one at a time after an error: the handler applied none of
+// them, and handling them alone finds the one at fault, which then backs
+// off or is dropped as a single message would be.
 func (s *subscription) finishBatch(lanes []*lane, n int, err error) {
 	if err != nil {
 		for range n {
@@ -390,6 +404,10 @@ func (s *subscription) finishBatch(lanes []*lane, n int, err error) {
 	s.mu.Lock()
 	for _, ln := range lanes {
 		for _, h := range ln.msgs[:ln.inFlight] {
+			if s.opts.AckAfter != nil {
+				s.awaitAck(h)
+				continue
+			}
 			delete(s.held, h.raw.Seq)
 			acks = append(acks, h)
 		}
@@ -415,6 +433,168 @@ func (s *subscription) finishBatch(lanes []*lane, n int, err error) {
 			// The server will redeliver it; handlers are idempotent.
 			s.logger.Warn("ack failed", "seq", acks[i].raw.Seq, "err", err)
 		}
+	}
+}
+
+// awaitAck queues h, whose handler succeeded, for the next AckAfter call.
+// It stays in s.held meanwhile, so the heartbeat keeps its deadline. s.mu
+// is held.
+func (s *subscription) awaitAck(h *held) {
+	s.awaiting = append(s.awaiting, h)
+	select {
+	case s.ackWake <- struct{}{}:
+	default: // a wake is pending already
+	}
+}
+
+// ackAfterStopTimeout bounds the AckAfter call Stop makes.
+const ackAfterStopTimeout = 10 * time.Second
+
+// ackAfterLoop acks the messages waiting for AckAfter, calling it once for
+// all that are waiting when it starts, until the workers have finished;
+// Stop then makes the last call.
+func (s *subscription) ackAfterLoop(ctx context.Context) {
+	for {
+		// Checked first: once the workers are done, the messages still
+		// waiting are Stop's.
+		select {
+		case <-s.stopBg:
+			return
+		default:
+		}
+		select {
+		case <-s.stopBg:
+			return
+		case <-s.ackWake:
+		}
+		batch := s.takeAwaiting()
+		if len(batch) == 0 {
+			continue // taken by the previous call, or a rewind is coming
+		}
+		start := time.Now()
+		if err := s.ackDurable(ctx, batch); err != nil {
+			s.ackAfterFailed(batch, err)
+		}
+		// Paced: what is handled meanwhile shares the next call.
+		if wait := s.opts.AckAfterEvery - time.Since(start); wait > 0 {
+			t := time.NewTimer(wait)
+			select {
+			case <-s.stopBg:
+				t.Stop()
+				return
+			case <-t.C:
+			}
+		}
+	}
+}
+
+// takeAwaiting takes the messages waiting for AckAfter, none while a
+// rewind asked for by a failed call is pending: until the rewind drops
+// them, what was handled after that call began may rest on the same lost
+// writes, and a later call (which need not know) must not ack it.
+func (s *subscription) takeAwaiting() []*held {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.rewindWanted {
+		return nil
+	}
+	batch := s.awaiting
+	s.awaiting = nil
+	return batch
+}
+
+// ackDurable calls AckAfter and, if it returns nil, acks the messages of
+// batch that are still held. A rewind that happened meanwhile dropped the
+// others: they were delivered again and are someone else's to ack.
+func (s *subscription) ackDurable(ctx context.Context, batch []*held) error {
+	if err := s.callAckAfter(ctx); err != nil {
+		return err
+	}
+	ms := make([]jetstream.Msg, 0, len(batch))
+	seqs := make([]uint64, 0, len(batch))
+	s.mu.Lock()
+	for _, h := range batch {
+		if s.held[h.raw.Seq] != h {
+			continue
+		}
+		delete(s.held, h.raw.Seq)
+		// Read under s.mu: a redelivery merged meanwhile replaced h.msg.
+		ms = append(ms, h.msg)
+		seqs = append(seqs, h.raw.Seq)
+	}
+	stopping := s.stopping
+	s.mu.Unlock()
+	for i, m := range ms {
+		if err := ack(m, stopping); err != nil {
+			// The server will redeliver it; handlers are idempotent.
+			s.logger.Warn("ack failed", "seq", seqs[i], "err", err)
+		}
+	}
+	return nil
+}
+
+// callAckAfter runs opts.AckAfter, turning a panic into an error as call
+// does for handlers.
+func (s *subscription) callAckAfter(ctx context.Context) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("AckAfter panic: %v\n%s", r, debug.Stack())
+		}
+	}()
+	return s.opts.AckAfter(ctx)
+}
+
+// ackAfterFailed handles the messages of batch after AckAfter failed:
+// their effects may be lost, so they must be handled again. An ordered
+// group rewinds to its ack floor, as after a delivery gap: draining the
+// iterator ends the fetch loop's Next, and the loop then reopens, which
+// drops every held message and resets the consumer. An unordered group
+// forgets them, and the server redelivers them after AckWait.
+func (s *subscription) ackAfterFailed(batch []*held, err error) {
+	s.mu.Lock()
+	if s.stopping {
+		// Still held: Stop releases them.
+		s.mu.Unlock()
+		s.logger.Warn("AckAfter failed; releasing the messages on stop", "messages", len(batch), "err", err)
+		return
+	}
+	if !s.opts.Ordered {
+		for _, h := range batch {
+			if s.held[h.raw.Seq] == h {
+				delete(s.held, h.raw.Seq)
+			}
+		}
+		s.mu.Unlock()
+		s.logger.Warn("AckAfter failed; the messages are redelivered after the ack wait", "messages", len(batch), "err", err)
+		return
+	}
+	// A rewind since the batch was taken dropped its messages and already
+	// makes the server deliver them again; so does one requested already.
+	var iter jetstream.MessagesContext
+	if !s.rewindWanted && slices.ContainsFunc(batch, func(h *held) bool { return s.held[h.raw.Seq] == h }) {
+		s.rewindWanted = true
+		iter = s.iter
+	}
+	s.mu.Unlock()
+	s.logger.Warn("AckAfter failed; rewinding the group", "messages", len(batch), "err", err)
+	if iter != nil {
+		iter.Drain()
+	}
+}
+
+// ackAfterOnStop makes Stop's AckAfter call for the messages still waiting,
+// once the workers and ackAfterLoop have finished. On success it acks them,
+// waiting for the server's confirmation; otherwise they stay held, and Stop
+// releases them.
+func (s *subscription) ackAfterOnStop() {
+	batch := s.takeAwaiting()
+	if len(batch) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), ackAfterStopTimeout)
+	defer cancel()
+	if err := s.ackDurable(ctx, batch); err != nil {
+		s.logger.Warn("AckAfter failed; releasing the messages on stop", "messages", len(batch), "err", err)
 	}
 }
 
