@@ -40,13 +40,24 @@ func New(ctx context.Context, d Deps) (*Component, error) {
 		return nil, fmt.Errorf("roomserver storage: %w", err)
 	}
 	impl := internal.New(st, d.EventLog, log, authrules.Check)
+	// On PostgreSQL room input commits without waiting for the WAL flush,
+	// and is acked once it is flushed (sqlutil.DeferredCommits).
+	deferred, err := d.DB.DeferCommits(ctx, impl.ForgetCached)
+	if err != nil {
+		return nil, fmt.Errorf("roomserver storage: %w", err)
+	}
+	st.Deferred = deferred
+	var ackAfter func(context.Context) error
+	if deferred != nil {
+		ackAfter = deferred.Flush
+	}
 	// WithoutCancel: the consumer belongs to the component and ends in
 	// Close. Bound to ctx (the process's signal context) it would stop at
 	// SIGTERM while the client listener still drains requests waiting for
 	// their input to be processed, stalling them until the shutdown budget
 	// runs out.
 	sub, err := consumers.StartInput(context.WithoutCancel(ctx), d.EventLog, log, d.LogMetrics,
-		consumers.InputWorkers(d.DB.Dialect.Engine), impl.HandleInput)
+		consumers.InputWorkers(d.DB.Dialect.Engine), impl.HandleInput, ackAfter)
 	if err != nil {
 		return nil, fmt.Errorf("roomserver input consumer: %w", err)
 	}

@@ -305,6 +305,14 @@ func (c *headCache) forget(roomIDs []string) {
 	}
 }
 
+// clear drops every head: commits they were read from may have been lost
+// (sqlutil.ErrCommitsLost). A read filling an entry then finds it gone.
+func (c *headCache) clear() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.rooms, c.used = map[string]*headEntry{}, 0
+}
+
 // drop removes e if it is still the room's entry (a room that does not
 // exist, or a read that failed).
 func (c *headCache) drop(roomID string, e *headEntry) {

@@ -346,7 +346,12 @@ func newTestRoomserver(t testing.TB, db *sqlutil.DB) (*Roomserver, *failingLog) 
 		t.Fatal(err)
 	}
 	l := &failingLog{}
-	return New(st, l, slog.New(slog.DiscardHandler), authrules.Check), l
+	r := New(st, l, slog.New(slog.DiscardHandler), authrules.Check)
+	// As roomserver.New does: input commits are deferred on PostgreSQL.
+	if st.Deferred, err = db.DeferCommits(t.Context(), r.ForgetCached); err != nil {
+		t.Fatal(err)
+	}
+	return r, l
 }
 
 // TestHeadFollowsInput: every event is built on the head the previous

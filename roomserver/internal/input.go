@@ -65,6 +65,10 @@ func (r *Roomserver) HandleInput(ctx context.Context, msgs []eventlog.Msg[api.In
 	}
 	if !piped && err == nil {
 		err = r.st.InTx(ctx, func(tx *sql.Tx) error {
+			// First, before anything cached is read for the batch.
+			if err := r.st.Deferred.Begin(ctx, tx); err != nil {
+				return err
+			}
 			var err error
 			if b, err = r.storeBatch(ctx, tx, nil, msgs, units, savepoints); err != nil {
 				return err

@@ -74,6 +74,14 @@ func (p *nidPool) next(ctx context.Context) (int64, error) {
 	return n, nil
 }
 
+// reset forgets the numbers reserved: after a crash of the database the
+// sequence may hand them out again.
+func (p *nidPool) reset() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.free = nil
+}
+
 // maybeSimple reports whether an input event may be a message event
 // (neither a state event nor a redaction) as far as its JSON says without
 // decoding it all.
@@ -103,7 +111,7 @@ func (r *Roomserver) storePipelined(ctx context.Context, msgs []eventlog.Msg[api
 			return batchOut{}, false, nil // more than one event, atomic, state or redaction
 		}
 	}
-	w := &storage.Pipelined{}
+	w := &storage.Pipelined{Epoch: r.st.Deferred.Epoch()}
 	b, err := r.storeBatch(ctx, nil, w, msgs, units, true)
 	if errors.Is(err, errNotSimple) {
 		return batchOut{}, false, nil

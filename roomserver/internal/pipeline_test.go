@@ -2,6 +2,7 @@ package internal
 
 import (
 	"encoding/json"
+	"errors"
 	"slices"
 	"testing"
 
@@ -243,4 +244,80 @@ func TestOutputAfterFailedPublish(t *testing.T) {
 			t.Errorf("published %v, want the state event once", got)
 		}
 	})
+}
+
+// TestInputAfterCommitsLost (PostgreSQL): when the database recovered from
+// a crash since the input's commits began (simulated by emptying the
+// epochs, as recovery empties every unlogged table), the next write fails
+// with sqlutil.ErrCommitsLost and stores nothing, whether pipelined or in a
+// transaction; everything cached is forgotten, and the input, taken again,
+// is stored on the head read from the database.
+func TestInputAfterCommitsLost(t *testing.T) {
+	db := storagetest.Postgres(t)
+	r, log := newTestRoomserver(t, db)
+	alice := "@alice:" + string(testOrigin)
+	h := newTestRoom(t, r, 1)
+	if err := h.send(h.message(alice, "before")); err != nil {
+		t.Fatal(err)
+	}
+	h.checkCache(true)
+	crash := func() {
+		t.Helper()
+		if _, err := db.ExecContext(t.Context(), `DELETE FROM axon_commit_epochs`); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	for _, tc := range []struct {
+		name string
+		ev   func() *event.PDU
+	}{
+		{"pipelined message", func() *event.PDU { return h.message(alice, "after") }},
+		{"state event in a transaction", func() *event.PDU {
+			return h.build(event.Proto{Type: "m.room.topic", StateKey: new(""), Sender: matrix.UserID(alice), Content: map[string]any{"topic": "after"}})
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h.checkCache(true)
+			ev := tc.ev()
+			batches, published := r.pipelined.Load(), log.count()
+			crash()
+			err := h.send(ev)
+			if !errors.Is(err, sqlutil.ErrCommitsLost) {
+				t.Fatalf("input after the crash: %v, want ErrCommitsLost", err)
+			}
+			if n := log.count(); n != published {
+				t.Errorf("%d outputs published for input that was not stored", n-published)
+			}
+			var stored int
+			if err := db.QueryRowContext(t.Context(), `SELECT count(*) FROM roomserver_events WHERE event_id = $1`, string(ev.EventID())).Scan(&stored); err != nil {
+				t.Fatal(err)
+			}
+			if stored != 0 {
+				t.Fatal("the event was stored though commits were lost")
+			}
+			r.heads.mu.Lock()
+			cached := len(r.heads.rooms)
+			r.heads.mu.Unlock()
+			if auth := len(r.authEvs.c.Entries()); cached != 0 || auth != 0 {
+				t.Errorf("after the loss %d heads and %d auth events cached, want none", cached, auth)
+			}
+			// Taken again (the log redelivers it), it is stored.
+			if err := h.send(ev); err != nil {
+				t.Fatalf("input taken again: %v", err)
+			}
+			if got := log.outputsSince(t, published); !slices.Equal(got, []string{string(ev.EventID())}) {
+				t.Errorf("published %v, want the event once", got)
+			}
+			h.checkCache(true)
+			// With the head read again, messages are pipelined again.
+			batches = r.pipelined.Load()
+			if err := h.send(h.message(alice, "later")); err != nil {
+				t.Fatal(err)
+			}
+			if r.pipelined.Load() != batches+1 {
+				t.Error("the next message was not pipelined")
+			}
+		})
+	}
 }

@@ -62,6 +62,19 @@ func New(st *storage.Storage, log eventlog.Log, logger *slog.Logger, auth AuthCh
 
 var _ api.API = (*Roomserver)(nil)
 
+// ForgetCached drops what the roomserver cached from committed rows (heads,
+// auth events, reserved event numbers, snapshots and state keys): the
+// commits may have been lost (sqlutil.DeferredCommits calls it). A read
+// that began before the crash and fills the cache after this could bring a
+// lost row back; the crash, the recovery and the next write that notices
+// it take far longer than such a read.
+func (r *Roomserver) ForgetCached() {
+	r.heads.clear()
+	r.authEvs.clear()
+	r.nids.reset()
+	r.st.ForgetCached()
+}
+
 // InputRoomEvents publishes the request on the room input log and waits for
 // this process' input consumer to report the result.
 //

@@ -38,6 +38,9 @@ type Pipelined struct {
 	TxnEvents []string
 	Events    []Event
 	Rooms     []RoomUpdate
+	// Epoch is Deferred's epoch when the batch began, before anything
+	// cached was read for it.
+	Epoch string
 }
 
 // WritePipelined (PostgreSQL) makes w's writes with one statement, which
@@ -63,8 +66,21 @@ func (s *Storage) WritePipelined(ctx context.Context, w Pipelined) error {
 		roomNIDs[i], latest[i], roomSnaps[i], roomDepths[i], was[i] = u.NID, latestJSON(u.Latest), u.SnapshotNID, u.Depth, latestJSON(u.Before)
 	}
 	// No ON CONFLICT: a row stored already fails the statement, and with
-	// it every write of the batch.
+	// it every write of the batch. The guard defers the commit (the input is acked only once it is
+	// flushed) and fails the statement if commits may have been lost
+	// since the caches it was built on were filled.
+	guard, epoch := `''`, w.Epoch
+	if s.Deferred != nil {
+		guard = s.Deferred.Guard(19)
+	}
+	args := []any{users, devices, scopes, txnIDs, w.TxnEvents,
+		nids, evRooms, ids, tuples, depths, jsons, snaps,
+		roomNIDs, latest, roomSnaps, roomDepths, was, int64(m)}
+	if s.Deferred != nil {
+		args = append(args, epoch)
+	}
 	var updated int64
+	var deferred string
 	err := s.DB.QueryRowContext(ctx, `WITH t AS (
 		INSERT INTO roomserver_txns (user_id, device_id, scope, txn_id, event_id)
 		SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[])
@@ -77,14 +93,15 @@ func (s *Storage) WritePipelined(ctx context.Context, w Pipelined) error {
 		WHERE r.room_nid = v.room_nid AND r.latest_events = v.was
 		RETURNING 1
 	)
-	SELECT CASE WHEN count(*) = $18 THEN count(*) ELSE roomserver_head_moved(count(*), $18) END FROM r`,
-		users, devices, scopes, txnIDs, w.TxnEvents,
-		nids, evRooms, ids, tuples, depths, jsons, snaps,
-		roomNIDs, latest, roomSnaps, roomDepths, was, int64(m)).Scan(&updated)
+	SELECT CASE WHEN count(*) = $18 THEN count(*) ELSE roomserver_head_moved(count(*), $18) END, `+guard+` FROM r`,
+		args...).Scan(&updated, &deferred)
+	err = s.Deferred.Check(ctx, err, epoch)
 	var pe *pgconn.PgError
 	switch {
 	case err == nil:
 		return nil
+	case errors.Is(err, sqlutil.ErrCommitsLost):
+		return err
 	case sqlutil.IsUniqueViolation(err):
 		return ErrStoredBefore
 	case errors.As(err, &pe) && pe.Code == headMovedCode:

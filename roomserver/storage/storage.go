@@ -30,6 +30,9 @@ type Storage struct {
 	Published PublishedTable
 	Reports   ReportsTable
 	Txns      TxnsTable
+	// Deferred defers the commits of room input on PostgreSQL (nil on
+	// SQLite, or until set): see sqlutil.DeferredCommits.
+	Deferred *sqlutil.DeferredCommits
 }
 
 var migrations = []sqlutil.Migration{
@@ -47,6 +50,15 @@ func Open(ctx context.Context, db *sqlutil.DB) (*Storage, error) {
 	d, c := db.Dialect, newCaches()
 	return &Storage{DB: db, Rooms: RoomsTable{d}, Events: EventsTable{d}, StateKeys: StateKeysTable{d, c}, Snapshots: SnapshotsTable{d, c},
 		Members: MembershipTable{d}, Redacts: RedactionsTable{d}, Aliases: AliasesTable{d}, Published: PublishedTable{d}, Reports: ReportsTable{d}}, nil
+}
+
+// ForgetCached drops the cached snapshots and state-key tuples: commits
+// they were read from may have been lost (sqlutil.ErrCommitsLost).
+func (s *Storage) ForgetCached() {
+	if c := s.StateKeys.c; c != nil {
+		c.snapshots.Clear()
+		c.tuples.Clear()
+	}
 }
 
 // InTx runs f in a write transaction.
