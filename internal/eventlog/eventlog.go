@@ -205,6 +205,43 @@ func Publish[T any](ctx context.Context, l Log, t Topic[T], key string, v T) (ui
 	return l.Publish(ctx, t.Name, key, data)
 }
 
+// AllPublisher is a Log that can publish several messages with one wait
+// for all of them. The JetStream Log is one.
+type AllPublisher interface {
+	// PublishAll appends messages to topic (data[i] with keys[i]) and
+	// returns once all are durable. Messages of one key are appended in
+	// their order; after an error any of them may have been, so the caller
+	// publishes them all again (consumers ignore repeats).
+	PublishAll(ctx context.Context, topic string, keys []string, data [][]byte) error
+}
+
+// PublishAll publishes vs (vs[i] with keys[i]) to t: on an AllPublisher
+// with one wait for all, on another Log one after the other. Each Publish
+// waits for a round trip to the broker, so a caller with several messages
+// ready saves all but one; see AllPublisher for what an error leaves.
+func PublishAll[T any](ctx context.Context, l Log, t Topic[T], keys []string, vs []T) error {
+	if len(keys) != len(vs) {
+		return fmt.Errorf("publish to %s: %d keys for %d messages", t.Name, len(keys), len(vs))
+	}
+	data := make([][]byte, len(vs))
+	for i, v := range vs {
+		b, err := json.Marshal(v)
+		if err != nil {
+			return fmt.Errorf("encode message for %s: %w", t.Name, err)
+		}
+		data[i] = b
+	}
+	if ap, ok := l.(AllPublisher); ok {
+		return ap.PublishAll(ctx, t.Name, keys, data)
+	}
+	for i := range data {
+		if _, err := l.Publish(ctx, t.Name, keys[i], data[i]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // Consume subscribes group to topic t and hands h the decoded messages. A
 // message that does not decode into T is dropped as a Permanent error.
 func Consume[T any](ctx context.Context, l Log, t Topic[T], group string, opts ConsumeOptions, h func(ctx context.Context, m Msg[T]) error) (Subscription, error) {

@@ -183,6 +183,43 @@ func (l *jsLog) Publish(ctx context.Context, topic, key string, data []byte) (ui
 	return ack.Sequence, nil
 }
 
+// publishAllTimeout bounds PublishAll's wait for acks when its context
+// does not (jetstream's default for a synchronous publish).
+const publishAllTimeout = 5 * time.Second
+
+// PublishAll implements AllPublisher: the messages go out one after the
+// other on the connection (so the server appends them in that order) and
+// their acks are awaited together.
+func (l *jsLog) PublishAll(ctx context.Context, topic string, keys []string, data [][]byte) error {
+	stream, err := l.ensureStream(ctx, topic)
+	if err != nil {
+		return err
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		// As a synchronous publish does: acks lost with a connection
+		// would be awaited for ever.
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, publishAllTimeout)
+		defer cancel()
+	}
+	acks := make([]jetstream.PubAckFuture, len(data))
+	for i := range data {
+		if acks[i], err = l.js.PublishAsync(l.names.subject(topic, keys[i]), data[i], jetstream.WithExpectStream(stream)); err != nil {
+			return fmt.Errorf("publish to %s key %q: %w", topic, keys[i], err)
+		}
+	}
+	for i, a := range acks {
+		select {
+		case <-a.Ok():
+		case err := <-a.Err():
+			return fmt.Errorf("publish to %s key %q: %w", topic, keys[i], err)
+		case <-ctx.Done():
+			return fmt.Errorf("publish to %s: %w", topic, ctx.Err())
+		}
+	}
+	return nil
+}
+
 // ensureStream creates the stream of topic unless this Log saw it already,
 // and returns its name.
 func (l *jsLog) ensureStream(ctx context.Context, topic string) (string, error) {

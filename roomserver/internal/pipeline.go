@@ -130,8 +130,14 @@ func (r *Roomserver) storePipelined(ctx context.Context, msgs []eventlog.Msg[api
 		return batchOut{}, false, err
 	}
 	// Committed: an output that fails to go out now is published again
-	// when the input is redelivered (storedOutput).
-	if err := r.publish(ctx, b.outs); err != nil {
+	// when the input is redelivered (storedOutput). The outputs are of
+	// distinct rooms, so they go out together: one wait for the broker
+	// instead of one per message, with every send of the batch waiting.
+	keys := make([]string, len(b.outs))
+	for i, out := range b.outs {
+		keys[i] = out.RoomID
+	}
+	if err := eventlog.PublishAll(ctx, r.log, api.OutputTopic, keys, b.outs); err != nil {
 		return batchOut{}, false, fmt.Errorf("%d events committed, announced when redelivered: %w", len(w.Events), err)
 	}
 	r.pipelined.Add(1)
