@@ -228,13 +228,13 @@ func TestAckAfterOnStop(t *testing.T) {
 			var (
 				current   atomic.Pointer[subscription]
 				mu        sync.Mutex
-				deadlines []bool // per call: whether its ctx had one
+				deadlines []bool // per call: whether its ctx had Stop's (at most ackAfterStopTimeout)
 			)
 			entered := make(chan struct{})
 			opts := ConsumeOptions{Ordered: true, AckAfter: func(ctx context.Context) error {
-				_, ok := ctx.Deadline()
+				d, ok := ctx.Deadline()
 				mu.Lock()
-				deadlines = append(deadlines, ok)
+				deadlines = append(deadlines, ok && time.Until(d) <= ackAfterStopTimeout)
 				n := len(deadlines)
 				mu.Unlock()
 				if n == 1 {
@@ -272,7 +272,7 @@ func TestAckAfterOnStop(t *testing.T) {
 			got := append([]bool(nil), deadlines...)
 			mu.Unlock()
 			if len(got) != 2 || got[0] || !got[1] {
-				t.Errorf("AckAfter calls had deadlines %v, want [false true]: the second one made by Stop", got)
+				t.Errorf("AckAfter calls had Stop's deadline %v, want [false true]: the second one made by Stop", got)
 			}
 			if err := allAcked(t, l, "g", seqs[len(seqs)-1])(); err != nil {
 				t.Errorf("after Stop: %v", err)
@@ -375,6 +375,102 @@ func TestAckAfterFailureAcksNothingBeforeRewind(t *testing.T) {
 		}
 		if handled[seqs[1]] < 2 {
 			t.Errorf("message %d, whose AckAfter failed, handled %d times", seqs[1], handled[seqs[1]])
+		}
+	})
+}
+
+// TestHandlerRewind: a handler's Rewind error holds the group at once (no
+// message is handled for the first time until the rewind) and delivers
+// everything not acked again, in order; nothing is lost.
+func TestHandlerRewind(t *testing.T) {
+	keys := []string{"a", "b"}
+	eachBackend(t, func(t *testing.T, b *backend) {
+		l := b.open(t)
+		seqs := publishN(t, l, testTopic, keys, 4)
+		var rec recorder[event]
+		var rewound atomic.Bool
+		var fresh atomic.Int32 // first-time handlings after the Rewind error
+		_, err := Consume(t.Context(), l, testTopic, "g", ConsumeOptions{Ordered: true, Parallelism: 1},
+			func(_ context.Context, m Msg[event]) error {
+				if rewound.Load() && !m.Redelivered {
+					fresh.Add(1)
+				}
+				rec.add(m)
+				if m.Seq == seqs[2] && !rewound.Swap(true) {
+					return Rewind(errors.New("commits lost"))
+				}
+				return nil
+			})
+		if err != nil {
+			t.Fatalf("Consume() = %v", err)
+		}
+		waitFor(t, 30*time.Second, allAcked(t, l, "g", seqs[len(seqs)-1]))
+		if n := fresh.Load(); n != 0 {
+			t.Errorf("%d messages handled for the first time between the Rewind error and the rewind", n)
+		}
+		if got := rec.seqs()[seqs[2]]; got < 2 {
+			t.Errorf("the message that asked for the rewind was handled %d times", got)
+		}
+		checkReplayOrder(t, rec.snapshot(), keys, seqs)
+	})
+}
+
+// TestAckAfterFailsDuringStop: when Stop's wait for a call in progress ends
+// with its failure, nothing waiting is acked (the last call is not made):
+// the group's next subscription gets every message again. The message
+// waiting has the lowest sequence (its key's handler was slow): acked, it
+// would sit below the ack floor and never come again.
+func TestAckAfterFailsDuringStop(t *testing.T) {
+	eachBackend(t, func(t *testing.T, b *backend) {
+		l := b.open(t)
+		seqs := publishN(t, l, testTopic, []string{"slow", "fast"}, 1)
+		slow := seqs[0]
+		release, entered := make(chan struct{}), make(chan struct{})
+		var calls atomic.Int32
+		var rec recorder[event]
+		sub, err := Consume(t.Context(), l, testTopic, "g", ConsumeOptions{Ordered: true, Parallelism: 2,
+			AckAfter: func(context.Context) error {
+				if calls.Add(1) > 1 {
+					return nil
+				}
+				close(entered)
+				<-release
+				return errors.New("commits lost")
+			}}, func(_ context.Context, m Msg[event]) error {
+			if m.Seq == slow {
+				select {
+				case <-entered: // the fast message's call began
+				case <-time.After(10 * time.Second):
+				}
+			}
+			rec.add(m)
+			return nil
+		})
+		if err != nil {
+			t.Fatalf("Consume() = %v", err)
+		}
+		rec.waitLen(t, len(seqs))
+		stopped := make(chan struct{})
+		go func() {
+			sub.Stop()
+			close(stopped)
+		}()
+		time.Sleep(200 * time.Millisecond) // Stop waits for the call
+		close(release)
+		<-stopped
+
+		var again recorder[event]
+		if _, err := Consume(t.Context(), l, testTopic, "g", ConsumeOptions{Ordered: true}, func(_ context.Context, m Msg[event]) error {
+			again.add(m)
+			return nil
+		}); err != nil {
+			t.Fatalf("Consume() = %v", err)
+		}
+		waitFor(t, 30*time.Second, allAcked(t, l, "g", seqs[len(seqs)-1]))
+		for _, seq := range seqs {
+			if again.seqs()[seq] != 1 {
+				t.Errorf("message %d handled %d times by the next subscription, want 1 (nothing acked after the failure)", seq, again.seqs()[seq])
+			}
 		}
 	})
 }

@@ -95,7 +95,7 @@
 //     consumer's delivery sequence), after letting the running handlers
 //     finish and forgetting the messages it held;
 //   - when pulling fails and a new pull iterator is opened;
-//   - when AckAfter fails (below).
+//   - when AckAfter fails, or a handler returns a [Rewind] error (below).
 //
 // Messages acked above the floor come again (idempotent handlers skip them);
 // messages at or below the highest sequence delivered before a rewind are
@@ -113,7 +113,9 @@
 // message waits, its key going on meanwhile, until a call of AckAfter made
 // after it returns nil (the handler's writes are durable). One call covers
 // everything waiting; its failure rewinds an ordered group, and nothing
-// handled before that rewind is acked.
+// handled before that rewind is acked. A handler that finds such a loss
+// first returns a [Rewind] error: the workers are held at once (nothing is
+// built on the loss) until the rewind delivers everything not acked again.
 //
 // Stop stops pulling, lets in-flight handlers finish and acks those that
 // succeed (after one last AckAfter call, if set), then naks every message

@@ -139,10 +139,12 @@ type ConsumeOptions struct {
 	// the rewind is acked meanwhile, even after a later call succeeds
 	// (what it wrote may rest on what was lost). AckAfter is meant for
 	// ordered groups. An unordered group leaves them to the server, which
-	// redelivers them after AckWait. Stop waits for a call in progress,
-	// then makes one last call (of at most 10s) for the messages still
-	// waiting and releases them for redelivery if it fails. ctx is not
-	// cancelled with the subscription's context.
+	// redelivers them after AckWait. A call has 30s; one that takes
+	// longer failed. Stop waits for a call in progress, then makes one
+	// last call (of at most 10s) for the messages still waiting and
+	// releases them for redelivery if it fails; after a failed call it
+	// acks none of them. ctx is not cancelled with the subscription's
+	// context.
 	AckAfter func(ctx context.Context) error
 	// AckAfterEvery is the least time from the start of one AckAfter call
 	// to the start of the next (default 0): a call costs a flush, and
@@ -295,6 +297,33 @@ func decode[T any](raw RawMsg) (Msg[T], error) {
 		return m, fmt.Errorf("decode %s message %d: %w", raw.Stream, raw.Seq, err)
 	}
 	return m, nil
+}
+
+// rewindError marks an error after which an ordered group must start over
+// from its ack floor.
+type rewindError struct{ err error }
+
+func (e rewindError) Error() string { return "rewind: " + e.err.Error() }
+func (e rewindError) Unwrap() error { return e.err }
+
+// Rewind marks a handler's error as needing everything not acked handled
+// again, in order: the writes of messages handled before may be lost
+// (sqlutil.ErrCommitsLost), and retrying the failed message alone would
+// build on that loss. An ordered group then holds its workers, drops what
+// it holds and rewinds to its ack floor, as when AckAfter fails; an
+// unordered group retries as for any error. Rewind(nil) is nil.
+func Rewind(err error) error {
+	if err == nil || IsRewind(err) {
+		return err
+	}
+	return rewindError{err}
+}
+
+// IsRewind reports whether err, or an error it wraps, was marked by
+// [Rewind].
+func IsRewind(err error) bool {
+	var r rewindError
+	return errors.As(err, &r)
 }
 
 // permanentError marks an error that retrying cannot fix.

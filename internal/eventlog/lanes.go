@@ -322,6 +322,9 @@ func (s *subscription) finish(ln *lane, h *held, err error) {
 	switch {
 	case err == nil:
 		s.count(resultOK)
+	case IsRewind(err) && s.opts.Ordered:
+		s.rewindAfter(1, err)
+		return
 	case IsPermanent(err):
 		s.count(resultPermanent)
 		s.logger.Warn("dropping message after permanent error", "seq", seq, "key", h.raw.Key, "err", err)
@@ -379,6 +382,10 @@ func ack(m jetstream.Msg, stopping bool) error {
 // them, and handling them alone finds the one at fault, which then backs
 // off or is dropped as a single message would be.
 func (s *subscription) finishBatch(lanes []*lane, n int, err error) {
+	if IsRewind(err) && s.opts.Ordered {
+		s.rewindAfter(n, err)
+		return
+	}
 	if err != nil {
 		for range n {
 			s.count(resultError)
@@ -447,6 +454,11 @@ func (s *subscription) awaitAck(h *held) {
 	}
 }
 
+// ackAfterTimeout bounds an AckAfter call: one stuck on a half-open
+// connection would hold every message waiting, and Stop, for as long as the
+// kernel takes to give up on it. A call that times out failed.
+const ackAfterTimeout = 30 * time.Second
+
 // ackAfterStopTimeout bounds the AckAfter call Stop makes.
 const ackAfterStopTimeout = 10 * time.Second
 
@@ -472,7 +484,10 @@ func (s *subscription) ackAfterLoop(ctx context.Context) {
 			continue // taken by the previous call, or a rewind is coming
 		}
 		start := time.Now()
-		if err := s.ackDurable(ctx, batch); err != nil {
+		cctx, cancel := context.WithTimeout(ctx, ackAfterTimeout)
+		err := s.ackDurable(cctx, batch)
+		cancel()
+		if err != nil {
 			s.ackAfterFailed(batch, err)
 		}
 		// Paced: what is handled meanwhile shares the next call.
@@ -553,7 +568,8 @@ func (s *subscription) callAckAfter(ctx context.Context) (err error) {
 func (s *subscription) ackAfterFailed(batch []*held, err error) {
 	s.mu.Lock()
 	if s.stopping {
-		// Still held: Stop releases them.
+		// Still held: Stop releases them, and acks nothing else waiting.
+		s.rewindWanted = true
 		s.mu.Unlock()
 		s.logger.Warn("AckAfter failed; releasing the messages on stop", "messages", len(batch), "err", err)
 		return
@@ -568,15 +584,44 @@ func (s *subscription) ackAfterFailed(batch []*held, err error) {
 		s.logger.Warn("AckAfter failed; the messages are redelivered after the ack wait", "messages", len(batch), "err", err)
 		return
 	}
-	// A rewind since the batch was taken dropped its messages and already
-	// makes the server deliver them again; so does one requested already.
-	var iter jetstream.MessagesContext
-	if !s.rewindWanted && slices.ContainsFunc(batch, func(h *held) bool { return s.held[h.raw.Seq] == h }) {
-		s.rewindWanted = true
-		iter = s.iter
-	}
+	// Even when a rewind since the batch was taken dropped its messages:
+	// what was handled after that rewind may rest on the same lost writes.
+	iter := s.requestRewindLocked()
 	s.mu.Unlock()
 	s.logger.Warn("AckAfter failed; rewinding the group", "messages", len(batch), "err", err)
+	if iter != nil {
+		iter.Drain()
+	}
+}
+
+// requestRewindLocked makes the fetch loop rewind an ordered group to its
+// ack floor, and holds the workers until then: nothing more is handled,
+// and nothing waiting for AckAfter is acked, before everything not acked
+// is delivered again. It returns the iterator to drain once s.mu is
+// released (draining ends the fetch loop's Next), or nil when a rewind is
+// pending already. s.mu is held.
+func (s *subscription) requestRewindLocked() jetstream.MessagesContext {
+	if s.rewindWanted {
+		return nil
+	}
+	s.rewindWanted, s.paused = true, true
+	return s.iter
+}
+
+// rewindAfter handles a handler's Rewind error: the messages stay held
+// (the rewind drops them, and delivers them again in order).
+func (s *subscription) rewindAfter(n int, err error) {
+	for range n {
+		s.count(resultError)
+	}
+	s.mu.Lock()
+	if s.stopping || !s.opts.Ordered {
+		s.mu.Unlock()
+		return // Stop releases them; unordered groups get them after AckWait
+	}
+	iter := s.requestRewindLocked()
+	s.mu.Unlock()
+	s.logger.Warn("handler asked for a rewind; rewinding the group", "messages", n, "err", err)
 	if iter != nil {
 		iter.Drain()
 	}
