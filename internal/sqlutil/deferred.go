@@ -60,7 +60,7 @@ var deferredSchema = []string{
 	started_ms BIGINT NOT NULL
 )`,
 	`CREATE TABLE IF NOT EXISTS axon_commit_flushes (
-	name    TEXT PRIMARY KEY,
+	epoch   TEXT PRIMARY KEY,
 	flushes BIGINT NOT NULL
 )`,
 	`CREATE OR REPLACE FUNCTION axon_commits_lost(epoch TEXT) RETURNS TEXT LANGUAGE plpgsql AS $$
@@ -101,8 +101,7 @@ func (db *DB) DeferCommits(ctx context.Context, reset func()) (*DeferredCommits,
 				return err
 			}
 		}
-		_, err := tx.ExecContext(ctx, `INSERT INTO axon_commit_flushes (name, flushes) VALUES ($1, 0) ON CONFLICT (name) DO NOTHING`, db.name)
-		return err
+		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("set up deferred commits: %w", err)
@@ -156,13 +155,13 @@ func (d *DeferredCommits) Check(ctx context.Context, err error, epoch string) er
 }
 
 // Begin defers the commit of tx, a transaction that consumed log input,
-// or returns ErrCommitsLost (see Check). It is tx's first statement, before
-// the transaction reads anything cached.
-func (d *DeferredCommits) Begin(ctx context.Context, tx *sql.Tx) error {
+// or returns ErrCommitsLost (see Check) when epoch, the epoch its input
+// was taken in (Epoch, before anything cached was read for it), is over.
+// It is tx's first statement.
+func (d *DeferredCommits) Begin(ctx context.Context, tx *sql.Tx, epoch string) error {
 	if d == nil {
 		return nil
 	}
-	epoch := d.Epoch()
 	var s string
 	err := tx.QueryRowContext(ctx, `SELECT `+d.Guard(1), epoch).Scan(&s)
 	if err != nil {
@@ -171,6 +170,23 @@ func (d *DeferredCommits) Begin(ctx context.Context, tx *sql.Tx) error {
 		}
 	}
 	return err
+}
+
+// Fenced runs f, which puts in the process's caches what a write of epoch
+// committed, unless the epoch is over: the reset of a loss takes the same
+// lock, so f runs before it (and is undone by it) or not at all. Without
+// the fence, a write that committed just before a crash could put its
+// lost rows back into the caches just after the reset.
+func (d *DeferredCommits) Fenced(epoch string, f func()) {
+	if d == nil {
+		f()
+		return
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if epoch == d.epoch {
+		f()
+	}
 }
 
 // lost handles a gone epoch: the first report of the current one resets
@@ -208,19 +224,24 @@ func (d *DeferredCommits) Flush(ctx context.Context) error {
 	d.mu.Unlock()
 	// Everything inserted into the WAL so far includes those commits. If
 	// it is flushed already (by the WAL writer, or another commit), that
-	// is all; if not, the update gives this statement's commit WAL of its
+	// is all; if not, the upsert gives this statement's commit WAL of its
 	// own, so that it waits for the flush (a commit that wrote none does
-	// not). Synchronous standbys are waited for the same way. The epoch is
-	// read before the commit: a crash after the read fails the statement.
+	// not), locally at least even when the server's default is not to
+	// wait, and for synchronous standbys as configured. The epoch is read
+	// before the commit: a crash after the read fails the statement.
 	var alive bool
+	var level sql.NullString
 	err := d.db.writer.QueryRowContext(ctx, `WITH s AS (
 		SELECT pg_current_wal_flush_lsn() >= pg_current_wal_insert_lsn()
 			AND current_setting('synchronous_standby_names') = '' AS flushed,
-			EXISTS (SELECT 1 FROM axon_commit_epochs WHERE epoch = $2) AS alive
+			EXISTS (SELECT 1 FROM axon_commit_epochs WHERE epoch = $1) AS alive,
+			CASE WHEN current_setting('synchronous_commit') = 'off'
+				THEN set_config('synchronous_commit', 'local', true) END AS level
 	), f AS (
-		UPDATE axon_commit_flushes SET flushes = flushes + 1 WHERE name = $1 AND NOT (SELECT flushed FROM s)
+		INSERT INTO axon_commit_flushes (epoch, flushes) SELECT $1, 1 FROM s WHERE NOT s.flushed
+		ON CONFLICT (epoch) DO UPDATE SET flushes = axon_commit_flushes.flushes + 1
 	)
-	SELECT alive FROM s`, d.db.name, epoch).Scan(&alive)
+	SELECT alive, level FROM s`, epoch).Scan(&alive, &level)
 	switch {
 	case err != nil:
 		return fmt.Errorf("flush deferred commits: %w", err)

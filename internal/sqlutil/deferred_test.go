@@ -17,7 +17,7 @@ func TestDeferCommitsSQLite(t *testing.T) {
 	if err != nil || d != nil {
 		t.Fatalf("DeferCommits on SQLite = %v, %v; want nil, nil (its commits survive a killed process)", d, err)
 	}
-	err = db.InTx(t.Context(), func(tx *sql.Tx) error { return d.Begin(t.Context(), tx) })
+	err = db.InTx(t.Context(), func(tx *sql.Tx) error { return d.Begin(t.Context(), tx, d.Epoch()) })
 	if err != nil {
 		t.Fatalf("Begin of nil: %v", err)
 	}
@@ -29,10 +29,9 @@ func TestDeferCommitsSQLite(t *testing.T) {
 	}
 }
 
-// deferred opens deferred commits on a fresh PostgreSQL database and counts
-// the resets. Its sessions ask for durable commits (the test server is
-// started with synchronous_commit off, which Flush would follow).
-func deferred(t *testing.T) (*sqlutil.DB, *sqlutil.DeferredCommits, *int) {
+// syncDSN is a fresh PostgreSQL database whose sessions ask for durable
+// commits (the test server is started with synchronous_commit off).
+func syncDSN(t *testing.T) string {
 	t.Helper()
 	u, err := url.Parse(storagetest.PostgresDSN(t))
 	if err != nil {
@@ -41,7 +40,21 @@ func deferred(t *testing.T) (*sqlutil.DB, *sqlutil.DeferredCommits, *int) {
 	q := u.Query()
 	q.Set("options", "-c synchronous_commit=on")
 	u.RawQuery = strings.ReplaceAll(q.Encode(), "+", "%20") // pgx reads + as itself
-	db, err := sqlutil.Open(t.Context(), u.String(), sqlutil.Options{Name: "test"})
+	return u.String()
+}
+
+// deferred opens deferred commits on a fresh PostgreSQL database (syncDSN)
+// and counts the resets.
+func deferred(t *testing.T) (*sqlutil.DB, *sqlutil.DeferredCommits, *int) {
+	t.Helper()
+	db, _, d, resets := deferredAt(t)
+	return db, d, resets
+}
+
+func deferredAt(t *testing.T) (*sqlutil.DB, string, *sqlutil.DeferredCommits, *int) {
+	t.Helper()
+	dsn := syncDSN(t)
+	db, err := sqlutil.Open(t.Context(), dsn, sqlutil.Options{Name: "test"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -51,7 +64,7 @@ func deferred(t *testing.T) (*sqlutil.DB, *sqlutil.DeferredCommits, *int) {
 	if err != nil || d == nil {
 		t.Fatalf("DeferCommits: %v, %v", d, err)
 	}
-	return db, d, resets
+	return db, dsn, d, resets
 }
 
 // crash does to the epochs what PostgreSQL's recovery from a crash does to
@@ -84,7 +97,7 @@ func TestDeferredCommitsPremises(t *testing.T) {
 		if _, err := tx.ExecContext(t.Context(), `SET LOCAL synchronous_commit = on`); err != nil {
 			return err
 		}
-		if err := d.Begin(t.Context(), tx); err != nil {
+		if err := d.Begin(t.Context(), tx, d.Epoch()); err != nil {
 			return err
 		}
 		var s string
@@ -105,7 +118,7 @@ func TestDeferredCommitsPremises(t *testing.T) {
 	}
 	var inserted string
 	err = db.InTx(t.Context(), func(tx *sql.Tx) error {
-		if err := d.Begin(t.Context(), tx); err != nil {
+		if err := d.Begin(t.Context(), tx, d.Epoch()); err != nil {
 			return err
 		}
 		_, err := tx.ExecContext(t.Context(), `INSERT INTO t VALUES (1)`)
@@ -129,6 +142,74 @@ func TestDeferredCommitsPremises(t *testing.T) {
 	}
 }
 
+// TestDeferredCommitsScope: the deferral holds for the one transaction or
+// statement only; the session goes on waiting for its flushes.
+func TestDeferredCommitsScope(t *testing.T) {
+	_, dsn, d, _ := deferredAt(t)
+	// One connection, so that what the deferral leaves behind is seen.
+	raw, err := sql.Open("pgx", dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	conn, err := raw.Conn(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	setting := func() string {
+		t.Helper()
+		var s string
+		if err := conn.QueryRowContext(t.Context(), `SELECT current_setting('synchronous_commit')`).Scan(&s); err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	tx, err := conn.BeginTx(t.Context(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Begin(t.Context(), tx, d.Epoch()); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if s := setting(); s != "on" {
+		t.Errorf("synchronous_commit after a deferred transaction = %q, want on", s)
+	}
+	var g string
+	if err := conn.QueryRowContext(t.Context(), `SELECT `+d.Guard(1), d.Epoch()).Scan(&g); err != nil {
+		t.Fatal(err)
+	}
+	if s := setting(); s != "on" {
+		t.Errorf("synchronous_commit after a guarded statement = %q, want on", s)
+	}
+}
+
+// TestDeferredCommitsFence: cache updates of an epoch run while it lasts,
+// and not after a loss ended it.
+func TestDeferredCommitsFence(t *testing.T) {
+	db, d, _ := deferred(t)
+	first := d.Epoch()
+	ran := 0
+	d.Fenced(first, func() { ran++ })
+	crash(t, db)
+	if err := d.Flush(t.Context()); !errors.Is(err, sqlutil.ErrCommitsLost) {
+		t.Fatalf("Flush after the crash = %v", err)
+	}
+	d.Fenced(first, func() { ran++ })
+	d.Fenced(d.Epoch(), func() { ran += 10 })
+	if ran != 11 {
+		t.Fatalf("fenced updates ran %d, want 11 (the old epoch's once, before the loss)", ran)
+	}
+	var nilD *sqlutil.DeferredCommits
+	nilD.Fenced("", func() { ran++ })
+	if ran != 12 {
+		t.Fatal("a nil DeferredCommits (SQLite) fenced an update")
+	}
+}
+
 func TestDeferredCommitsLostFoundByFlush(t *testing.T) {
 	db, d, resets := deferred(t)
 	first := d.Epoch()
@@ -147,7 +228,7 @@ func TestDeferredCommitsLostFoundByFlush(t *testing.T) {
 		t.Fatalf("Flush in the new epoch: %v", err)
 	}
 	// Writes of the new epoch go through.
-	if err := db.InTx(t.Context(), func(tx *sql.Tx) error { return d.Begin(t.Context(), tx) }); err != nil {
+	if err := db.InTx(t.Context(), func(tx *sql.Tx) error { return d.Begin(t.Context(), tx, d.Epoch()) }); err != nil {
 		t.Fatalf("Begin in the new epoch: %v", err)
 	}
 }
@@ -199,7 +280,7 @@ func TestDeferredCommitsLostFoundByWrite(t *testing.T) {
 	}
 	// Begin finds a loss the same way.
 	crash(t, db)
-	err := db.InTx(t.Context(), func(tx *sql.Tx) error { return d.Begin(t.Context(), tx) })
+	err := db.InTx(t.Context(), func(tx *sql.Tx) error { return d.Begin(t.Context(), tx, d.Epoch()) })
 	if !errors.Is(err, sqlutil.ErrCommitsLost) || *resets != 2 {
 		t.Fatalf("Begin after a crash = %v with %d resets; want ErrCommitsLost, 2", err, *resets)
 	}
