@@ -35,6 +35,11 @@ import (
 // Between a commit and its advance a query may still get the previous head,
 // exactly as a query reading the database just before the commit would: no
 // caller has been told of the commit yet.
+//
+// On PostgreSQL input commits do not wait for their WAL flush, and a crash
+// of the database can take the last of them back (sqlutil.DeferredCommits):
+// the first write or flush that notices empties the whole cache (clear),
+// and no advance of a write made before that runs after it (Fenced).
 type headCache struct {
 	mu    sync.Mutex
 	rooms map[string]*headEntry

@@ -60,13 +60,16 @@ func (r *Roomserver) HandleInput(ctx context.Context, msgs []eventlog.Msg[api.In
 	var b batchOut
 	var err error
 	piped := false
+	// The epoch of deferred commits (PostgreSQL) the batch is built in,
+	// taken before anything cached is read for it: its writes fail, and
+	// what it would cache is not, once a loss of commits ended the epoch.
+	epoch := r.st.Deferred.Epoch()
 	if r.st.DB.Dialect.Engine == sqlutil.Postgres && !redacting {
-		b, piped, err = r.storePipelined(ctx, msgs, units)
+		b, piped, err = r.storePipelined(ctx, msgs, units, epoch)
 	}
 	if !piped && err == nil {
 		err = r.st.InTx(ctx, func(tx *sql.Tx) error {
-			// First, before anything cached is read for the batch.
-			if err := r.st.Deferred.Begin(ctx, tx); err != nil {
+			if err := r.st.Deferred.Begin(ctx, tx, epoch); err != nil {
 				return err
 			}
 			var err error
@@ -85,17 +88,19 @@ func (r *Roomserver) HandleInput(ctx context.Context, msgs []eventlog.Msg[api.In
 	var rej rejection
 	switch {
 	case err == nil:
-		r.heads.advance(b.moves)
-		for _, m := range b.moves {
-			if m.cached {
-				r.headHits.Add(1)
+		r.st.Deferred.Fenced(epoch, func() {
+			r.heads.advance(b.moves)
+			for _, m := range b.moves {
+				if m.cached {
+					r.headHits.Add(1)
+				}
+				r.st.Snapshots.Committed(m.snapshots)
+				r.st.StateKeys.Committed(m.tuples)
+				if !redacting {
+					r.authEvs.put(m.authEvents)
+				}
 			}
-			r.st.Snapshots.Committed(m.snapshots)
-			r.st.StateKeys.Committed(m.tuples)
-			if !redacting {
-				r.authEvs.put(m.authEvents)
-			}
-		}
+		})
 	case !errors.As(err, &rej):
 		// Rolled back, or perhaps committed (a failed commit may have
 		// reached the database): the heads are read again. A refusal
@@ -110,6 +115,11 @@ func (r *Roomserver) HandleInput(ctx context.Context, msgs []eventlog.Msg[api.In
 		// A lone unit, refused: nothing to store.
 		r.reply(msgs[0].Value.ReplyTo, inputResult{err: rej.err})
 		return nil
+	}
+	if errors.Is(err, sqlutil.ErrCommitsLost) {
+		// Input handled before may be lost with its commits: this batch
+		// must not be retried on top of that loss, but after it, in order.
+		return eventlog.Rewind(err)
 	}
 	if err != nil {
 		return err

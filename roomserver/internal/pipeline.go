@@ -96,7 +96,7 @@ func maybeSimple(in api.InputEvent) bool {
 // storePipelined stores a batch of simple events in one round trip,
 // publishes their outputs and reports true, or reports false, having
 // written nothing, when the batch needs the transaction path.
-func (r *Roomserver) storePipelined(ctx context.Context, msgs []eventlog.Msg[api.InputMessage], units [][][]api.InputEvent) (batchOut, bool, error) {
+func (r *Roomserver) storePipelined(ctx context.Context, msgs []eventlog.Msg[api.InputMessage], units [][][]api.InputEvent, epoch string) (batchOut, bool, error) {
 	// What the events' JSON tells at a glance is checked before any of
 	// them is processed: a batch that falls back does all that work again.
 	// processEvent still decides (errNotSimple) what this lets through.
@@ -111,7 +111,7 @@ func (r *Roomserver) storePipelined(ctx context.Context, msgs []eventlog.Msg[api
 			return batchOut{}, false, nil // more than one event, atomic, state or redaction
 		}
 	}
-	w := &storage.Pipelined{Epoch: r.st.Deferred.Epoch()}
+	w := &storage.Pipelined{Epoch: epoch}
 	b, err := r.storeBatch(ctx, nil, w, msgs, units, true)
 	if errors.Is(err, errNotSimple) {
 		return batchOut{}, false, nil

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/axon-hs/axon/internal/apierr"
+	"github.com/axon-hs/axon/internal/eventlog"
 	"github.com/axon-hs/axon/internal/sqlutil"
 	"github.com/axon-hs/axon/internal/sqlutil/storagetest"
 	"github.com/axon-hs/axon/matrix"
@@ -299,8 +300,14 @@ func TestInputAfterCommitsLost(t *testing.T) {
 			r.heads.mu.Lock()
 			cached := len(r.heads.rooms)
 			r.heads.mu.Unlock()
-			if auth := len(r.authEvs.c.Entries()); cached != 0 || auth != 0 {
-				t.Errorf("after the loss %d heads and %d auth events cached, want none", cached, auth)
+			r.nids.mu.Lock()
+			nids := len(r.nids.free)
+			r.nids.mu.Unlock()
+			if auth := len(r.authEvs.c.Entries()); cached != 0 || auth != 0 || nids != 0 {
+				t.Errorf("after the loss %d heads, %d auth events and %d event numbers cached, want none", cached, auth, nids)
+			}
+			if !eventlog.IsRewind(err) {
+				t.Errorf("input after the crash failed with %v, not asking for a rewind", err)
 			}
 			// Taken again (the log redelivers it), it is stored.
 			if err := h.send(ev); err != nil {

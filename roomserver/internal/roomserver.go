@@ -64,10 +64,11 @@ var _ api.API = (*Roomserver)(nil)
 
 // ForgetCached drops what the roomserver cached from committed rows (heads,
 // auth events, reserved event numbers, snapshots and state keys): the
-// commits may have been lost (sqlutil.DeferredCommits calls it). A read
-// that began before the crash and fills the cache after this could bring a
-// lost row back; the crash, the recovery and the next write that notices
-// it take far longer than such a read.
+// commits may have been lost (sqlutil.DeferredCommits calls it). What an
+// input batch of the ended epoch would cache after this is fenced off
+// (HandleInput). A read that began before the crash and fills the cache
+// after this could bring a lost row back; the crash, the recovery and the
+// next write that notices it take far longer than such a read.
 func (r *Roomserver) ForgetCached() {
 	r.heads.clear()
 	r.authEvs.clear()

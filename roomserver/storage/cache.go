@@ -18,7 +18,13 @@ import (
 // same rowid out again after a rollback, so caching it could pair a number
 // with another row later. A row read from a reader pool or in autocommit
 // mode is committed, and committed rows here are never updated or deleted,
-// so every process may cache them without telling the others.
+// so every process may cache them without telling the others. One
+// exception: a crash of PostgreSQL can take back the last input commits,
+// which do not wait for their WAL flush (sqlutil.DeferredCommits), and
+// their numbers may then go to other rows. The process that notices empties
+// the caches (Storage.ForgetCached); every roomserver process defers its
+// input commits, so each notices at its next input write or flush, before
+// it writes anything built on what it cached.
 
 // committed reports whether q reads only committed rows.
 func committed(q sqlutil.Querier) bool {
