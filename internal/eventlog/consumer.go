@@ -163,6 +163,11 @@ func (s *subscription) open(ctx context.Context) (jetstream.MessagesContext, err
 	if s.opts.Ordered && info.NumAckPending > 0 {
 		if err := s.reset(ctx, info); err == nil {
 			lastDelivery = 0
+		} else if s.opts.AckAfter != nil {
+			// Messages handled but not acked may rest on lost writes:
+			// handling later ones of their keys first would build on the
+			// loss. Refused rather than carried on.
+			return nil, fmt.Errorf("AckAfter needs the group rewound: %w", err)
 		} else {
 			// Carry on: the pending messages come back after AckWait, late
 			// for their keys' order but not lost.

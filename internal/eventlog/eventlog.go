@@ -144,7 +144,8 @@ type ConsumeOptions struct {
 	// last call (of at most 10s) for the messages still waiting and
 	// releases them for redelivery if it fails; after a failed call it
 	// acks none of them. ctx is not cancelled with the subscription's
-	// context.
+	// context. A group that cannot be rewound (nats-server before 2.14)
+	// fails to open rather than let later messages overtake.
 	AckAfter func(ctx context.Context) error
 	// AckAfterEvery is the least time from the start of one AckAfter call
 	// to the start of the next (default 0): a call costs a flush, and
@@ -211,9 +212,12 @@ func Publish[T any](ctx context.Context, l Log, t Topic[T], key string, v T) (ui
 // for all of them. The JetStream Log is one.
 type AllPublisher interface {
 	// PublishAll appends messages to topic (data[i] with keys[i]) and
-	// returns once all are durable. Messages of one key are appended in
-	// their order; after an error any of them may have been, so the caller
-	// publishes them all again (consumers ignore repeats).
+	// returns once all are durable. Messages of one key are sent in their
+	// order, and appended in it unless the broker asks for a retry (a
+	// leader election), which may put a later one first: callers that
+	// need the order give one key one message. After an error any of them
+	// may have been appended, so the caller publishes them all again
+	// (consumers ignore repeats).
 	PublishAll(ctx context.Context, topic string, keys []string, data [][]byte) error
 }
 

@@ -119,7 +119,9 @@ func OpenJetStream(ctx context.Context, cfg JetStreamConfig, log *slog.Logger) (
 		return nil, fmt.Errorf("connect to nats: %w", err)
 	}
 	l.nc = nc
-	js, err := jetstream.New(nc)
+	// An async publish (PublishAll) whose ack never comes is given up with
+	// an error then, rather than kept pending for ever.
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncTimeout(publishAllTimeout))
 	if err != nil {
 		nc.Close()
 		l.shutdownServer()
