@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -63,7 +64,7 @@ var deferredSchema = []string{
 	epoch   TEXT PRIMARY KEY,
 	flushes BIGINT NOT NULL
 )`,
-	`CREATE OR REPLACE FUNCTION axon_commits_lost(epoch TEXT) RETURNS TEXT LANGUAGE plpgsql AS $$
+	`CREATE FUNCTION axon_commits_lost(epoch TEXT) RETURNS TEXT LANGUAGE plpgsql AS $$
 BEGIN
 	RAISE EXCEPTION 'epoch % is gone: the database recovered from a crash', epoch USING ERRCODE = '` + commitsLostCode + `';
 END
@@ -96,7 +97,17 @@ func (db *DB) DeferCommits(ctx context.Context, reset func()) (*DeferredCommits,
 		if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(deferredLock)); err != nil {
 			return err
 		}
+		// The function is created once: replacing it needs its owner,
+		// and components may connect as different roles.
+		var have bool
+		if err := tx.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM pg_proc WHERE proname = 'axon_commits_lost'
+			AND pronamespace = current_schema()::regnamespace)`).Scan(&have); err != nil {
+			return err
+		}
 		for _, s := range deferredSchema {
+			if have && strings.HasPrefix(s, "CREATE FUNCTION") {
+				continue
+			}
 			if _, err := tx.ExecContext(ctx, s); err != nil {
 				return err
 			}
