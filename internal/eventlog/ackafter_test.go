@@ -474,3 +474,68 @@ func TestAckAfterFailsDuringStop(t *testing.T) {
 		}
 	})
 }
+
+// TestRewindAskedWhileReopening: a failed AckAfter call that asks for a
+// rewind while the group is being reopened (for another rewind) must not
+// be lost with the iterator it drains: the group would hold its workers,
+// and drop every delivery, for ever.
+func TestRewindAskedWhileReopening(t *testing.T) {
+	eachBackend(t, func(t *testing.T, b *backend) {
+		l := b.open(t)
+		entered, release := make(chan struct{}), make(chan struct{})
+		var calls atomic.Int32
+		var rec recorder[event]
+		var sub *subscription
+		opts := ConsumeOptions{Ordered: true, Parallelism: 2, AckAfter: func(context.Context) error {
+			if calls.Add(1) > 1 {
+				return nil
+			}
+			close(entered)
+			<-release
+			return errors.New("commits lost")
+		}}
+		var asked atomic.Bool
+		s, err := Consume(t.Context(), l, testTopic, "g", opts, func(_ context.Context, m Msg[event]) error {
+			rec.add(m)
+			if m.Key == "b" && !asked.Swap(true) {
+				return Rewind(errors.New("loss found by a write"))
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatalf("Consume() = %v", err)
+		}
+		sub = s.(*subscription)
+		// Armed once b is published: the open of the rewind b asks for.
+		var armed atomic.Bool
+		hook := func() {
+			if !armed.CompareAndSwap(true, false) {
+				return
+			}
+			// The blocked call fails now, while this open runs, and asks
+			// for a rewind of its own.
+			close(release)
+			for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+				sub.mu.Lock()
+				wanted := sub.rewindWanted
+				sub.mu.Unlock()
+				if wanted {
+					return
+				}
+			}
+		}
+		openHooks.Store(sub, hook)
+		t.Cleanup(func() { openHooks.Delete(sub) })
+
+		seqs := publishN(t, l, testTopic, []string{"a"}, 1)
+		<-entered // a waits for the blocked call
+		armed.Store(true)
+		seqs = append(seqs, publishN(t, l, testTopic, []string{"b"}, 1)...)
+		waitFor(t, 30*time.Second, allAcked(t, l, "g", seqs[len(seqs)-1]))
+		for _, seq := range seqs {
+			if rec.seqs()[seq] < 2 {
+				t.Errorf("message %d handled %d times, want again after the rewinds", seq, rec.seqs()[seq])
+			}
+		}
+	})
+}

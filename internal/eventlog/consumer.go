@@ -15,6 +15,10 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
+// openHooks, for tests, holds a func per subscription that open runs just
+// before the new iterator replaces the old one.
+var openHooks sync.Map
+
 // pullExpiry is how long a pull request waits on the server.
 const pullExpiry = 5 * time.Second
 
@@ -187,9 +191,19 @@ func (s *subscription) open(ctx context.Context) (jetstream.MessagesContext, err
 	if err != nil {
 		return nil, fmt.Errorf("pull from consumer %s: %w", s.consumerName, err)
 	}
+	if h, ok := openHooks.Load(s); ok {
+		h.(func())()
+	}
 	s.mu.Lock()
 	s.cons, s.iter, s.lastDelivery = cons, iter, lastDelivery
+	// A rewind asked for while this iterator was being opened drained the
+	// one before it, which ended already: this one must end as well, or
+	// the request would hold the group for ever.
+	again := s.rewindWanted
 	s.mu.Unlock()
+	if again {
+		iter.Drain()
+	}
 	return iter, nil
 }
 
@@ -397,7 +411,7 @@ func (s *subscription) pauseAndDrop() bool {
 
 func (s *subscription) resume() {
 	s.mu.Lock()
-	s.paused = false
+	s.paused = s.rewindWanted // a rewind asked for meanwhile holds on
 	s.cond.Broadcast()
 	s.mu.Unlock()
 }
