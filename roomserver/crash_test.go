@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -29,7 +31,8 @@ func TestInputSurvivesDatabaseCrash(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	c, out := start(t, db)
+	logs := &rewindCounter{}
+	c, out := startLogging(t, db, slog.New(logs))
 	a := c.API()
 
 	const rooms, perRoom = 4, 60
@@ -116,6 +119,12 @@ func TestInputSurvivesDatabaseCrash(t *testing.T) {
 		t.Errorf("epochs after the crash %v, before %s: want one new epoch", after, epoch)
 	}
 
+	// And the input was handled again: the test's premise, that input
+	// was in flight when the server crashed.
+	if logs.n.Load() == 0 {
+		t.Error("no rewind of the input after the crash")
+	}
+
 	// Every answered message is stored, and announced, each room's in order.
 	want := map[string][]string{}
 	var ids []string
@@ -169,3 +178,16 @@ func announcedInOrder(got, want map[string][]string) error {
 	}
 	return nil
 }
+
+// rewindCounter is a slog handler counting the input group's rewinds.
+type rewindCounter struct{ n atomic.Int64 }
+
+func (h *rewindCounter) Enabled(context.Context, slog.Level) bool { return true }
+func (h *rewindCounter) Handle(_ context.Context, r slog.Record) error {
+	if strings.Contains(r.Message, "rewinding the group") {
+		h.n.Add(1)
+	}
+	return nil
+}
+func (h *rewindCounter) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h *rewindCounter) WithGroup(string) slog.Handler      { return h }

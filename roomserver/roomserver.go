@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/axon-hs/axon/internal/eventlog"
 	"github.com/axon-hs/axon/internal/sqlutil"
@@ -28,9 +29,14 @@ type Deps struct {
 
 // Component is a running roomserver.
 type Component struct {
-	impl *internal.Roomserver
-	sub  eventlog.Subscription
+	impl      *internal.Roomserver
+	sub       eventlog.Subscription
+	stopWatch context.CancelFunc
 }
+
+// epochWatch is how often an idle roomserver checks that PostgreSQL did not
+// take back its input commits (sqlutil.DeferredCommits.Watch).
+const epochWatch = time.Second
 
 // New migrates the database and starts consuming room input.
 func New(ctx context.Context, d Deps) (*Component, error) {
@@ -48,8 +54,10 @@ func New(ctx context.Context, d Deps) (*Component, error) {
 	}
 	st.Deferred = deferred
 	var ackAfter func(context.Context) error
+	watchCtx, stopWatch := context.WithCancel(context.WithoutCancel(ctx))
 	if deferred != nil {
 		ackAfter = deferred.Flush
+		go deferred.Watch(watchCtx, epochWatch)
 	}
 	// WithoutCancel: the consumer belongs to the component and ends in
 	// Close. Bound to ctx (the process's signal context) it would stop at
@@ -59,13 +67,17 @@ func New(ctx context.Context, d Deps) (*Component, error) {
 	sub, err := consumers.StartInput(context.WithoutCancel(ctx), d.EventLog, log, d.LogMetrics,
 		consumers.InputWorkers(d.DB.Dialect.Engine), impl.HandleInput, ackAfter)
 	if err != nil {
+		stopWatch()
 		return nil, fmt.Errorf("roomserver input consumer: %w", err)
 	}
-	return &Component{impl: impl, sub: sub}, nil
+	return &Component{impl: impl, sub: sub, stopWatch: stopWatch}, nil
 }
 
 // API is the roomserver's internal API implementation.
 func (c *Component) API() api.API { return c.impl }
 
 // Close stops consuming input.
-func (c *Component) Close() { c.sub.Stop() }
+func (c *Component) Close() {
+	c.sub.Stop()
+	c.stopWatch()
+}

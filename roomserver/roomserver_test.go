@@ -121,7 +121,11 @@ func (o *outputs) byRoom() map[string][]string {
 }
 
 func start(t *testing.T, db *sqlutil.DB) (*roomserver.Component, *outputs) {
-	log := slog.New(slog.DiscardHandler)
+	return startLogging(t, db, slog.New(slog.DiscardHandler))
+}
+
+// startLogging is start with the roomserver and its log writing to log.
+func startLogging(t *testing.T, db *sqlutil.DB, log *slog.Logger) (*roomserver.Component, *outputs) {
 	l, err := eventlog.OpenJetStream(t.Context(), eventlog.JetStreamConfig{DataDir: t.TempDir()}, log)
 	if err != nil {
 		t.Fatal(err)

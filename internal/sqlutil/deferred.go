@@ -97,11 +97,10 @@ func (db *DB) DeferCommits(ctx context.Context, reset func()) (*DeferredCommits,
 		if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(deferredLock)); err != nil {
 			return err
 		}
-		// The function is created once: replacing it needs its owner,
-		// and components may connect as different roles.
+		// The function is created once: replacing it needs its owner.
 		var have bool
-		if err := tx.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM pg_proc WHERE proname = 'axon_commits_lost'
-			AND pronamespace = current_schema()::regnamespace)`).Scan(&have); err != nil {
+		if err := tx.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+			WHERE p.proname = 'axon_commits_lost' AND n.nspname = current_schema())`).Scan(&have); err != nil {
 			return err
 		}
 		for _, s := range deferredSchema {
@@ -220,6 +219,31 @@ func (d *DeferredCommits) lost(ctx context.Context, epoch string) error {
 	return ErrCommitsLost
 }
 
+// Watch checks the epoch every interval until ctx ends, so that a process
+// with no input to write or flush (an idle partition) still forgets what it
+// cached once a crash may have taken it back, instead of answering queries
+// from it.
+func (d *DeferredCommits) Watch(ctx context.Context, every time.Duration) {
+	if d == nil {
+		return
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		epoch := d.Epoch()
+		var alive bool
+		err := d.db.writer.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM axon_commit_epochs WHERE epoch = $1)`, epoch).Scan(&alive)
+		if err == nil && !alive {
+			_ = d.lost(ctx, epoch) // a failed renewal is tried again by the next check or write
+		}
+	}
+}
+
 // Flush returns nil once every deferred commit made before it was called
 // is on disk (as far as the server's synchronous_commit asks for any
 // commit), or ErrCommitsLost when some may have been lost; then the input
@@ -263,6 +287,9 @@ func (d *DeferredCommits) Flush(ctx context.Context) error {
 		d.mu.Unlock()
 		return err
 	case renewed:
+		// A write (or Watch) found the loss: what waits for this flush may
+		// include its commits. (After a loss found by a write, this costs
+		// the input one more rewind: correct, if not needed every time.)
 		return ErrCommitsLost
 	}
 	return nil

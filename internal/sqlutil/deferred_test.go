@@ -1,11 +1,14 @@
 package sqlutil_test
 
 import (
+	"context"
 	"database/sql"
 	"errors"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/axon-hs/axon/internal/sqlutil"
 	"github.com/axon-hs/axon/internal/sqlutil/storagetest"
@@ -45,13 +48,13 @@ func syncDSN(t *testing.T) string {
 
 // deferred opens deferred commits on a fresh PostgreSQL database (syncDSN)
 // and counts the resets.
-func deferred(t *testing.T) (*sqlutil.DB, *sqlutil.DeferredCommits, *int) {
+func deferred(t *testing.T) (*sqlutil.DB, *sqlutil.DeferredCommits, *atomic.Int32) {
 	t.Helper()
 	db, _, d, resets := deferredAt(t)
 	return db, d, resets
 }
 
-func deferredAt(t *testing.T) (*sqlutil.DB, string, *sqlutil.DeferredCommits, *int) {
+func deferredAt(t *testing.T) (*sqlutil.DB, string, *sqlutil.DeferredCommits, *atomic.Int32) {
 	t.Helper()
 	dsn := syncDSN(t)
 	db, err := sqlutil.Open(t.Context(), dsn, sqlutil.Options{Name: "test"})
@@ -59,8 +62,8 @@ func deferredAt(t *testing.T) (*sqlutil.DB, string, *sqlutil.DeferredCommits, *i
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	resets := new(int)
-	d, err := db.DeferCommits(t.Context(), func() { *resets++ })
+	resets := new(atomic.Int32)
+	d, err := db.DeferCommits(t.Context(), func() { resets.Add(1) })
 	if err != nil || d == nil {
 		t.Fatalf("DeferCommits: %v, %v", d, err)
 	}
@@ -213,15 +216,15 @@ func TestDeferredCommitsFence(t *testing.T) {
 func TestDeferredCommitsLostFoundByFlush(t *testing.T) {
 	db, d, resets := deferred(t)
 	first := d.Epoch()
-	if err := d.Flush(t.Context()); err != nil || *resets != 0 {
-		t.Fatalf("Flush before the crash: %v, %d resets", err, *resets)
+	if err := d.Flush(t.Context()); err != nil || resets.Load() != 0 {
+		t.Fatalf("Flush before the crash: %v, %d resets", err, resets.Load())
 	}
 	crash(t, db)
 	if err := d.Flush(t.Context()); !errors.Is(err, sqlutil.ErrCommitsLost) {
 		t.Fatalf("Flush after the crash = %v, want ErrCommitsLost", err)
 	}
-	if *resets != 1 || d.Epoch() == first {
-		t.Fatalf("after the loss: %d resets, epoch renewed %v; want 1, true", *resets, d.Epoch() != first)
+	if resets.Load() != 1 || d.Epoch() == first {
+		t.Fatalf("after the loss: %d resets, epoch renewed %v; want 1, true", resets.Load(), d.Epoch() != first)
 	}
 	// Reported once: the next Flush covers commits of the new epoch.
 	if err := d.Flush(t.Context()); err != nil {
@@ -259,13 +262,13 @@ func TestDeferredCommitsLostFoundByWrite(t *testing.T) {
 	if err := db.QueryRowContext(t.Context(), `SELECT count(*) FROM t`).Scan(&rows); err != nil || rows != 1 {
 		t.Fatalf("rows = %d, %v; want 1 (the failed write undone)", rows, err)
 	}
-	if *resets != 1 || d.Epoch() == first {
-		t.Fatalf("after the loss: %d resets, epoch renewed %v; want 1, true", *resets, d.Epoch() != first)
+	if resets.Load() != 1 || d.Epoch() == first {
+		t.Fatalf("after the loss: %d resets, epoch renewed %v; want 1, true", resets.Load(), d.Epoch() != first)
 	}
 	// A write built before the reset still carries the old epoch: it fails
 	// too, without resetting again.
-	if err := write(first); !errors.Is(err, sqlutil.ErrCommitsLost) || *resets != 1 {
-		t.Fatalf("stale write = %v with %d resets; want ErrCommitsLost, 1", err, *resets)
+	if err := write(first); !errors.Is(err, sqlutil.ErrCommitsLost) || resets.Load() != 1 {
+		t.Fatalf("stale write = %v with %d resets; want ErrCommitsLost, 1", err, resets.Load())
 	}
 	// The Flush after the loss reports it, once: the input waiting for it
 	// may include the lost commits.
@@ -281,7 +284,30 @@ func TestDeferredCommitsLostFoundByWrite(t *testing.T) {
 	// Begin finds a loss the same way.
 	crash(t, db)
 	err := db.InTx(t.Context(), func(tx *sql.Tx) error { return d.Begin(t.Context(), tx, d.Epoch()) })
-	if !errors.Is(err, sqlutil.ErrCommitsLost) || *resets != 2 {
-		t.Fatalf("Begin after a crash = %v with %d resets; want ErrCommitsLost, 2", err, *resets)
+	if !errors.Is(err, sqlutil.ErrCommitsLost) || resets.Load() != 2 {
+		t.Fatalf("Begin after a crash = %v with %d resets; want ErrCommitsLost, 2", err, resets.Load())
+	}
+}
+
+// TestDeferredCommitsWatch: with no write and no flush, Watch still finds
+// a loss, and resets what the process cached.
+func TestDeferredCommitsWatch(t *testing.T) {
+	db, d, resets := deferred(t)
+	first := d.Epoch()
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	go d.Watch(ctx, 5*time.Millisecond)
+	time.Sleep(20 * time.Millisecond)
+	if n := resets.Load(); n != 0 {
+		t.Fatalf("%d resets before any crash", n)
+	}
+	crash(t, db)
+	for deadline := time.Now().Add(10 * time.Second); resets.Load() == 0; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("Watch did not find the loss")
+		}
+	}
+	if d.Epoch() == first {
+		t.Error("no new epoch after the loss")
 	}
 }

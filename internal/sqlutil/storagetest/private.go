@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -59,13 +60,18 @@ func StartPrivatePostgres(t testing.TB, settings ...string) *PrivatePostgres {
 		}
 	}
 	p.run("initdb", "-D", p.data, "-U", "axon", "--auth=trust", "-E", "UTF8", "--locale=C")
+	// Before the start: a start that times out may have left it running.
+	t.Cleanup(func() {
+		if _, err := os.Stat(filepath.Join(p.data, "postmaster.pid")); err == nil {
+			p.run("pg_ctl", "-D", p.data, "-m", "immediate", "stop")
+		}
+	})
 	port := freePort(t)
 	opts := fmt.Sprintf("-p %d -k %s -c listen_addresses=127.0.0.1", port, dir)
 	for _, s := range settings {
 		opts += " -c " + s
 	}
 	p.run("pg_ctl", "-D", p.data, "-l", filepath.Join(dir, "server.log"), "-w", "-o", opts, "start")
-	t.Cleanup(func() { p.run("pg_ctl", "-D", p.data, "-m", "immediate", "stop") })
 	p.DSN = fmt.Sprintf("postgres://axon@127.0.0.1:%d/postgres?sslmode=disable", port)
 	return p
 }
@@ -132,13 +138,19 @@ func (p *PrivatePostgres) Crash(ctx context.Context) {
 	}
 }
 
-// freePort returns a loopback port nothing listens on now.
+// freePort returns a loopback port nothing listens on now, below the
+// kernel's ephemeral range (from 32768): a port an outgoing connection
+// holds there could be taken before the server binds it.
 func freePort(t testing.TB) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	for range 1000 {
+		p := 20000 + rand.IntN(12000)
+		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
+		if err == nil {
+			l.Close()
+			return p
+		}
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	t.Fatal("no free port")
+	return 0
 }
