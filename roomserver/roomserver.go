@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/axon-hs/axon/internal/eventlog"
@@ -31,7 +32,10 @@ type Deps struct {
 type Component struct {
 	impl      *internal.Roomserver
 	sub       eventlog.Subscription
+	deferred  *sqlutil.DeferredCommits
+	log       *slog.Logger
 	stopWatch context.CancelFunc
+	watching  sync.WaitGroup
 }
 
 // epochWatch is how often an idle roomserver checks that PostgreSQL did not
@@ -55,9 +59,10 @@ func New(ctx context.Context, d Deps) (*Component, error) {
 	st.Deferred = deferred
 	var ackAfter func(context.Context) error
 	watchCtx, stopWatch := context.WithCancel(context.WithoutCancel(ctx))
+	c := &Component{impl: impl, deferred: deferred, log: log, stopWatch: stopWatch}
 	if deferred != nil {
 		ackAfter = deferred.Flush
-		go deferred.Watch(watchCtx, epochWatch)
+		c.watching.Go(func() { deferred.Watch(watchCtx, epochWatch) })
 	}
 	// WithoutCancel: the consumer belongs to the component and ends in
 	// Close. Bound to ctx (the process's signal context) it would stop at
@@ -68,9 +73,11 @@ func New(ctx context.Context, d Deps) (*Component, error) {
 		consumers.InputWorkers(d.DB.Dialect.Engine), impl.HandleInput, ackAfter)
 	if err != nil {
 		stopWatch()
+		c.watching.Wait()
 		return nil, fmt.Errorf("roomserver input consumer: %w", err)
 	}
-	return &Component{impl: impl, sub: sub, stopWatch: stopWatch}, nil
+	c.sub = sub
+	return c, nil
 }
 
 // API is the roomserver's internal API implementation.
@@ -78,6 +85,14 @@ func (c *Component) API() api.API { return c.impl }
 
 // Close stops consuming input.
 func (c *Component) Close() {
-	c.sub.Stop()
+	c.sub.Stop() // its last flush is made
 	c.stopWatch()
+	c.watching.Wait()
+	// The epoch's rows go with it. (Left behind, they cost nothing but
+	// a row each: the next start cleans what a crash left.)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := c.deferred.Close(ctx); err != nil {
+		c.log.Warn("closing the commit epoch", "err", err)
+	}
 }

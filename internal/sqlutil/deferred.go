@@ -111,7 +111,11 @@ func (db *DB) DeferCommits(ctx context.Context, reset func()) (*DeferredCommits,
 				return err
 			}
 		}
-		return nil
+		// The flush counts of epochs a crash ended (Close removes those
+		// of a process that stops).
+		_, err := tx.ExecContext(ctx, `DELETE FROM axon_commit_flushes f
+			WHERE NOT EXISTS (SELECT 1 FROM axon_commit_epochs e WHERE e.epoch = f.epoch)`)
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("set up deferred commits: %w", err)
@@ -132,6 +136,21 @@ func (d *DeferredCommits) newEpoch(ctx context.Context) (string, error) {
 		return "", fmt.Errorf("begin a commit epoch: %w", err)
 	}
 	return epoch, nil
+}
+
+// Close removes the current epoch's rows, once nothing commits with it any
+// more (its last Flush is done): the tables keep a row per running
+// process, not per start. Nothing may use d after Close.
+func (d *DeferredCommits) Close(ctx context.Context) error {
+	if d == nil {
+		return nil
+	}
+	epoch := d.Epoch()
+	if _, err := d.db.writer.ExecContext(ctx, `WITH e AS (DELETE FROM axon_commit_epochs WHERE epoch = $1)
+		DELETE FROM axon_commit_flushes WHERE epoch = $1`, epoch); err != nil {
+		return fmt.Errorf("end commit epoch: %w", err)
+	}
+	return nil
 }
 
 // Epoch is the current epoch, the parameter of Guard ("" for nil).

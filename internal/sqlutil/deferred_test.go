@@ -311,3 +311,62 @@ func TestDeferredCommitsWatch(t *testing.T) {
 		t.Error("no new epoch after the loss")
 	}
 }
+
+// TestDeferredCommitsClose: a stopped process's epoch leaves no rows, and
+// a start removes the flush counts of epochs a crash ended.
+func TestDeferredCommitsClose(t *testing.T) {
+	db, d, _ := deferred(t)
+	count := func(table string) int {
+		t.Helper()
+		var n int
+		if err := db.QueryRowContext(t.Context(), `SELECT count(*) FROM `+table).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	// A flush with WAL to wait for writes the epoch's count row.
+	if _, err := db.ExecContext(t.Context(), `CREATE TABLE t (x BIGINT)`); err != nil {
+		t.Fatal(err)
+	}
+	err := db.InTx(t.Context(), func(tx *sql.Tx) error {
+		if err := d.Begin(t.Context(), tx, d.Epoch()); err != nil {
+			return err
+		}
+		_, err := tx.ExecContext(t.Context(), `INSERT INTO t VALUES (1)`)
+		return err
+	})
+	if err == nil {
+		err = d.Flush(t.Context())
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := db.DeferCommits(t.Context(), func() {})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := count("axon_commit_epochs"); n != 2 {
+		t.Fatalf("%d epochs for two processes", n)
+	}
+	if err := d.Close(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	var left int
+	if err := db.QueryRowContext(t.Context(), `SELECT count(*) FROM axon_commit_epochs WHERE epoch = $1`, other.Epoch()).Scan(&left); err != nil {
+		t.Fatal(err)
+	}
+	if n := count("axon_commit_epochs"); n != 1 || left != 1 {
+		t.Fatalf("after Close: %d epochs, the other's %d; want only the other's", n, left)
+	}
+	// A count row whose epoch a crash ended goes at the next start.
+	if _, err := db.ExecContext(t.Context(), `INSERT INTO axon_commit_flushes (epoch, flushes) VALUES ('ended', 3)`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.DeferCommits(t.Context(), func() {}); err != nil {
+		t.Fatal(err)
+	}
+	var ended int
+	if err := db.QueryRowContext(t.Context(), `SELECT count(*) FROM axon_commit_flushes WHERE epoch = 'ended'`).Scan(&ended); err != nil || ended != 0 {
+		t.Fatalf("count rows of the ended epoch: %d, %v; want 0", ended, err)
+	}
+}
