@@ -6,7 +6,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"sync"
 	"time"
 
 	"github.com/axon-hs/axon/internal/eventlog"
@@ -30,12 +29,10 @@ type Deps struct {
 
 // Component is a running roomserver.
 type Component struct {
-	impl      *internal.Roomserver
-	sub       eventlog.Subscription
-	deferred  *sqlutil.DeferredCommits
-	log       *slog.Logger
-	stopWatch context.CancelFunc
-	watching  sync.WaitGroup
+	impl     *internal.Roomserver
+	sub      eventlog.Subscription
+	deferred *sqlutil.DeferredCommits
+	log      *slog.Logger
 }
 
 // epochWatch is how often an idle roomserver checks that PostgreSQL did not
@@ -58,11 +55,9 @@ func New(ctx context.Context, d Deps) (*Component, error) {
 	}
 	st.Deferred = deferred
 	var ackAfter func(context.Context) error
-	watchCtx, stopWatch := context.WithCancel(context.WithoutCancel(ctx))
-	c := &Component{impl: impl, deferred: deferred, log: log, stopWatch: stopWatch}
 	if deferred != nil {
 		ackAfter = deferred.Flush
-		c.watching.Go(func() { deferred.Watch(watchCtx, epochWatch) })
+		deferred.Watch(epochWatch)
 	}
 	// WithoutCancel: the consumer belongs to the component and ends in
 	// Close. Bound to ctx (the process's signal context) it would stop at
@@ -72,12 +67,10 @@ func New(ctx context.Context, d Deps) (*Component, error) {
 	sub, err := consumers.StartInput(context.WithoutCancel(ctx), d.EventLog, log, d.LogMetrics,
 		consumers.InputWorkers(d.DB.Dialect.Engine), impl.HandleInput, ackAfter)
 	if err != nil {
-		stopWatch()
-		c.watching.Wait()
+		_ = deferred.Close(ctx)
 		return nil, fmt.Errorf("roomserver input consumer: %w", err)
 	}
-	c.sub = sub
-	return c, nil
+	return &Component{impl: impl, sub: sub, deferred: deferred, log: log}, nil
 }
 
 // API is the roomserver's internal API implementation.
@@ -86,8 +79,6 @@ func (c *Component) API() api.API { return c.impl }
 // Close stops consuming input.
 func (c *Component) Close() {
 	c.sub.Stop() // its last flush is made
-	c.stopWatch()
-	c.watching.Wait()
 	// The epoch's rows go with it. (Left behind, they cost nothing but
 	// a row each: the next start cleans what a crash left.)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

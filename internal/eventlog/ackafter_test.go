@@ -105,6 +105,16 @@ func checkReplayOrder(t *testing.T, msgs []Msg[event], keys []string, seqs []uin
 	}
 }
 
+// failFirst is an AckAfter whose first call fails; calls counts them.
+func failFirst(calls *atomic.Int32) func(context.Context) error {
+	return func(context.Context) error {
+		if calls.Add(1) == 1 {
+			return errors.New("wal flush failed")
+		}
+		return nil
+	}
+}
+
 // TestAckAfterWaitsForDurability: while AckAfter blocks, a key's messages
 // are all handled, in order, and none is acked, except a message dropped as
 // permanent; once it returns nil they are all acked, with far fewer calls
@@ -181,12 +191,7 @@ func TestAckAfterFailureRewinds(t *testing.T) {
 			var calls atomic.Int32
 			var rec recorder[event]
 			// One worker: the first message handled is in the first call.
-			opts := ConsumeOptions{Ordered: true, Parallelism: 1, AckAfter: func(context.Context) error {
-				if calls.Add(1) == 1 {
-					return errors.New("wal flush failed")
-				}
-				return nil
-			}}
+			opts := ConsumeOptions{Ordered: true, Parallelism: 1, AckAfter: failFirst(&calls)}
 			subscribe(t, l, "g", opts, &rec)
 
 			waitFor(t, 30*time.Second, allAcked(t, l, "g", seqs[len(seqs)-1]))
@@ -298,12 +303,7 @@ func TestAckAfterUnordered(t *testing.T) {
 			seqs := publishN(t, l, testTopic, []string{"a", "b"}, 3)
 			var calls atomic.Int32
 			var rec recorder[event]
-			opts := ConsumeOptions{Parallelism: 1, AckWait: time.Second, AckAfter: func(context.Context) error {
-				if calls.Add(1) == 1 {
-					return errors.New("wal flush failed")
-				}
-				return nil
-			}}
+			opts := ConsumeOptions{Parallelism: 1, AckWait: time.Second, AckAfter: failFirst(&calls)}
 			subscribe(t, l, "g", opts, &rec)
 
 			waitFor(t, 30*time.Second, allAcked(t, l, "g", seqs[len(seqs)-1]))

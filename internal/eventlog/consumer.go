@@ -286,12 +286,7 @@ func (s *subscription) fetch(ctx context.Context, iter jetstream.MessagesContext
 			// when the server started over); more mean that another
 			// process pulls from this group, and rewinding at full speed
 			// would only make both thrash.
-			s.mu.Lock()
-			recent := time.Since(s.lastReset) < s.opts.AckWait
-			s.mu.Unlock()
-			if !recent {
-				rewinds = 0
-			} else if rewinds++; rewinds >= 3 {
+			if rewinds = s.countRewind(rewinds); rewinds >= 3 {
 				s.logger.Warn("rewinding again and again: is this ordered group shared by several processes? Use Partitions", "rewinds", rewinds)
 			}
 			closeIterator(iter)
@@ -299,16 +294,9 @@ func (s *subscription) fetch(ctx context.Context, iter jetstream.MessagesContext
 			iter.Stop()
 			return
 		} else if s.rewindRequested() {
-			// AckAfter failed and drained the iterator: not a pull failure.
-			// Only repeated failures soon after a rewind back off.
-			s.mu.Lock()
-			recent := time.Since(s.lastReset) < s.opts.AckWait
-			s.mu.Unlock()
-			if !recent {
-				rewinds = 0
-			} else {
-				rewinds++
-			}
+			// AckAfter failed, or a handler asked, and drained the
+			// iterator: not a pull failure.
+			rewinds = s.countRewind(rewinds)
 			iter.Stop()
 		} else {
 			failures++
@@ -335,6 +323,19 @@ func (s *subscription) fetch(ctx context.Context, iter jetstream.MessagesContext
 			s.logger.Warn("reopening the consumer failed", "err", err)
 		}
 	}
+}
+
+// countRewind returns the count of rewinds in quick succession after one
+// more: rewinds back off (the fetch loop's backoff) only when they follow
+// each other within AckWait.
+func (s *subscription) countRewind(rewinds int) int {
+	s.mu.Lock()
+	recent := time.Since(s.lastReset) < s.opts.AckWait
+	s.mu.Unlock()
+	if !recent {
+		return 0
+	}
+	return rewinds + 1
 }
 
 var errStopping = errors.New("subscription stopping")

@@ -229,6 +229,15 @@ func PublishAll[T any](ctx context.Context, l Log, t Topic[T], keys []string, vs
 	if len(keys) != len(vs) {
 		return fmt.Errorf("publish to %s: %d keys for %d messages", t.Name, len(keys), len(vs))
 	}
+	ap, ok := l.(AllPublisher)
+	if !ok {
+		for i, v := range vs {
+			if _, err := Publish(ctx, l, t, keys[i], v); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
 	data := make([][]byte, len(vs))
 	for i, v := range vs {
 		b, err := json.Marshal(v)
@@ -237,15 +246,7 @@ func PublishAll[T any](ctx context.Context, l Log, t Topic[T], keys []string, vs
 		}
 		data[i] = b
 	}
-	if ap, ok := l.(AllPublisher); ok {
-		return ap.PublishAll(ctx, t.Name, keys, data)
-	}
-	for i := range data {
-		if _, err := l.Publish(ctx, t.Name, keys[i], data[i]); err != nil {
-			return err
-		}
-	}
-	return nil
+	return ap.PublishAll(ctx, t.Name, keys, data)
 }
 
 // Consume subscribes group to topic t and hands h the decoded messages. A

@@ -119,8 +119,6 @@ func OpenJetStream(ctx context.Context, cfg JetStreamConfig, log *slog.Logger) (
 		return nil, fmt.Errorf("connect to nats: %w", err)
 	}
 	l.nc = nc
-	// An async publish (PublishAll) whose ack never comes is given up with
-	// an error then, rather than kept pending for ever.
 	js, err := jetstream.New(nc, jetstream.WithPublishAsyncTimeout(publishAllTimeout))
 	if err != nil {
 		nc.Close()
@@ -185,8 +183,9 @@ func (l *jsLog) Publish(ctx context.Context, topic, key string, data []byte) (ui
 	return ack.Sequence, nil
 }
 
-// publishAllTimeout bounds PublishAll's wait for acks when its context
-// does not (jetstream's default for a synchronous publish).
+// publishAllTimeout bounds PublishAll's wait for each ack (jetstream's
+// default for a synchronous publish): one lost with a connection fails
+// then instead of being awaited for ever.
 const publishAllTimeout = 5 * time.Second
 
 // PublishAll implements AllPublisher: the messages go out one after the
@@ -196,13 +195,6 @@ func (l *jsLog) PublishAll(ctx context.Context, topic string, keys []string, dat
 	stream, err := l.ensureStream(ctx, topic)
 	if err != nil {
 		return err
-	}
-	if _, ok := ctx.Deadline(); !ok {
-		// As a synchronous publish does: acks lost with a connection
-		// would be awaited for ever.
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, publishAllTimeout)
-		defer cancel()
 	}
 	acks := make([]jetstream.PubAckFuture, len(data))
 	for i := range data {

@@ -608,16 +608,17 @@ func (s *subscription) requestRewindLocked() jetstream.MessagesContext {
 	return s.iter
 }
 
-// rewindAfter handles a handler's Rewind error: the messages stay held
-// (the rewind drops them, and delivers them again in order).
+// rewindAfter handles a handler's Rewind error in an ordered group: the
+// messages stay held (the rewind drops them, and delivers them again in
+// order).
 func (s *subscription) rewindAfter(n int, err error) {
 	for range n {
 		s.count(resultError)
 	}
 	s.mu.Lock()
-	if s.stopping || !s.opts.Ordered {
+	if s.stopping {
 		s.mu.Unlock()
-		return // Stop releases them; unordered groups get them after AckWait
+		return // Stop releases them
 	}
 	iter := s.requestRewindLocked()
 	s.mu.Unlock()

@@ -7,7 +7,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"strings"
 	"sync"
 	"time"
 
@@ -52,10 +51,9 @@ const commitsLostCode = "AXCL1"
 // below (components of one process start together).
 const deferredLock = 0x61786f6e_64656672
 
-// The schema: the unlogged epochs, the logged row Flush writes so that its
-// commit has WAL to flush, and the function a one-statement write raises
-// through (its statement commits on its own, so it cannot just count).
-var deferredSchema = []string{
+// The schema: the unlogged epochs, and the logged row Flush writes so that
+// its commit has WAL to flush.
+var deferredTables = []string{
 	`CREATE UNLOGGED TABLE IF NOT EXISTS axon_commit_epochs (
 	epoch      TEXT PRIMARY KEY,
 	started_ms BIGINT NOT NULL
@@ -64,11 +62,20 @@ var deferredSchema = []string{
 	epoch   TEXT PRIMARY KEY,
 	flushes BIGINT NOT NULL
 )`,
-	`CREATE FUNCTION axon_commits_lost(epoch TEXT) RETURNS TEXT LANGUAGE plpgsql AS $$
+}
+
+// commitsLostFunction is what a one-statement write raises through (its
+// statement commits on its own, so it cannot just count).
+const commitsLostFunction = `CREATE FUNCTION axon_commits_lost(epoch TEXT) RETURNS TEXT LANGUAGE plpgsql AS $$
 BEGIN
 	RAISE EXCEPTION 'epoch % is gone: the database recovered from a crash', epoch USING ERRCODE = '` + commitsLostCode + `';
 END
-$$`,
+$$`
+
+// epochAlive is the condition that the epoch bound to parameter $n is still
+// there: no crash since it began.
+func epochAlive(n int) string {
+	return fmt.Sprintf(`EXISTS (SELECT 1 FROM axon_commit_epochs WHERE epoch = $%d)`, n)
 }
 
 // DeferredCommits defers the WAL flush of a log consumer's commits on
@@ -83,6 +90,10 @@ type DeferredCommits struct {
 	// renewed: a new epoch began since the last Flush began, so commits
 	// before it may be lost whatever the current epoch says.
 	renewed bool
+
+	// stopWatch ends Watch's checks, and watching is done once they ended.
+	stopWatch context.CancelFunc
+	watching  sync.WaitGroup
 }
 
 // DeferCommits starts deferring commits on db (nil on SQLite). reset must
@@ -103,11 +114,13 @@ func (db *DB) DeferCommits(ctx context.Context, reset func()) (*DeferredCommits,
 			WHERE p.proname = 'axon_commits_lost' AND n.nspname = current_schema())`).Scan(&have); err != nil {
 			return err
 		}
-		for _, s := range deferredSchema {
-			if have && strings.HasPrefix(s, "CREATE FUNCTION") {
-				continue
-			}
+		for _, s := range deferredTables {
 			if _, err := tx.ExecContext(ctx, s); err != nil {
+				return err
+			}
+		}
+		if !have {
+			if _, err := tx.ExecContext(ctx, commitsLostFunction); err != nil {
 				return err
 			}
 		}
@@ -120,7 +133,7 @@ func (db *DB) DeferCommits(ctx context.Context, reset func()) (*DeferredCommits,
 	if err != nil {
 		return nil, fmt.Errorf("set up deferred commits: %w", err)
 	}
-	d := &DeferredCommits{db: db, reset: reset}
+	d := &DeferredCommits{db: db, reset: reset, stopWatch: func() {}}
 	if d.epoch, err = d.newEpoch(ctx); err != nil {
 		return nil, err
 	}
@@ -138,13 +151,16 @@ func (d *DeferredCommits) newEpoch(ctx context.Context) (string, error) {
 	return epoch, nil
 }
 
-// Close removes the current epoch's rows, once nothing commits with it any
-// more (its last Flush is done): the tables keep a row per running
-// process, not per start. Nothing may use d after Close.
+// Close ends Watch's checks and removes the current epoch's rows, once
+// nothing commits with it any more (its last Flush is done): the tables
+// keep a row per running process, not per start. Nothing may use d after
+// Close.
 func (d *DeferredCommits) Close(ctx context.Context) error {
 	if d == nil {
 		return nil
 	}
+	d.stopWatch()
+	d.watching.Wait()
 	epoch := d.Epoch()
 	if _, err := d.db.writer.ExecContext(ctx, `WITH e AS (DELETE FROM axon_commit_epochs WHERE epoch = $1)
 		DELETE FROM axon_commit_flushes WHERE epoch = $1`, epoch); err != nil {
@@ -168,8 +184,8 @@ func (d *DeferredCommits) Epoch() string {
 // when the epoch bound to parameter $n (Epoch, read before the statement
 // was built on any cached state) is gone. Check maps that failure.
 func (d *DeferredCommits) Guard(n int) string {
-	return fmt.Sprintf(`(SELECT CASE WHEN EXISTS (SELECT 1 FROM axon_commit_epochs WHERE epoch = $%d)
-		THEN set_config('synchronous_commit', 'off', true) ELSE axon_commits_lost($%d) END)`, n, n)
+	return fmt.Sprintf(`(SELECT CASE WHEN %s
+		THEN set_config('synchronous_commit', 'off', true) ELSE axon_commits_lost($%d) END)`, epochAlive(n), n)
 }
 
 // Check maps the error of a statement holding Guard, bound to epoch: when
@@ -180,7 +196,7 @@ func (d *DeferredCommits) Check(ctx context.Context, err error, epoch string) er
 	if d == nil || !errors.As(err, &pe) || pe.Code != commitsLostCode {
 		return err
 	}
-	return d.lost(ctx, epoch)
+	return d.lost(ctx, epoch, false)
 }
 
 // Begin defers the commit of tx, a transaction that consumed log input,
@@ -219,9 +235,10 @@ func (d *DeferredCommits) Fenced(epoch string, f func()) {
 }
 
 // lost handles a gone epoch: the first report of the current one resets
-// the caches and begins the next epoch; a report of an older one was
-// handled already.
-func (d *DeferredCommits) lost(ctx context.Context, epoch string) error {
+// the caches and begins the next epoch, which the next Flush reports
+// unless this is a Flush reporting it (flushing); a report of an older one
+// was handled already.
+func (d *DeferredCommits) lost(ctx context.Context, epoch string, flushing bool) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if epoch != d.epoch {
@@ -234,33 +251,37 @@ func (d *DeferredCommits) lost(ctx context.Context, epoch string) error {
 		// again, and comes back here.
 		return fmt.Errorf("%w (and %w)", ErrCommitsLost, err)
 	}
-	d.epoch, d.renewed = next, true
+	d.epoch, d.renewed = next, !flushing
 	return ErrCommitsLost
 }
 
-// Watch checks the epoch every interval until ctx ends, so that a process
+// Watch checks the epoch every interval until Close, so that a process
 // with no input to write or flush (an idle partition) still forgets what it
 // cached once a crash may have taken it back, instead of answering queries
-// from it.
-func (d *DeferredCommits) Watch(ctx context.Context, every time.Duration) {
+// from it. It is called once.
+func (d *DeferredCommits) Watch(every time.Duration) {
 	if d == nil {
 		return
 	}
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
+	ctx, cancel := context.WithCancel(context.Background())
+	d.stopWatch = cancel
+	d.watching.Go(func() {
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			epoch := d.Epoch()
+			var alive bool
+			err := d.db.writer.QueryRowContext(ctx, `SELECT `+epochAlive(1), epoch).Scan(&alive)
+			if err == nil && !alive {
+				_ = d.lost(ctx, epoch, false) // a failed renewal is tried again by the next check or write
+			}
 		}
-		epoch := d.Epoch()
-		var alive bool
-		err := d.db.writer.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM axon_commit_epochs WHERE epoch = $1)`, epoch).Scan(&alive)
-		if err == nil && !alive {
-			_ = d.lost(ctx, epoch) // a failed renewal is tried again by the next check or write
-		}
-	}
+	})
 }
 
 // Flush returns nil once every deferred commit made before it was called
@@ -283,12 +304,13 @@ func (d *DeferredCommits) Flush(ctx context.Context) error {
 	// not), locally at least even when the server's default is not to
 	// wait, and for synchronous standbys as configured. The epoch is read
 	// before the commit: a crash after the read fails the statement.
+	// (level is read only so that set_config surely runs.)
 	var alive bool
 	var level sql.NullString
 	err := d.db.writer.QueryRowContext(ctx, `WITH s AS (
 		SELECT pg_current_wal_flush_lsn() >= pg_current_wal_insert_lsn()
 			AND current_setting('synchronous_standby_names') = '' AS flushed,
-			EXISTS (SELECT 1 FROM axon_commit_epochs WHERE epoch = $1) AS alive,
+			`+epochAlive(1)+` AS alive,
 			CASE WHEN current_setting('synchronous_commit') = 'off'
 				THEN set_config('synchronous_commit', 'local', true) END AS level
 	), f AS (
@@ -300,11 +322,7 @@ func (d *DeferredCommits) Flush(ctx context.Context) error {
 	case err != nil:
 		return fmt.Errorf("flush deferred commits: %w", err)
 	case !alive:
-		err := d.lost(ctx, epoch)
-		d.mu.Lock()
-		d.renewed = false // reported now
-		d.mu.Unlock()
-		return err
+		return d.lost(ctx, epoch, true)
 	case renewed:
 		// A write (or Watch) found the loss: what waits for this flush may
 		// include its commits. (After a loss found by a write, this costs

@@ -294,9 +294,8 @@ func TestDeferredCommitsLostFoundByWrite(t *testing.T) {
 func TestDeferredCommitsWatch(t *testing.T) {
 	db, d, resets := deferred(t)
 	first := d.Epoch()
-	ctx, cancel := context.WithCancel(t.Context())
-	defer cancel()
-	go d.Watch(ctx, 5*time.Millisecond)
+	d.Watch(5 * time.Millisecond)
+	t.Cleanup(func() { _ = d.Close(context.WithoutCancel(t.Context())) })
 	time.Sleep(20 * time.Millisecond)
 	if n := resets.Load(); n != 0 {
 		t.Fatalf("%d resets before any crash", n)

@@ -66,18 +66,15 @@ func (s *Storage) WritePipelined(ctx context.Context, w Pipelined) error {
 		roomNIDs[i], latest[i], roomSnaps[i], roomDepths[i], was[i] = u.NID, latestJSON(u.Latest), u.SnapshotNID, u.Depth, latestJSON(u.Before)
 	}
 	// No ON CONFLICT: a row stored already fails the statement, and with
-	// it every write of the batch. The guard defers the commit (the input is acked only once it is
-	// flushed) and fails the statement if commits may have been lost
-	// since the caches it was built on were filled.
-	guard, epoch := `''`, w.Epoch
-	if s.Deferred != nil {
-		guard = s.Deferred.Guard(19)
-	}
+	// it every write of the batch. The guard defers the commit (the input
+	// is acked only once it is flushed) and fails the statement if commits
+	// may have been lost since the caches it was built on were filled.
 	args := []any{users, devices, scopes, txnIDs, w.TxnEvents,
 		nids, evRooms, ids, tuples, depths, jsons, snaps,
 		roomNIDs, latest, roomSnaps, roomDepths, was, int64(m)}
+	guard := `''`
 	if s.Deferred != nil {
-		args = append(args, epoch)
+		guard, args = s.Deferred.Guard(19), append(args, w.Epoch)
 	}
 	var updated int64
 	var deferred string
@@ -95,13 +92,11 @@ func (s *Storage) WritePipelined(ctx context.Context, w Pipelined) error {
 	)
 	SELECT CASE WHEN count(*) = $18 THEN count(*) ELSE roomserver_head_moved(count(*), $18) END, `+guard+` FROM r`,
 		args...).Scan(&updated, &deferred)
-	err = s.Deferred.Check(ctx, err, epoch)
+	err = s.Deferred.Check(ctx, err, w.Epoch)
 	var pe *pgconn.PgError
 	switch {
 	case err == nil:
 		return nil
-	case errors.Is(err, sqlutil.ErrCommitsLost):
-		return err
 	case sqlutil.IsUniqueViolation(err):
 		return ErrStoredBefore
 	case errors.As(err, &pe) && pe.Code == headMovedCode:

@@ -149,7 +149,7 @@ func (c *RoomServerOutput) HandleBatch(ctx context.Context, msgs []eventlog.Msg[
 // applyAll: on SQLite, for an event that is not plain or comes twice, and
 // when an event is stored already (a redelivery).
 func (c *RoomServerOutput) storePlain(ctx context.Context, items []outputItem) (bool, error) {
-	if c.db.DB.Dialect.Engine != sqlutil.Postgres {
+	if c.db.DB.Dialect.Engine != sqlutil.Postgres || len(items) == 0 {
 		return false, nil
 	}
 	rows := make([]storage.SearchRow, len(items))

@@ -233,33 +233,7 @@ func (c *RoomServerOutput) HandleBatch(ctx context.Context, msgs []eventlog.Msg[
 	}()
 	counts, stored, err := c.storeFresh(ctx, items)
 	if err == nil && !stored {
-		err = c.st.DB.InTx(ctx, func(tx *sql.Tx) error {
-			// Every event is recorded as handled at once; the ones recorded
-			// before (a redelivery) write nothing else.
-			fresh, err := c.st.Push.Events.InsertMany(ctx, tx, pushEvents(items))
-			if err != nil {
-				return err
-			}
-			for i := range items {
-				items[i].fresh = fresh[items[i].ev.EventID] // InTx may run this again
-			}
-			// The notifications of the events recorded now; the counts are
-			// storeCounts' work.
-			if err := c.st.Push.Notifs.Insert(ctx, tx, freshNotifs(items)); err != nil {
-				return err
-			}
-			if counts, err = c.storeCounts(ctx, tx, items); err != nil {
-				return err
-			}
-			if c.afterStore != nil {
-				for _, it := range items {
-					if err := c.afterStore(it.ev.EventID); err != nil {
-						return err
-					}
-				}
-			}
-			return nil
-		})
+		counts, err = c.storeTx(ctx, items)
 	}
 	if err != nil {
 		if len(items) == 1 {
@@ -294,6 +268,39 @@ func (c *RoomServerOutput) HandleBatch(ctx context.Context, msgs []eventlog.Msg[
 		}
 	}
 	return nil
+}
+
+// storeTx stores a batch in a transaction: every event is recorded as
+// handled at once, and the ones recorded before (a redelivery) write
+// nothing else. It returns the counts read back in the transaction.
+func (c *RoomServerOutput) storeTx(ctx context.Context, items []pushItem) ([]roomCounts, error) {
+	var counts []roomCounts
+	err := c.st.DB.InTx(ctx, func(tx *sql.Tx) error {
+		fresh, err := c.st.Push.Events.InsertMany(ctx, tx, pushEvents(items))
+		if err != nil {
+			return err
+		}
+		for i := range items {
+			items[i].fresh = fresh[items[i].ev.EventID] // InTx may run this again
+		}
+		// The notifications of the events recorded now; the counts are
+		// storeCounts' work.
+		if err := c.st.Push.Notifs.Insert(ctx, tx, freshNotifs(items)); err != nil {
+			return err
+		}
+		if counts, err = c.storeCounts(ctx, tx, items); err != nil {
+			return err
+		}
+		if c.afterStore != nil {
+			for _, it := range items {
+				if err := c.afterStore(it.ev.EventID); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	return counts, err
 }
 
 // storeFresh stores a batch on PostgreSQL as if every event were fresh,

@@ -31,7 +31,7 @@ type NumberTable struct {
 // NID returns val's number, assigning one the first time. It is meant for
 // a cache: a number never changes.
 func (t NumberTable) NID(ctx context.Context, q sqlutil.Querier, val string) (int64, error) {
-	nid, err := assignNID(ctx, q, t.table, t.col, val)
+	nid, err := t.assign(ctx, q, val)
 	if err != nil {
 		return 0, fmt.Errorf("number %q in %s: %w", val, t.table, err)
 	}
@@ -65,7 +65,7 @@ func (t NumberTable) NIDs(ctx context.Context, q sqlutil.Querier, vals []string)
 	rows.Close()
 	for _, v := range vals {
 		if _, ok := out[v]; !ok {
-			if out[v], err = insertNID(ctx, q, t.table, t.col, v); err != nil {
+			if out[v], err = t.insert(ctx, q, v); err != nil {
 				return nil, fmt.Errorf("number %q in %s: %w", v, t.table, err)
 			}
 		}
@@ -73,28 +73,27 @@ func (t NumberTable) NIDs(ctx context.Context, q sqlutil.Querier, vals []string)
 	return out, nil
 }
 
-// assignNID returns the id of the row of table whose unique column col is
-// val, inserting the row the first time. It reads first and inserts only a
-// value never seen: an upsert would lock and rewrite an existing row every
-// time (see the roomserver's StateKeysTable.Assign); a concurrent insert of
-// the same value makes the insert return nothing, and the read is repeated.
-// table and col are constants of this package.
-func assignNID(ctx context.Context, q sqlutil.Querier, table, col, val string) (int64, error) {
+// assign returns val's number, inserting its row the first time. It reads
+// first and inserts only a value never seen: an upsert would lock and
+// rewrite an existing row every time (see the roomserver's
+// StateKeysTable.Assign).
+func (t NumberTable) assign(ctx context.Context, q sqlutil.Querier, val string) (int64, error) {
 	var nid int64
-	err := q.QueryRowContext(ctx, `SELECT id FROM `+table+` WHERE `+col+` = $1`, val).Scan(&nid)
+	err := q.QueryRowContext(ctx, `SELECT id FROM `+t.table+` WHERE `+t.col+` = $1`, val).Scan(&nid)
 	if errors.Is(err, sql.ErrNoRows) {
-		return insertNID(ctx, q, table, col, val)
+		return t.insert(ctx, q, val)
 	}
 	return nid, err
 }
 
-// insertNID numbers val, read as not numbered yet: the row is inserted,
-// or read when a concurrent insert of the same value came first.
-func insertNID(ctx context.Context, q sqlutil.Querier, table, col, val string) (int64, error) {
+// insert numbers val, read as not numbered yet: the row is inserted, or
+// read when a concurrent insert of the same value came first (the insert
+// then returns nothing).
+func (t NumberTable) insert(ctx context.Context, q sqlutil.Querier, val string) (int64, error) {
 	var nid int64
-	err := q.QueryRowContext(ctx, `INSERT INTO `+table+` (`+col+`) VALUES ($1) ON CONFLICT (`+col+`) DO NOTHING RETURNING id`, val).Scan(&nid)
+	err := q.QueryRowContext(ctx, `INSERT INTO `+t.table+` (`+t.col+`) VALUES ($1) ON CONFLICT (`+t.col+`) DO NOTHING RETURNING id`, val).Scan(&nid)
 	if errors.Is(err, sql.ErrNoRows) {
-		err = q.QueryRowContext(ctx, `SELECT id FROM `+table+` WHERE `+col+` = $1`, val).Scan(&nid)
+		err = q.QueryRowContext(ctx, `SELECT id FROM `+t.table+` WHERE `+t.col+` = $1`, val).Scan(&nid)
 	}
 	return nid, err
 }

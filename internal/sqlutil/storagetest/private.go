@@ -114,7 +114,6 @@ func (p *PrivatePostgres) Crash(ctx context.Context) {
 	if err != nil {
 		p.t.Fatalf("kill backend %d: %v", pid, err)
 	}
-	db.Close()
 	// Recovery ends with a checkpoint of its own: until it is there, the
 	// server may not even have noticed the crash yet.
 	deadline := time.Now().Add(30 * time.Second)
